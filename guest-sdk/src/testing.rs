@@ -1,0 +1,63 @@
+//! Unit-testing plugins on the build machine (`cargo test`, not WebAssembly).
+//!
+//! There the host imports do not exist, so [`crate::config`] reads the values
+//! set here (per test thread), [`crate::log`] prints to stderr and
+//! [`crate::http`] returns an error.
+//!
+//! ```
+//! use fieldhook_guest::{config, testing};
+//!
+//! testing::set_config([("endpoint", "https://books.example.com/v1")]);
+//! assert_eq!(config::get("endpoint").as_deref(), Some("https://books.example.com/v1"));
+//! let event = testing::event("job.completed", r#"{"job":{"id":"job_1"}}"#);
+//! assert_eq!(event.kind(), "job.completed");
+//! ```
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use crate::Event;
+
+thread_local! {
+    static CONFIG: RefCell<BTreeMap<String, String>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Replaces this thread's `[config]` values.
+pub fn set_config<K: Into<String>, V: Into<String>>(entries: impl IntoIterator<Item = (K, V)>) {
+    let entries = entries
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    CONFIG.with(|config| *config.borrow_mut() = entries);
+}
+
+/// An event as the host would pass it: id `evt_test`, source `test`, vendor
+/// `test`, first attempt, no headers. Change the public fields as needed.
+pub fn event(kind: &str, body: impl Into<Vec<u8>>) -> Event {
+    Event {
+        id: "evt_test".into(),
+        source: "test".into(),
+        vendor: "test".into(),
+        kind: kind.into(),
+        entity: None,
+        received_at_ms: 0,
+        occurred_at: None,
+        attempt: 1,
+        headers: Vec::new(),
+        body: body.into(),
+    }
+}
+
+pub(crate) fn config_get(key: &str) -> Option<String> {
+    CONFIG.with(|config| config.borrow().get(key).cloned())
+}
+
+pub(crate) fn config_entries() -> Vec<(String, String)> {
+    CONFIG.with(|config| {
+        config
+            .borrow()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
+}

@@ -1,0 +1,157 @@
+//! Wires the daemon together: store, queue, runtime, plugins, workers and
+//! the webhook listener, with graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::ingress::{self, StoreSink};
+use crate::pipeline::Pipeline;
+use crate::pipeline::delivery::Deliverer;
+use crate::plugins::{self, LoadFailure, PluginSet};
+use crate::queue::Queue;
+use crate::runtime::{CodeCache, Runtime};
+use crate::store::Store;
+use crate::time::now_ms;
+
+/// Failures to start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The store could not be opened.
+    #[error("cannot open the store in {dir}: {source}")]
+    Store {
+        /// Data directory.
+        dir: std::path::PathBuf,
+        /// Underlying error.
+        source: crate::store::StoreError,
+    },
+    /// The queue could not be opened or recovered.
+    #[error("cannot open the queue: {0}")]
+    Queue(#[from] crate::queue::QueueError),
+    /// The plugin runtime could not start.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// A running daemon.
+pub struct Daemon {
+    /// The address the webhook listener is bound to.
+    pub addr: SocketAddr,
+    /// Plugins that failed to load at start.
+    pub load_failures: Vec<LoadFailure>,
+    /// Shared pipeline (store, queue, plugins).
+    pub pipeline: Arc<Pipeline>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Opens the store, loads plugins, starts workers and the listener.
+    pub async fn start(config: Config) -> Result<Self, DaemonError> {
+        let store = Store::open(&config.data_dir.join("db")).map_err(|source| DaemonError::Store {
+            dir: config.data_dir.clone(),
+            source,
+        })?;
+        let queue = Queue::open(store.db()).map_err(DaemonError::Queue)?;
+        let recovered = queue.recover(now_ms())?;
+        if recovered > 0 {
+            tracing::warn!(recovered, "re-queued work that was running when the daemon stopped");
+        }
+        let runtime = Arc::new(Runtime::new(CodeCache::new(&config.data_dir.join("compiled")))?);
+        let plugin_set = Arc::new(PluginSet::default());
+        let load_failures = {
+            let runtime = runtime.clone();
+            let set = plugin_set.clone();
+            let dir = config.plugins_dir.clone();
+            // Compiling may take seconds (JS, Python): keep it off the reactor.
+            tokio::task::spawn_blocking(move || plugins::load_dir(&runtime, &dir, &set))
+                .await
+                .unwrap_or_default()
+        };
+        let pipeline = Arc::new(Pipeline {
+            store: store.clone(),
+            queue,
+            plugins: plugin_set,
+            runtime,
+            delivery: Deliverer::new(config.delivery.clone())?,
+            retry_base_ms: config.delivery.retry_base_ms,
+            inbox: Notify::new(),
+            jobs: Notify::new(),
+            deliveries: Notify::new(),
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let workers = pipeline.spawn(config.workers.jobs, config.workers.deliveries, shutdown_rx.clone());
+
+        let wake = pipeline.clone();
+        let sink = Arc::new(StoreSink {
+            store,
+            dedupe_window_ms: config.dedupe_window_secs * 1000,
+            on_stored: Box::new(move || wake.inbox.notify_one()),
+        });
+        let app = ingress::router(&config, sink);
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| DaemonError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| DaemonError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let mut stop = shutdown_rx;
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        tracing::info!(%addr, plugins = pipeline.plugins.snapshot().len(), "fieldhook listening");
+        Ok(Self {
+            addr,
+            load_failures,
+            pipeline,
+            shutdown,
+            server,
+            workers,
+        })
+    }
+
+    /// Stops accepting webhooks, lets workers finish their current task,
+    /// and flushes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        // Workers finish the task they hold (bounded by plugin and delivery
+        // timeouts); anything unfinished is re-run after restart anyway.
+        let workers = futures::future::join_all(self.workers);
+        if tokio::time::timeout(std::time::Duration::from_secs(30), workers).await.is_err() {
+            tracing::warn!("workers still busy after 30 s; their tasks will re-run after restart");
+        }
+        if let Err(e) = self.pipeline.store.sync().await {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+}

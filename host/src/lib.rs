@@ -1,0 +1,25 @@
+//! fieldhook: a self-hosted webhook daemon for field-service platforms.
+//!
+//! The path of one event, and the module that owns each step:
+//! 1. [`ingress`] takes `POST /hooks/{source}`, and the source's vendor
+//!    verifier ([`ingress::vendors`]) checks the raw bytes and normalizes them.
+//! 2. [`store`] makes the event durable before the 2xx, sharing one flush
+//!    between concurrent requests (group commit).
+//! 3. [`pipeline`] fans each event out to the subscribed plugins as jobs in
+//!    the [`queue`], runs them in the [`runtime`], and delivers the requests
+//!    they return ([`pipeline::delivery`]).
+//!
+//! [`config`] reads the daemon's TOML; [`manifest`] reads a plugin's;
+//! [`plugins`] loads the plugins directory; [`daemon`] wires it all together.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod daemon;
+pub mod ingress;
+pub mod manifest;
+pub mod pipeline;
+pub mod plugins;
+pub mod queue;
+pub mod runtime;
+pub mod store;
+pub mod time;

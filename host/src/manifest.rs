@@ -1,0 +1,288 @@
+//! A plugin's manifest (`plugin.toml`): who it is, what it subscribes to,
+//! its limits and its configuration values.
+//!
+//! Free of wasmtime so the rules are unit-testable.
+//!
+//! ```toml
+//! name = "accounting-sync"
+//! version = "0.1.0"
+//! component = "accounting_sync.wasm"   # relative to the manifest
+//!
+//! [[subscriptions]]
+//! source = "hcp"                      # or "*"
+//! kinds = ["job.completed", "invoice.*"]  # absent: every kind
+//!
+//! [limits]
+//! memory_mb = 64
+//! timeout_ms = 5000
+//!
+//! [config]
+//! endpoint = "https://books.example.com/api/jobs"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The WIT package versions this host serves.
+pub const SUPPORTED_WIT: &[&str] = &["0.1.0"];
+
+/// A manifest that cannot be used, naming the key to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// Manifest path.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or not the manifest schema.
+    #[error("invalid manifest {path}: {message}")]
+    Parse {
+        /// Manifest path.
+        path: PathBuf,
+        /// Parser message.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("manifest {path}: {message}")]
+    Invalid {
+        /// Manifest path.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// A validated plugin manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Plugin name, unique in the daemon (`[a-z0-9-_]`).
+    pub name: String,
+    /// Plugin version (free text; shown in logs and the admin API).
+    pub version: String,
+    /// The component file, resolved against the manifest's directory.
+    pub component: PathBuf,
+    /// What the plugin receives. Empty: nothing.
+    pub subscriptions: Vec<Subscription>,
+    /// Resource limits for one call.
+    pub limits: Limits,
+    /// Configuration values the plugin reads through the `config` import.
+    pub config: BTreeMap<String, String>,
+}
+
+/// Events from one source (or all), optionally of some kinds only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    /// Source name, or `*` for every source.
+    pub source: String,
+    /// Kind patterns: exact (`job.completed`), prefix (`job.*`) or `*`.
+    /// Absent or empty: every kind.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+}
+
+/// Limits for one plugin call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Linear memory ceiling, MiB.
+    pub memory_mb: u32,
+    /// Wall time for one call, including its outbound HTTP, ms.
+    pub timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_mb: 64,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Ceilings an operator allows manifests to ask for.
+pub const MAX_MEMORY_MB: u32 = 1024;
+/// Longest call a manifest may ask for, ms.
+pub const MAX_TIMEOUT_MS: u64 = 120_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    name: String,
+    version: String,
+    #[serde(default = "default_component")]
+    component: PathBuf,
+    #[serde(default)]
+    subscriptions: Vec<Subscription>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    config: BTreeMap<String, toml::Value>,
+}
+
+fn default_component() -> PathBuf {
+    PathBuf::from("plugin.wasm")
+}
+
+impl Manifest {
+    /// Reads and validates a manifest file.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses manifest text; `path` locates the component and names errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
+        let invalid = |message: String| ManifestError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let raw: RawManifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if raw.name.is_empty()
+            || !raw
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(invalid(format!(
+                "name `{}` must be non-empty and use only a-z, 0-9, `-` and `_`",
+                raw.name
+            )));
+        }
+        if raw.limits.memory_mb == 0 || raw.limits.memory_mb > MAX_MEMORY_MB {
+            return Err(invalid(format!(
+                "limits.memory_mb = {} is outside 1..={MAX_MEMORY_MB}",
+                raw.limits.memory_mb
+            )));
+        }
+        if raw.limits.timeout_ms == 0 || raw.limits.timeout_ms > MAX_TIMEOUT_MS {
+            return Err(invalid(format!(
+                "limits.timeout_ms = {} is outside 1..={MAX_TIMEOUT_MS}",
+                raw.limits.timeout_ms
+            )));
+        }
+        let mut config = BTreeMap::new();
+        for (k, v) in raw.config {
+            let text = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                    v.to_string()
+                }
+                other => {
+                    return Err(invalid(format!(
+                        "config.{k} is a {}; config values are strings, numbers or booleans",
+                        other.type_str()
+                    )));
+                }
+            };
+            config.insert(k, text);
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        Ok(Manifest {
+            name: raw.name,
+            version: raw.version,
+            component: base.join(raw.component),
+            subscriptions: raw.subscriptions,
+            limits: raw.limits,
+            config,
+        })
+    }
+
+    /// Whether an event of `kind` from `source` goes to this plugin.
+    pub fn subscribes_to(&self, source: &str, kind: &str) -> bool {
+        self.subscriptions.iter().any(|s| s.matches(source, kind))
+    }
+}
+
+impl Subscription {
+    /// Whether this subscription covers an event.
+    pub fn matches(&self, source: &str, kind: &str) -> bool {
+        (self.source == "*" || self.source == source)
+            && (self.kinds.is_empty() || self.kinds.iter().any(|p| kind_matches(p, kind)))
+    }
+}
+
+fn kind_matches(pattern: &str, kind: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => pattern == kind,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(text, Path::new("/plugins/demo/plugin.toml"))
+    }
+
+    const BASE: &str = "name = \"demo\"\nversion = \"1.0.0\"\n";
+
+    #[test]
+    fn the_component_defaults_to_plugin_wasm_beside_the_manifest() {
+        let m = manifest(BASE).unwrap();
+        assert_eq!(m.component, Path::new("/plugins/demo/plugin.wasm"));
+        assert_eq!(m.limits, Limits::default());
+    }
+
+    #[test]
+    fn a_plugin_without_subscriptions_receives_nothing() {
+        assert!(!manifest(BASE).unwrap().subscribes_to("hcp", "job.completed"));
+    }
+
+    #[test]
+    fn subscriptions_match_source_and_kind_patterns() {
+        let m = manifest(&format!(
+            "{BASE}[[subscriptions]]\nsource = \"hcp\"\nkinds = [\"job.completed\", \"invoice.*\"]\n\
+             [[subscriptions]]\nsource = \"*\"\nkinds = [\"lead.created\"]\n"
+        ))
+        .unwrap();
+        assert!(m.subscribes_to("hcp", "job.completed"));
+        assert!(m.subscribes_to("hcp", "invoice.paid"));
+        assert!(!m.subscribes_to("hcp", "job.updated"));
+        assert!(!m.subscribes_to("other", "job.completed"));
+        assert!(m.subscribes_to("other", "lead.created"));
+    }
+
+    #[test]
+    fn a_subscription_without_kinds_takes_every_kind() {
+        let m = manifest(&format!("{BASE}[[subscriptions]]\nsource = \"st\"\n")).unwrap();
+        assert!(m.subscribes_to("st", "anything.at_all"));
+    }
+
+    #[test]
+    fn config_values_are_strings_numbers_or_booleans() {
+        let m = manifest(&format!("{BASE}[config]\nendpoint = \"http://x\"\nretries = 3\ndry = true\n"))
+            .unwrap();
+        assert_eq!(m.config["endpoint"], "http://x");
+        assert_eq!(m.config["retries"], "3");
+        assert_eq!(m.config["dry"], "true");
+        assert!(manifest(&format!("{BASE}[config]\nlist = [1]\n")).is_err());
+    }
+
+    #[test]
+    fn limits_outside_the_ceilings_are_refused_with_the_key_to_fix() {
+        let e = manifest(&format!("{BASE}[limits]\nmemory_mb = 99999\n")).unwrap_err();
+        assert!(e.to_string().contains("limits.memory_mb"), "{e}");
+        let e = manifest(&format!("{BASE}[limits]\ntimeout_ms = 0\n")).unwrap_err();
+        assert!(e.to_string().contains("limits.timeout_ms"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_names_are_errors() {
+        assert!(manifest(&format!("{BASE}subscribe = []\n")).is_err());
+        assert!(manifest("name = \"Bad Name\"\nversion = \"1\"\n").is_err());
+    }
+}

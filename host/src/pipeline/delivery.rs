@@ -1,0 +1,166 @@
+//! Delivering the requests a plugin returned.
+//!
+//! Which answers are worth a retry is explicit: network errors, timeouts,
+//! 408, 425, 429 and 5xx. Anything else (a 4xx) will not get better by
+//! itself and is dead-lettered with the destination's answer.
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+
+use super::DeliveryPayload;
+use crate::config;
+use crate::runtime::Outbound;
+
+/// Longest `Retry-After` honoured, ms; longer waits use the normal backoff
+/// cap instead of parking the delivery for hours.
+const MAX_RETRY_AFTER_MS: u64 = 300_000;
+/// How much of a failing answer's body is kept in the reason.
+const REASON_BODY_BYTES: usize = 512;
+
+/// What happened to one send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The destination accepted it (2xx).
+    Ok(u16),
+    /// Worth another try, after `retry_after_ms` when the destination said.
+    Retryable {
+        /// What failed.
+        reason: String,
+        /// The destination's `Retry-After`, when given.
+        retry_after_ms: Option<u64>,
+    },
+    /// Will not succeed by retrying.
+    Permanent(String),
+}
+
+/// Sends deliveries with one shared HTTP client.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    client: reqwest::Client,
+    settings: config::Delivery,
+}
+
+impl Deliverer {
+    /// A deliverer with the configured timeout.
+    pub fn new(settings: config::Delivery) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(settings.timeout_secs))
+            .user_agent(concat!("fieldhook/", env!("CARGO_PKG_VERSION")))
+            // A redirect could lead anywhere; the destination is the URL
+            // the plugin named, nothing else.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { client, settings })
+    }
+
+    /// Attempts before a delivery is dead-lettered.
+    pub fn max_attempts(&self) -> u32 {
+        self.settings.max_attempts.max(1)
+    }
+
+    /// How long a delivery lease lasts: longer than one send can take.
+    pub fn lease_ms(&self) -> u64 {
+        self.settings.timeout_secs * 1000 + 30_000
+    }
+
+    /// Sends one delivery.
+    pub async fn send(&self, d: &DeliveryPayload) -> Sent {
+        let r = &d.request;
+        let method = match Method::from_bytes(r.method.as_bytes()) {
+            Ok(m) => m,
+            Err(_) => return Sent::Permanent(format!("invalid method `{}`", r.method)),
+        };
+        let mut req = self.client.request(method, &r.url).body(r.body.clone());
+        for (name, value) in &r.headers {
+            let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) else {
+                return Sent::Permanent(format!("invalid header `{name}`"));
+            };
+            req = req.header(n, v);
+        }
+        req = req.header("idempotency-key", &d.idempotency_key);
+        match req.send().await {
+            Err(e) => Sent::Retryable {
+                reason: format!("{}: {e}", if e.is_timeout() { "timed out" } else { "network error" }),
+                retry_after_ms: None,
+            },
+            Ok(resp) => {
+                let status = resp.status();
+                if status.is_success() {
+                    return Sent::Ok(status.as_u16());
+                }
+                let retry_after_ms = resp
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|secs| (secs * 1000).min(MAX_RETRY_AFTER_MS));
+                let body = resp.bytes().await.unwrap_or_default();
+                let snippet = String::from_utf8_lossy(&body[..body.len().min(REASON_BODY_BYTES)]).into_owned();
+                let reason = format!("destination answered HTTP {}: {snippet}", status.as_u16());
+                if retryable_status(status.as_u16()) {
+                    Sent::Retryable { reason, retry_after_ms }
+                } else {
+                    Sent::Permanent(reason)
+                }
+            }
+        }
+    }
+}
+
+/// Statuses that may succeed later.
+pub fn retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 425 | 429) || (500..=599).contains(&status)
+}
+
+/// Checks a plugin's request before it is queued, so a bad one fails the
+/// job with a reason instead of failing every delivery attempt.
+pub fn validate(r: &Outbound) -> Result<(), String> {
+    Method::from_bytes(r.method.as_bytes()).map_err(|_| format!("invalid method `{}`", r.method))?;
+    let uri: http::Uri = r.url.parse().map_err(|e| format!("invalid URL `{}`: {e}", r.url))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(format!("URL `{}` must be absolute http or https", r.url)),
+    }
+    if uri.host().is_none() {
+        return Err(format!("URL `{}` has no host", r.url));
+    }
+    for (name, value) in &r.headers {
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name `{name}`"))?;
+        HeaderValue::from_bytes(value).map_err(|_| format!("invalid value for header `{name}`"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, url: &str) -> Outbound {
+        Outbound {
+            method: method.into(),
+            url: url.into(),
+            headers: vec![],
+            body: vec![],
+            idempotency_key: None,
+        }
+    }
+
+    #[test]
+    fn retries_are_for_timeouts_throttling_and_server_errors_only() {
+        for s in [408, 425, 429, 500, 502, 503, 504] {
+            assert!(retryable_status(s), "{s}");
+        }
+        for s in [400, 401, 403, 404, 409, 410, 422] {
+            assert!(!retryable_status(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_request_needs_a_valid_method_and_an_absolute_http_url() {
+        assert!(validate(&request("POST", "https://books.example.com/jobs")).is_ok());
+        assert!(validate(&request("P OST", "https://x")).is_err());
+        assert!(validate(&request("POST", "/relative")).is_err());
+        assert!(validate(&request("POST", "ftp://x/y")).is_err());
+    }
+}

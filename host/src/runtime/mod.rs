@@ -1,0 +1,352 @@
+//! The plugin runtime: wasmtime components, limits, and calls.
+//!
+//! One [`Runtime`] holds the engine (pooling allocator, epoch interruption)
+//! and the linker with every import a plugin may use. [`Runtime::load`]
+//! compiles a component (or takes it from the [`cache`]) and pre-instantiates
+//! it; [`Runtime::call`] runs `filter` then `handle` on a fresh instance with
+//! the plugin's memory and time limits.
+
+mod bindings;
+pub mod cache;
+mod state;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use bindings::fieldhook::plugin::{config as wit_config, log as wit_log, types as wit};
+use bindings::PluginPre;
+pub use cache::{CacheOutcome, CodeCache};
+pub use state::LogLine;
+use state::PluginState;
+
+use crate::manifest::Manifest;
+use crate::store::EventRecord;
+
+/// Epoch tick: the granularity of time limits.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Failures to set up the runtime or load a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine could not be created.
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The component file could not be read.
+    #[error("cannot read component {path}: {source}")]
+    Read {
+        /// Component path.
+        path: std::path::PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// Not a valid component, or it does not fit the `fieldhook:plugin` world.
+    #[error("plugin `{plugin}`: {message}")]
+    Invalid {
+        /// Plugin name.
+        plugin: String,
+        /// What wasmtime said, and what to do.
+        message: String,
+    },
+}
+
+/// Why a call did not produce a decision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The plugin returned an error.
+    #[error("plugin error{}: {message}", if *retryable { " (retryable)" } else { "" })]
+    Plugin {
+        /// The plugin's message.
+        message: String,
+        /// Whether the plugin says a retry may succeed.
+        retryable: bool,
+    },
+    /// The plugin trapped (panic, out of memory, out of bounds...).
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The plugin ran past its time limit.
+    #[error("plugin exceeded its time limit of {0} ms")]
+    Timeout(u64),
+}
+
+impl CallError {
+    /// Whether running the job again may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            CallError::Plugin { retryable, .. } => *retryable,
+            // A trap may come from a transient state (a fetch that returned
+            // garbage); retries are bounded, then the job is dead-lettered.
+            CallError::Trap(_) | CallError::Timeout(_) => true,
+        }
+    }
+}
+
+/// A request a plugin asked the host to deliver.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Outbound {
+    /// HTTP method.
+    pub method: String,
+    /// Absolute URL.
+    pub url: String,
+    /// Headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Idempotency key, when the plugin gave one.
+    pub idempotency_key: Option<String>,
+}
+
+/// What a plugin decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// `filter` returned false.
+    Filtered,
+    /// Nothing to do, with the plugin's reason.
+    Drop(String),
+    /// Deliver these requests.
+    Deliver(Vec<Outbound>),
+}
+
+/// The outcome of one call, with what it cost.
+#[derive(Debug, Clone)]
+pub struct CallReport {
+    /// Decision or error.
+    pub result: Result<Decision, CallError>,
+    /// Lines the plugin logged.
+    pub logs: Vec<LogLine>,
+    /// Wall time of the call, including instantiation.
+    pub elapsed: Duration,
+    /// Largest linear memory the plugin grew to, bytes.
+    pub peak_memory_bytes: usize,
+}
+
+/// A plugin ready to run.
+pub struct LoadedPlugin {
+    /// Its manifest.
+    pub manifest: Arc<Manifest>,
+    /// Whether the compiled code came from the cache.
+    pub cache: CacheOutcome,
+    pre: PluginPre<PluginState>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.manifest.name)
+            .field("version", &self.manifest.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The engine, linker and code cache shared by every plugin.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: CodeCache,
+    ticking: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticking.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Creates the engine, with compiled code cached in `cache`.
+    pub fn new(cache: CodeCache) -> Result<Self, RuntimeError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(256);
+        pool.total_core_instances(1024);
+        pool.total_memories(512);
+        pool.total_tables(512);
+        pool.max_memory_size(crate::manifest::MAX_MEMORY_MB as usize * 1024 * 1024);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+
+        let mut linker: Linker<PluginState> = Linker::new(&engine);
+        let add = |r: wasmtime::Result<()>| r.map_err(|e| RuntimeError::Engine(e.to_string()));
+        add(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
+        add(wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))?;
+        add(wit::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s))?;
+        add(wit_log::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s))?;
+        add(wit_config::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s))?;
+
+        // Epoch ticker: time limits are counted in ticks.
+        let ticking = Arc::new(AtomicBool::new(true));
+        let (e, t) = (engine.clone(), ticking.clone());
+        std::thread::Builder::new()
+            .name("fieldhook-epoch".into())
+            .spawn(move || {
+                while t.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    e.increment_epoch();
+                }
+            })
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            ticking,
+        })
+    }
+
+    /// Reads, compiles (or takes from the cache) and pre-instantiates a
+    /// plugin. Checks that it implements the `fieldhook:plugin` world.
+    pub fn load(&self, manifest: Manifest) -> Result<LoadedPlugin, RuntimeError> {
+        let bytes = std::fs::read(&manifest.component).map_err(|source| RuntimeError::Read {
+            path: manifest.component.clone(),
+            source,
+        })?;
+        self.load_bytes(manifest, &bytes)
+    }
+
+    /// Like [`Runtime::load`], with the component's bytes already in hand.
+    pub fn load_bytes(
+        &self,
+        manifest: Manifest,
+        bytes: &[u8],
+    ) -> Result<LoadedPlugin, RuntimeError> {
+        let invalid = |message: String| RuntimeError::Invalid {
+            plugin: manifest.name.clone(),
+            message,
+        };
+        if bytes.starts_with(b"\0asm\x01\0\0\0") {
+            return Err(invalid(
+                "this is a core WebAssembly module, not a component; build it for \
+                 wasm32-wasip2 (or run `wasm-tools component new`)"
+                    .into(),
+            ));
+        }
+        let (component, cache) = self
+            .cache
+            .load(&self.engine, bytes)
+            .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            invalid(format!(
+                "imports something fieldhook does not provide (supported WIT: \
+                 fieldhook:plugin@{}): {e:#}",
+                crate::manifest::SUPPORTED_WIT.join(", ")
+            ))
+        })?;
+        let pre = PluginPre::new(instance_pre).map_err(|e| {
+            invalid(format!(
+                "does not export the `fieldhook:plugin/handler` interface of \
+                 fieldhook:plugin@{}: {e:#}",
+                crate::manifest::SUPPORTED_WIT.join(", ")
+            ))
+        })?;
+        Ok(LoadedPlugin {
+            manifest: Arc::new(manifest),
+            cache,
+            pre,
+        })
+    }
+
+    /// Runs `filter` then `handle` for one event on a fresh instance.
+    pub async fn call(&self, plugin: &LoadedPlugin, event: &EventRecord, attempt: u32) -> CallReport {
+        let started = Instant::now();
+        let limits = plugin.manifest.limits;
+        let mut store = Store::new(&self.engine, PluginState::new(plugin.manifest.clone()));
+        store.limiter(|s| &mut s.limits);
+        let ticks = limits.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1);
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let wit_event = to_wit(event, attempt);
+        let run = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            let handler = instance.fieldhook_plugin_handler();
+            if !handler.call_filter(&mut store, &wit_event).await? {
+                return Ok(Ok(Decision::Filtered));
+            }
+            let out = handler.call_handle(&mut store, &wit_event).await?;
+            Ok::<_, wasmtime::Error>(out.map(from_wit).map_err(|e| CallError::Plugin {
+                message: e.message,
+                retryable: e.retryable,
+            }))
+        };
+        // The epoch deadline stops a busy guest; the timeout also covers a
+        // guest blocked in a host call.
+        let wall = Duration::from_millis(limits.timeout_ms) + TICK * 4;
+        let result = match tokio::time::timeout(wall, run).await {
+            Err(_) => Err(CallError::Timeout(limits.timeout_ms)),
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(classify_trap(e, limits.timeout_ms)),
+        };
+        let state = store.into_data();
+        CallReport {
+            result,
+            logs: state.logs,
+            elapsed: started.elapsed(),
+            peak_memory_bytes: state.limits.peak_bytes,
+        }
+    }
+}
+
+fn classify_trap(e: wasmtime::Error, timeout_ms: u64) -> CallError {
+    if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+        return CallError::Timeout(timeout_ms);
+    }
+    CallError::Trap(format!("{e:#}"))
+}
+
+fn to_wit(e: &EventRecord, attempt: u32) -> wit::Event {
+    wit::Event {
+        id: e.id.clone(),
+        source: e.source.clone(),
+        vendor: e.vendor.clone(),
+        kind: e.kind.clone(),
+        entity: e.entity.as_ref().map(|x| wit::EntityRef {
+            kind: x.kind.clone(),
+            id: x.id.clone(),
+            url: x.url.clone(),
+        }),
+        received_at_ms: e.received_at_ms,
+        occurred_at: e.occurred_at.clone(),
+        attempt,
+        headers: e
+            .headers
+            .iter()
+            .map(|(name, value)| wit::Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        body: e.body.clone(),
+    }
+}
+
+fn from_wit(d: wit::Decision) -> Decision {
+    match d {
+        wit::Decision::Drop(reason) => Decision::Drop(reason),
+        wit::Decision::Deliver(requests) => Decision::Deliver(
+            requests
+                .into_iter()
+                .map(|r| Outbound {
+                    method: r.method,
+                    url: r.url,
+                    headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+                    body: r.body,
+                    idempotency_key: r.idempotency_key,
+                })
+                .collect(),
+        ),
+    }
+}
+
+impl wit::Host for PluginState {}

@@ -1,0 +1,311 @@
+//! Durable event storage in sled.
+//!
+//! One tree, `events`, holds three kinds of keys so that storing an event,
+//! its dedupe entry and its fan-out marker is a single atomic transaction:
+//!
+//! | key                          | value                         |
+//! |------------------------------|-------------------------------|
+//! | `e` + event id               | [`EventRecord`] (postcard)    |
+//! | `d` + source + `\0` + key    | event id + received-at (ms)   |
+//! | `i` + event id               | empty: not yet fanned out     |
+//!
+//! Durability comes from [`GroupCommit`]: a request inserts, then waits for
+//! the next flush; concurrent requests share that flush.
+
+mod group_commit;
+mod record;
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use group_commit::{GroupCommit, GroupCommitStats};
+pub use record::{EntityRecord, EventRecord, NewEvent};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (I/O, corruption).
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    /// The flush that makes writes durable failed.
+    #[error("store flush failed: {0}")]
+    Flush(String),
+    /// A stored record could not be decoded.
+    #[error("store record `{key}` is corrupt: {message}")]
+    Corrupt {
+        /// Printable key.
+        key: String,
+        /// Decoder message.
+        message: String,
+    },
+}
+
+/// What happened to one event offered to [`Store::ingest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// Stored under this new id.
+    Stored(String),
+    /// A duplicate of this earlier event (inside the dedupe window).
+    Duplicate(String),
+}
+
+impl Ingested {
+    /// The event id, new or earlier.
+    pub fn id(&self) -> &str {
+        match self {
+            Ingested::Stored(id) | Ingested::Duplicate(id) => id,
+        }
+    }
+}
+
+/// The sled database behind the daemon.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    events: sled::Tree,
+    commit: GroupCommit,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+const EVENT: u8 = b'e';
+const DEDUPE: u8 = b'd';
+const INBOX: u8 = b'i';
+
+fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn dedupe_key(source: &str, dedupe: &str) -> Vec<u8> {
+    let mut k = key(DEDUPE, source.as_bytes());
+    k.push(0);
+    k.extend_from_slice(dedupe.as_bytes());
+    k
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. Must be called inside a tokio
+    /// runtime: the group-commit flusher is a task.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // Group commit flushes on demand; the background flush only
+            // bounds what a crash can lose of non-durable bookkeeping.
+            .flush_every_ms(Some(200))
+            .open()?;
+        let events = db.open_tree("events")?;
+        let commit = GroupCommit::start(db.clone());
+        Ok(Self { db, events, commit })
+    }
+
+    /// The underlying database, for other trees (the queue).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Waits until everything written so far is on disk. Concurrent callers
+    /// share one flush.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.commit.sync().await
+    }
+
+    /// Flushes, then releases this handle. When it is the last handle the
+    /// database is closed on return, so the directory can be opened again.
+    pub async fn close(self) -> Result<(), StoreError> {
+        self.sync().await?;
+        let Store { db, events, commit } = self;
+        drop(events);
+        drop(db);
+        commit.close().await;
+        Ok(())
+    }
+
+    /// Group-commit counters (flushes, writes covered).
+    pub fn commit_stats(&self) -> GroupCommitStats {
+        self.commit.stats()
+    }
+
+    /// Stores events atomically (all or none), skipping duplicates seen
+    /// within `dedupe_window_ms`, and returns once they are durable.
+    pub async fn ingest(
+        &self,
+        events: Vec<NewEvent>,
+        dedupe_window_ms: u64,
+    ) -> Result<Vec<Ingested>, StoreError> {
+        let prepared: Vec<(NewEvent, String, Vec<u8>)> = events
+            .into_iter()
+            .map(|e| {
+                let id = format!("evt_{}", ulid::Ulid::new());
+                let bytes = e.encode(&id);
+                (e, id, bytes)
+            })
+            .collect();
+        let result = self.events.transaction(|tx| {
+            let mut out = Vec::with_capacity(prepared.len());
+            for (event, id, bytes) in &prepared {
+                if let Some(dk) = &event.dedupe_key {
+                    let k = dedupe_key(&event.source, dk);
+                    if let Some(prev) = tx.get(&k)? {
+                        if let Some((prev_id, at)) = decode_dedupe(&prev) {
+                            if event.received_at_ms.saturating_sub(at) < dedupe_window_ms {
+                                out.push(Ingested::Duplicate(prev_id));
+                                continue;
+                            }
+                        }
+                    }
+                    tx.insert(k, encode_dedupe(id, event.received_at_ms))?;
+                }
+                tx.insert(key(EVENT, id.as_bytes()), bytes.as_slice())?;
+                tx.insert(key(INBOX, id.as_bytes()), &[][..])?;
+                out.push(Ingested::Stored(id.clone()));
+            }
+            Ok::<_, ConflictableTransactionError<Infallible>>(out)
+        });
+        let out = match result {
+            Ok(out) => out,
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+            Err(TransactionError::Abort(never)) => match never {},
+        };
+        self.sync().await?;
+        Ok(out)
+    }
+
+    /// One stored event.
+    pub fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        match self.events.get(key(EVENT, id.as_bytes()))? {
+            None => Ok(None),
+            Some(bytes) => EventRecord::decode(&bytes).map(Some).map_err(|message| {
+                StoreError::Corrupt {
+                    key: id.to_owned(),
+                    message,
+                }
+            }),
+        }
+    }
+
+    /// Number of stored events.
+    pub fn event_count(&self) -> usize {
+        self.events.scan_prefix([EVENT]).count()
+    }
+
+    /// Ids of events not yet fanned out to plugins, oldest first.
+    pub fn inbox(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        for item in self.events.scan_prefix([INBOX]).keys().take(limit) {
+            let k = item?;
+            ids.push(String::from_utf8_lossy(&k[1..]).into_owned());
+        }
+        Ok(ids)
+    }
+
+    /// Marks an event as fanned out (its jobs are queued).
+    pub fn inbox_done(&self, id: &str) -> Result<(), StoreError> {
+        self.events.remove(key(INBOX, id.as_bytes()))?;
+        Ok(())
+    }
+}
+
+fn encode_dedupe(id: &str, at_ms: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + id.len());
+    v.extend_from_slice(&at_ms.to_be_bytes());
+    v.extend_from_slice(id.as_bytes());
+    v
+}
+
+fn decode_dedupe(v: &[u8]) -> Option<(String, u64)> {
+    let (at, id) = v.split_at_checked(8)?;
+    let at = u64::from_be_bytes(at.try_into().ok()?);
+    Some((String::from_utf8_lossy(id).into_owned(), at))
+}
+
+/// Shared handle used across the daemon.
+pub type SharedStore = Arc<Store>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(source: &str, dedupe: Option<&str>, at: u64) -> NewEvent {
+        NewEvent {
+            source: source.into(),
+            vendor: "hmac".into(),
+            kind: "job.completed".into(),
+            entity: None,
+            occurred_at: None,
+            dedupe_key: dedupe.map(Into::into),
+            parsed: true,
+            received_at_ms: at,
+            headers: vec![("content-type".into(), b"application/json".to_vec())],
+            body: br#"{"a":1}"#.to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ingested_event_reads_back_byte_for_byte_and_waits_in_the_inbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let out = store.ingest(vec![event("a", None, 1)], 1000).await.unwrap();
+        let Ingested::Stored(id) = &out[0] else { panic!("{out:?}") };
+        let back = store.event(id).unwrap().expect("stored");
+        assert_eq!(back.body, br#"{"a":1}"#);
+        assert_eq!(back.kind, "job.completed");
+        assert_eq!(store.inbox(10).unwrap(), vec![id.clone()]);
+        store.inbox_done(id).unwrap();
+        assert!(store.inbox(10).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_inside_the_window_is_stored_once_and_outside_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = store.ingest(vec![event("a", Some("k"), 1_000)], 500).await.unwrap();
+        let dup = store.ingest(vec![event("a", Some("k"), 1_400)], 500).await.unwrap();
+        assert_eq!(dup[0], Ingested::Duplicate(first[0].id().to_owned()));
+        let other_source = store.ingest(vec![event("b", Some("k"), 1_400)], 500).await.unwrap();
+        assert!(matches!(other_source[0], Ingested::Stored(_)));
+        let later = store.ingest(vec![event("a", Some("k"), 2_000)], 500).await.unwrap();
+        assert!(matches!(later[0], Ingested::Stored(_)));
+        assert_eq!(store.event_count(), 3);
+    }
+
+    #[tokio::test]
+    async fn events_survive_reopening_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let store = Store::open(dir.path()).unwrap();
+            let out = store.ingest(vec![event("a", None, 1)], 0).await.unwrap();
+            store.close().await.unwrap();
+            out[0].id().to_owned()
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.event(&id).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn concurrent_ingests_share_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200u64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.ingest(vec![event("a", None, i)], 0).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let stats = store.commit_stats();
+        assert_eq!(stats.writes, 200);
+        assert!(stats.flushes < 200, "{stats:?}: every write flushed alone");
+    }
+}
