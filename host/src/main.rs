@@ -1,11 +1,11 @@
 //! The `fieldhook` command.
 
+mod cmd;
+
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fieldhook::config::Config;
-use fieldhook::daemon::Daemon;
 
 #[derive(Parser)]
 #[command(name = "fieldhook", version, about = "Webhooks from field-service platforms, verified, stored durably, and run through WebAssembly plugins")]
@@ -54,77 +54,13 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Serve { config } => rt.block_on(serve(config)),
+        Command::Serve { config } => rt.block_on(cmd::serve::serve(config)),
         Command::Send {
             config,
             source,
             body_file,
             url,
-        } => rt.block_on(send(config, source, body_file, url)),
+        } => rt.block_on(cmd::send::send(config, source, body_file, url)),
     }
 }
 
-async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&config_path)?;
-    let daemon = Daemon::start(config).await?;
-    for f in &daemon.load_failures {
-        eprintln!("plugin in {} not loaded: {}", f.dir.display(), f.reason);
-    }
-    // Machine-readable: tests and scripts wait for this line.
-    println!("fieldhook listening on http://{}", daemon.addr);
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    daemon.shutdown().await;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
-async fn send(config_path: PathBuf, source: String, body_file: PathBuf, url: Option<String>) -> anyhow::Result<()> {
-    let config = Config::load(&config_path)?;
-    let Some(src) = config.source(&source) else {
-        bail!("no source named `{source}` in {}", config_path.display());
-    };
-    let body = std::fs::read(&body_file).with_context(|| format!("cannot read {}", body_file.display()))?;
-    let now = fieldhook::ingress::vendors::Inbound::now_unix();
-    let Some(signed) = src.vendor.sign_sample(&body, now) else {
-        bail!("`fieldhook send` cannot sign for vendor `{}`", src.vendor.name());
-    };
-    let base = url.unwrap_or_else(|| format!("http://{}", config.listen));
-    let target = match &signed.path_token {
-        Some(token) => format!("{base}/hooks/{source}/{token}"),
-        None => format!("{base}/hooks/{source}"),
-    };
-    let mut req = reqwest::Client::new().post(&target).body(body);
-    for (k, v) in &signed.headers {
-        req = req.header(k, v);
-    }
-    let resp = req.send().await.with_context(|| format!("cannot reach {target}"))?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    println!("POST {target} -> {status}\n{}", text.trim_end());
-    if !status.is_success() {
-        bail!("the daemon did not accept the webhook");
-    }
-    Ok(())
-}

@@ -1,0 +1,4 @@
+//! One module per subcommand of the `fieldhook` binary.
+
+pub mod send;
+pub mod serve;
