@@ -122,7 +122,8 @@ impl Daemon {
         })?;
         let mut stop = shutdown_rx;
         let server = tokio::spawn(async move {
-            axum::serve(listener, app)
+            // Connect info gives the ingress the peer address (`allowed_ips`).
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })

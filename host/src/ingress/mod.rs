@@ -10,12 +10,13 @@ pub mod dev_sink;
 pub mod vendors;
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -88,22 +89,45 @@ pub fn router(config: &Config, sink: Arc<dyn EventSink>) -> Router {
         .with_state(state)
 }
 
+/// The TCP peer's address, when the server was started with connect info
+/// (the daemon is; a router served without it still works, with no
+/// address to check `allowed_ips` against).
+struct Peer(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        ))
+    }
+}
+
 async fn hook(
     State(s): State<Arc<Ingress>>,
     Path(source): Path<String>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    handle(&s, &source, None, headers, body).await
+    handle(&s, &source, None, peer, headers, body).await
 }
 
 async fn hook_with_token(
     State(s): State<Arc<Ingress>>,
     Path((source, token)): Path<(String, String)>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    handle(&s, &source, Some(&token), headers, body).await
+    handle(&s, &source, Some(&token), peer, headers, body).await
 }
 
 fn text(status: u16, message: impl Into<String>) -> Response {
@@ -117,23 +141,39 @@ async fn handle(
     s: &Ingress,
     source_name: &str,
     token: Option<&str>,
+    peer: Option<IpAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // The peer is shown as text so a log line reads the same with or
+    // without connect info.
+    let peer_text = peer.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".to_owned());
     let Some(source) = s.sources.get(source_name) else {
-        tracing::warn!(source = source_name, "webhook for an unknown source");
+        tracing::warn!(
+            source = source_name,
+            peer = %peer_text,
+            "webhook for an unknown source: no [[sources]] block has this name; check the URL configured at the vendor"
+        );
         return text(404, format!("unknown source `{source_name}`"));
     };
     let vendor = &source.vendor;
     let body = match body {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            tracing::warn!(source = source_name, "webhook body over the configured max_body_bytes");
-            return text(vendor.status_for(Failure::TooLarge), "body too large");
+            let status = vendor.status_for(Failure::TooLarge);
+            tracing::warn!(
+                source = source_name,
+                vendor = vendor.name(),
+                peer = %peer_text,
+                status,
+                "webhook body over max_body_bytes; raise max_body_bytes if this sender is legitimate"
+            );
+            return text(status, "body too large");
         }
         Err(rejection) => {
-            tracing::warn!(source = source_name, error = %rejection, "cannot read the webhook body");
-            return text(vendor.status_for(Failure::StoreUnavailable), "cannot read body");
+            let status = vendor.status_for(Failure::StoreUnavailable);
+            tracing::warn!(source = source_name, peer = %peer_text, status, error = %rejection, "cannot read the webhook body");
+            return text(status, "cannot read body");
         }
     };
     let inbound = Inbound {
@@ -141,11 +181,20 @@ async fn handle(
         body: &body,
         path_token: token,
         now: Inbound::now_unix(),
+        peer,
     };
     let normalized = match vendor.check(&inbound) {
         Err(rejection) => {
-            tracing::warn!(source = source_name, vendor = vendor.name(), reason = %rejection, "webhook rejected");
-            return text(vendor.status_for(Failure::Rejected), format!("rejected: {rejection}"));
+            let status = vendor.status_for(Failure::Rejected);
+            tracing::warn!(
+                source = source_name,
+                vendor = vendor.name(),
+                peer = %peer_text,
+                status,
+                reason = %rejection,
+                "webhook rejected; `fieldhook verify` explains a captured request step by step"
+            );
+            return text(status, format!("rejected: {rejection}"));
         }
         Ok(Verdict::Handshake {
             status,
@@ -158,6 +207,20 @@ async fn handle(
         }
         Ok(Verdict::Events(list)) => list,
     };
+    if normalized.iter().any(|n| !n.parsed) {
+        // Verified, so never dropped: the raw bytes are stored and plugins
+        // see them, with kind `unknown` when nothing could be read.
+        tracing::warn!(
+            source = source_name,
+            vendor = vendor.name(),
+            content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("(none)"),
+            bytes = body.len(),
+            "verified webhook body is not what the vendor documents; storing it unparsed"
+        );
+    }
     let received_at_ms = now_ms();
     let stored_headers: Vec<(String, Vec<u8>)> = headers
         .iter()

@@ -15,11 +15,13 @@
 //! encoding, timestamp and header helpers, `payload` the JSON/form helpers.
 //! Each vendor's page in `docs/vendors/` describes its options.
 
+use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 use serde::Deserialize;
 
+mod allowlist;
 mod generic_hmac;
 mod housecall_pro;
 mod jobber;
@@ -55,6 +57,8 @@ pub struct Inbound<'a> {
     pub path_token: Option<&'a str>,
     /// Current time, Unix seconds (injected so tests can use old vectors).
     pub now: i64,
+    /// Address of the TCP peer, when known (checked against `allowed_ips`).
+    pub peer: Option<IpAddr>,
 }
 
 impl Inbound<'_> {
@@ -144,6 +148,9 @@ pub enum Rejection {
     /// Basic auth / API-key header wrong.
     #[error("credentials rejected: {0}")]
     BadCredentials(String),
+    /// The peer address is outside the source's `allowed_ips`.
+    #[error("peer address {0} is not in allowed_ips")]
+    PeerNotAllowed(String),
 }
 
 /// A configured vendor verifier.
@@ -425,6 +432,7 @@ pub fn explain(
                 body,
                 path_token,
                 now,
+                peer: None,
             },
         ),
     }
@@ -438,7 +446,7 @@ pub fn explain_with(vendor: &dyn Vendor, req: &Inbound<'_>) -> Report {
         let mut names: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
         names.dedup();
         format!(
-            "vendor `{}`: body {} bytes, URL token {}, clock {}; headers received: {}",
+            "vendor `{}`: body {} bytes, URL token {}, clock {}{}; headers received: {}",
             vendor.name(),
             req.body.len(),
             if req.path_token.is_some() {
@@ -447,6 +455,7 @@ pub fn explain_with(vendor: &dyn Vendor, req: &Inbound<'_>) -> Report {
                 "absent"
             },
             req.now,
+            req.peer.map(|ip| format!(", peer {ip}")).unwrap_or_default(),
             if names.is_empty() {
                 "(none)".to_owned()
             } else {
@@ -750,6 +759,7 @@ mod tests {
             ),
             ("servicem8", &["tok", "tok2"], ""),
             ("servicetrade", &["tok"], ""),
+            ("servicetrade", &["tok"], "allowed_ips = [\"127.0.0.0/8\", \"::1\"]"),
             (
                 "basic-auth",
                 &["user:pass", "u2:p2"],
@@ -910,7 +920,7 @@ mod tests {
                 now in prop_oneof![any::<i64>(), Just(1_700_000_000i64)],
             ) {
                 for vendor in all_configured() {
-                    let req = Inbound { headers: &headers, body: &body, path_token: token.as_deref(), now };
+                    let req = Inbound { headers: &headers, body: &body, path_token: token.as_deref(), now, peer: None };
                     let checked = vendor.check(&req);
                     let report = explain_with(vendor.as_ref(), &req);
                     prop_assert_eq!(report.accepted, checked.is_ok(), "{}: explain and check disagree", vendor.name());
@@ -926,7 +936,7 @@ mod tests {
                 prop_assume!(token != "tok");
                 let vendor = testkit::build_with("servicetrade", &["tok"], "");
                 let headers = HeaderMap::new();
-                let req = Inbound { headers: &headers, body: &body, path_token: Some(&token), now: 0 };
+                let req = Inbound { headers: &headers, body: &body, path_token: Some(&token), now: 0, peer: None };
                 prop_assert_eq!(vendor.check(&req), Err(Rejection::BadToken));
             }
         }
@@ -945,7 +955,10 @@ mod tests {
                 .map(|(n, v)| (n.as_str(), v.as_str()))
                 .collect();
             let headers = testkit::headers(&pairs);
-            let req = testkit::req(&headers, body, sample.path_token.as_deref(), 1_700_000_000);
+            let mut req =
+                testkit::req(&headers, body, sample.path_token.as_deref(), 1_700_000_000);
+            // Inside the `allowed_ips` of the configurations that set one.
+            req.peer = Some(IpAddr::from([127, 0, 0, 1]));
             let result = vendor.check(&req);
             assert!(
                 matches!(result, Ok(Verdict::Events(_))),
@@ -993,6 +1006,7 @@ mod testkit {
             body,
             path_token,
             now,
+            peer: None,
         }
     }
 

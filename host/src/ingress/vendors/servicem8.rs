@@ -31,6 +31,7 @@ use serde_json::{Map, Value};
 use super::payload::{
     composite_key, form_pairs, form_value, parse_json, scalar, slug, str_at, unparsed,
 };
+use super::allowlist::Allowlist;
 use super::signature::{ct_eq, decode_base64, hmac_sha256, matching_secret, secret_label, shorten};
 use super::{
     EntityRef, Failure, Inbound, Normalized, Rejection, Secret, SignedSample, Trace, Vendor,
@@ -41,25 +42,33 @@ const NAME: &str = "servicem8";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Options {}
+struct Options {
+    /// Networks deliveries may come from; empty = any.
+    #[serde(default)]
+    allowed_ips: Vec<String>,
+}
 
 /// ServiceM8 verifier.
 #[derive(Debug)]
 pub(super) struct ServiceM8 {
     secrets: Vec<Secret>,
+    allowed: Allowlist,
 }
 
 impl ServiceM8 {
-    /// Build from the URL token(s) (or the add-on app secret); no options.
+    /// Build from the URL token(s) (or the add-on app secret) and the
+    /// optional `allowed_ips`.
     pub(super) fn build(
         secrets: Vec<Secret>,
         options: toml::Table,
     ) -> Result<Self, VendorConfigError> {
-        let Options {} = super::parse_options(NAME, options)?;
-        Ok(ServiceM8 { secrets })
+        let Options { allowed_ips } = super::parse_options(NAME, options)?;
+        let allowed = Allowlist::parse(NAME, &allowed_ips)?;
+        Ok(ServiceM8 { secrets, allowed })
     }
 
     fn verify(&self, req: &Inbound<'_>, trace: &mut Trace) -> Result<Verdict, Rejection> {
+        self.allowed.check(req.peer, trace)?;
         let trimmed = req.body.trim_ascii();
         if let Some(token) = as_jwt(trimmed) {
             trace.note(|| "body is a JWT: an add-on callback, verified with HS256 instead of the URL token".to_owned());
@@ -710,5 +719,37 @@ mod tests {
             form_path("a[1][2][3][4][5][6][7][8]"),
             vec!["a[1][2][3][4][5][6][7][8]"]
         );
+    }
+
+    #[test]
+    fn allowed_ips_refuse_a_peer_outside_the_list_even_with_the_right_token() {
+        let v = build_with(NAME, &[TOKEN], "allowed_ips = [\"203.0.113.0/24\"]");
+        let h = headers(&[]);
+        let from = |ip: Option<&str>| {
+            let mut r = req(&h, OBJECT_BODY.as_bytes(), Some(TOKEN), 0);
+            r.peer = ip.map(|ip| ip.parse().expect("test ip"));
+            v.check(&r)
+        };
+        assert!(matches!(from(Some("203.0.113.9")), Ok(Verdict::Events(_))));
+        assert_eq!(
+            from(Some("198.51.100.1")),
+            Err(Rejection::PeerNotAllowed("198.51.100.1".into()))
+        );
+        assert!(matches!(from(None), Err(Rejection::PeerNotAllowed(_))));
+        // The handshake is behind the allowlist too.
+        let mut r = req(&h, b"mode=subscribe&challenge=x", Some(TOKEN), 0);
+        r.peer = Some("198.51.100.1".parse().expect("test ip"));
+        assert!(matches!(v.check(&r), Err(Rejection::PeerNotAllowed(_))));
+    }
+
+    #[test]
+    fn a_malformed_allowed_ips_entry_is_a_configuration_error() {
+        let err = super::super::build(
+            NAME,
+            vec![Secret(TOKEN.as_bytes().to_vec())],
+            toml::from_str("allowed_ips = [\"10.0.0.1/8\"]").expect("toml"),
+        )
+        .expect_err("host bits set");
+        assert!(err.to_string().contains("allowed_ips"), "{err}");
     }
 }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::payload::{composite_key, parse_json, scalar, scalar_at, slug, str_at, unparsed};
+use super::allowlist::Allowlist;
 use super::signature::{matching_secret, secret_label};
 use super::{
     EntityRef, Failure, Inbound, Normalized, Rejection, Secret, SignedSample, Trace, Vendor,
@@ -26,25 +27,32 @@ const NAME: &str = "servicetrade";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Options {}
+struct Options {
+    /// Networks deliveries may come from; empty = any.
+    #[serde(default)]
+    allowed_ips: Vec<String>,
+}
 
 /// ServiceTrade verifier.
 #[derive(Debug)]
 pub(super) struct ServiceTrade {
     secrets: Vec<Secret>,
+    allowed: Allowlist,
 }
 
 impl ServiceTrade {
-    /// Build from the URL token(s); no options.
+    /// Build from the URL token(s) and the optional `allowed_ips`.
     pub(super) fn build(
         secrets: Vec<Secret>,
         options: toml::Table,
     ) -> Result<Self, VendorConfigError> {
-        let Options {} = super::parse_options(NAME, options)?;
-        Ok(ServiceTrade { secrets })
+        let Options { allowed_ips } = super::parse_options(NAME, options)?;
+        let allowed = Allowlist::parse(NAME, &allowed_ips)?;
+        Ok(ServiceTrade { secrets, allowed })
     }
 
     fn verify(&self, req: &Inbound<'_>, trace: &mut Trace) -> Result<Verdict, Rejection> {
+        self.allowed.check(req.peer, trace)?;
         let Some(token) = req.path_token.filter(|t| !t.is_empty()) else {
             trace.note(|| {
                 "no token in the URL: ServiceTrade must call /hooks/{source}/{token}".to_owned()
@@ -262,5 +270,16 @@ mod tests {
         assert_eq!(v.status_for(Failure::TooLarge), 500);
         assert_eq!(v.status_for(Failure::StoreUnavailable), 503);
         assert_eq!(v.status_for(Failure::Rejected), 401);
+    }
+
+    #[test]
+    fn allowed_ips_accept_only_listed_peers() {
+        let v = build_with(NAME, &[TOKEN], "allowed_ips = [\"127.0.0.1\", \"2001:db8::/32\"]");
+        let h = headers(&[]);
+        for (ip, ok) in [("127.0.0.1", true), ("2001:db8::5", true), ("127.0.0.2", false)] {
+            let mut r = req(&h, MESSAGE.as_bytes(), Some(TOKEN), 0);
+            r.peer = Some(ip.parse().expect("test ip"));
+            assert_eq!(v.check(&r).is_ok(), ok, "{ip}");
+        }
     }
 }
