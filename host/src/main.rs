@@ -38,6 +38,9 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Check a captured webhook against a vendor verifier and say why it is
+    /// accepted or rejected (exit 0 accepted, 1 rejected, 2 bad invocation).
+    Verify(cmd::verify::VerifyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
             body_file,
             url,
         } => rt.block_on(cmd::send::send(config, source, body_file, url)),
+        Command::Verify(args) => std::process::exit(cmd::verify::verify(args)),
     }
 }
 

@@ -2,3 +2,4 @@
 
 pub mod send;
 pub mod serve;
+pub mod verify;
