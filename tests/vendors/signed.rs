@@ -18,23 +18,19 @@ pub const JOBBER_PREVIOUS_SECRET: &str = r#"jobber_previous_client_secret_EXAMPL
 pub const JOBBER_INVOICE: &str = r#"{"data":{"webHookEvent":{"topic":"INVOICE_UPDATE","appId":"app-1","accountId":"acc-9","itemId":"inv-42","occurredAt":"2026-11-20T15:04:05Z"}}}"#;
 /// JOBBER_INVOICE signed with the previous secret
 pub const JOBBER_INVOICE_SIG_PREVIOUS: &str = r#"WT/Qyqm1L/X8jGiw2HKBib9pZURpGynvwvHoWLeBBpk="#;
-pub const TITAN_SESSION: &str =
-    r#"{"eventId":"sp-e2e-1","eventType":"Session Completed","tenantId":42,"data":{"id":"sess_77"}}"#;
+pub const TITAN_SESSION: &str = r#"{"eventId":"sp-e2e-1","eventType":"Session Completed","tenantId":42,"data":{"id":"sess_77"}}"#;
 pub const TITAN_SESSION_SIG_HEX: &str = r#"f8d40941a016e63c307163d22e913f3c142db81f96f823741427fbee5642dc7d"#;
-pub const SW_BODY: &str =
-    r#"{"type":"invoice.paid","timestamp":"2023-11-14T22:13:20Z","data":{"id":"inv_1"}}"#;
+pub const SW_BODY: &str = r#"{"type":"invoice.paid","timestamp":"2023-11-14T22:13:20Z","data":{"id":"inv_1"}}"#;
 pub const SW_ID: &str = r#"msg_e2e_stale"#;
 pub const SW_OLD_TS: &str = r#"1700000000"#;
 pub const SW_OLD_SIG: &str = r#"v1,fPyk3oXMLcmtmm5lfFrlg8z8itrZjve5VaiD2Ex9jdk="#;
 pub const SW_FUTURE_TS: &str = r#"4102444800"#;
 pub const SW_FUTURE_SIG: &str = r#"v1,0XzLvpBn5r7a/EQUfHFM07IFC2seZZErDw6T0urGlmo="#;
-pub const SW_MULTI_SIG: &str =
-    r#"v1,09izHm3jH8hDtS9qXC8VcQKtYnSITFm7RrDluNUzQ14= v1,fPyk3oXMLcmtmm5lfFrlg8z8itrZjve5VaiD2Ex9jdk="#;
+pub const SW_MULTI_SIG: &str = r#"v1,09izHm3jH8hDtS9qXC8VcQKtYnSITFm7RrDluNUzQ14= v1,fPyk3oXMLcmtmm5lfFrlg8z8itrZjve5VaiD2Ex9jdk="#;
 pub const HMAC_KEY: &str = r#"fieldhook-generic-hmac-key"#;
 pub const HMAC_BODY: &str = r#"{"event":"work_order.closed","id":"wo-5","data":{"id":"wo-5"}}"#;
 /// sha512, base64, `sha512=` prefix
-pub const HMAC_SHA512_B64: &str =
-    r#"sha512=DyjQtJnFIEhmZ7kz3upi0M7xSjgz514/eyRNNsOGPnUN/6ENhPrw1PiN1ZsbDCctcDW5IMc4tOhfpZ7iZ3baKw=="#;
+pub const HMAC_SHA512_B64: &str = r#"sha512=DyjQtJnFIEhmZ7kz3upi0M7xSjgz514/eyRNNsOGPnUN/6ENhPrw1PiN1ZsbDCctcDW5IMc4tOhfpZ7iZ3baKw=="#;
 /// sha1, hex, no prefix
 pub const HMAC_SHA1_HEX: &str = r#"c8bb39e02dcc70dc16b49544db45e57d0834d8b0"#;
 pub const HMAC_TS_OLD: &str = r#"1700000000"#;
