@@ -793,6 +793,9 @@ async fn an_unknown_source_is_404_and_nothing_is_stored() {
             .status,
         404
     );
+    let a = d.post(&format!("/hooks/m8/{M8_TOKEN}/extra"), &[], "{}").await;
+    assert_eq!(a.status, 404);
+    assert!(a.body.contains("/hooks/{source}/{token}"), "{}", a.body);
     d.stop();
     assert_eq!(setup.store().event_count(), 0);
 }
@@ -1172,4 +1175,23 @@ async fn verify_and_the_daemon_agree_on_the_status() {
         assert_eq!(a.status, said, "{}", out.stdout);
     }
     d.stop();
+}
+
+#[tokio::test]
+async fn the_content_type_never_decides_the_raw_bytes_are_verified_and_parsed() {
+    let setup = Setup::new();
+    let d = setup.start();
+    let headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("X-Jobber-Hmac-SHA256", JOBBER_PUBLIC_SIG),
+    ];
+    let id = d
+        .post("/hooks/jobber", &headers, JOBBER_PUBLIC_BODY)
+        .await
+        .stored_one();
+    d.stop();
+    let store = setup.store();
+    let e = event(&store, &id);
+    assert!(e.parsed, "JSON sent as a form is still JSON");
+    assert_eq!(e.kind, "client.created");
 }

@@ -77,7 +77,8 @@ pub fn router(config: &Config, sink: Arc<dyn EventSink>) -> Router {
     let mut router = Router::new()
         .route("/hooks/{source}", post(hook))
         .route("/hooks/{source}/{token}", post(hook_with_token))
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(no_such_endpoint);
     if state.dev_sink.is_some() {
         router = router.route(
             "/_sink/{name}",
@@ -128,6 +129,16 @@ async fn hook_with_token(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     handle(&s, &source, Some(&token), peer, headers, body).await
+}
+
+/// Anything but the routes above: say where webhooks go, and log it
+/// (a vendor pointed at a wrong URL shows up here).
+async fn no_such_endpoint(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    tracing::warn!(%method, path = uri.path(), "request for no fieldhook endpoint; webhooks go to /hooks/{{source}} or /hooks/{{source}}/{{token}}");
+    text(
+        404,
+        "no such endpoint: webhooks go to POST /hooks/{source} or /hooks/{source}/{token}",
+    )
 }
 
 fn text(status: u16, message: impl Into<String>) -> Response {
