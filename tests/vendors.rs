@@ -15,6 +15,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use fieldhook::store::{EventRecord, Store};
 use signed::*;
@@ -1192,4 +1193,122 @@ async fn the_content_type_never_decides_the_raw_bytes_are_verified_and_parsed() 
     let e = event(&store, &id);
     assert!(e.parsed, "JSON sent as a form is still JSON");
     assert_eq!(e.kind, "client.created");
+}
+
+// ======================================================= what reaches plugins
+
+/// The normalized fields travel from the vendor verifier through the store
+/// into the plugin's `event` record: the echo fixture plugin sends back
+/// what it received.
+#[tokio::test]
+async fn every_normalized_field_reaches_the_plugin_once_per_servicetrade_entity() {
+    let dest = FakeDestination::start().await;
+    let setup = Setup::new();
+    install_plugin(
+        &setup.dir.path().join("plugins"),
+        "echo",
+        &guest("echo"),
+        &format!(
+            r#"
+name = "echo"
+version = "0.1.0"
+
+[[subscriptions]]
+source = "st"
+
+[[subscriptions]]
+source = "hcp"
+
+[config]
+endpoint = "{}/echo"
+"#,
+            dest.url
+        ),
+    );
+    let d = setup.start();
+    let (stored, _) = d
+        .post(&format!("/hooks/st/{ST_TOKEN}"), &[], ST_MESSAGE)
+        .await
+        .ids();
+    let hcp = d
+        .post(
+            "/hooks/hcp",
+            &[
+                ("Api-Timestamp", HCP_PUBLIC_TS),
+                ("Api-Signature", HCP_PUBLIC_SIG),
+            ],
+            HCP_PUBLIC_BODY,
+        )
+        .await
+        .stored_one();
+    let got = dest.wait_for(4, Duration::from_secs(60)).await;
+    d.stop();
+    assert_eq!(got.len(), 4, "one delivery per event");
+    let seen: std::collections::HashMap<String, String> = got
+        .iter()
+        .map(|r| {
+            let text = String::from_utf8_lossy(&r.body).into_owned();
+            let id = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("id="))
+                .expect("id line")
+                .to_owned();
+            (id, text)
+        })
+        .collect();
+    let expect = |id: &str,
+                  source: &str,
+                  vendor: &str,
+                  kind: &str,
+                  entity: &str,
+                  occurred: &str,
+                  bytes: usize| {
+        let text = seen
+            .get(id)
+            .unwrap_or_else(|| panic!("no delivery for {id}: {seen:?}"));
+        let want = format!(
+            "id={id}\nsource={source}\nvendor={vendor}\nkind={kind}\nentity={entity}\noccurred_at={occurred}\nattempt=1\n"
+        );
+        assert!(text.starts_with(&want), "got\n{text}\nwant\n{want}");
+        assert!(text.contains(&format!("body_bytes={bytes}\n")), "{text}");
+    };
+    let st = ST_MESSAGE.len();
+    let api = "https://api.servicetrade.com/api";
+    expect(
+        &stored[0],
+        "st",
+        "servicetrade",
+        "appointment.updated",
+        &format!("appointment 34872 {api}/appointment/34872"),
+        "1401833052",
+        st,
+    );
+    expect(
+        &stored[1],
+        "st",
+        "servicetrade",
+        "jobitem.created",
+        &format!("jobitem 99 {api}/jobitem/99"),
+        "1401833053",
+        st,
+    );
+    expect(
+        &stored[2],
+        "st",
+        "servicetrade",
+        "job.updated",
+        &format!("job 5501 {api}/job/5501"),
+        "1401833054",
+        st,
+    );
+    expect(
+        &hcp,
+        "hcp",
+        "housecall-pro",
+        "customer.updated",
+        "customer cus_d8924aacf0d24a888280e12187e40f6f -",
+        "2026-07-24T05:38:14Z",
+        HCP_PUBLIC_BODY.len(),
+    );
 }
