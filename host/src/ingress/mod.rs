@@ -131,6 +131,18 @@ async fn hook_with_token(
     handle(&s, &source, Some(&token), peer, headers, body).await
 }
 
+/// The peer for log lines: the address, or `unknown` without connect info.
+struct ShowPeer(Option<IpAddr>);
+
+impl std::fmt::Display for ShowPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("unknown"),
+        }
+    }
+}
+
 /// Anything but the routes above: say where webhooks go, and log it
 /// (a vendor pointed at a wrong URL shows up here).
 async fn no_such_endpoint(method: axum::http::Method, uri: axum::http::Uri) -> Response {
@@ -156,9 +168,8 @@ async fn handle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    // The peer is shown as text so a log line reads the same with or
-    // without connect info.
-    let peer_text = peer.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".to_owned());
+    // Formatted only when a line is logged: nothing to pay on the hot path.
+    let peer_text = ShowPeer(peer);
     let Some(source) = s.sources.get(source_name) else {
         tracing::warn!(
             source = source_name,
