@@ -56,6 +56,8 @@ const ST_TOKEN: &str = "st-url-token-3b9e41c07d2a5f68";
 const API_KEY: &str = "fh-api-key-7d1e";
 
 const M8_OBJECT: &str = r#"{"object":"job","entry":[{"changed_fields":["status"],"time":"2026-11-20 15:04:05","uuid":"job-uuid-1"}],"resource_url":"https://api.servicem8.com/api_1.0/job/job-uuid-1.json"}"#;
+/// M8_OBJECT form-encoded (Python `urllib.parse.urlencode`).
+const M8_OBJECT_FORM: &str = "object=job&entry=%5B%7B%22changed_fields%22%3A%5B%22status%22%5D%2C%22time%22%3A%222026-11-20+15%3A04%3A05%22%2C%22uuid%22%3A%22job-uuid-1%22%7D%5D&resource_url=https%3A%2F%2Fapi.servicem8.com%2Fapi_1.0%2Fjob%2Fjob-uuid-1.json";
 const ST_MESSAGE: &str = r#"{"messageId":"6f1d2c3b-1111-4222-8333-944455556666","timestamp":"1401833057","data":[{"action":"updated","timestamp":1401833052,"userId":1234,"entity":{"type":"appointment","id":34872,"uri":"https://api.servicetrade.com/api/appointment/34872"},"changeset":[{"field":"status","oldValue":"scheduled","newValue":"completed"}]},{"action":"created","timestamp":1401833053,"userId":1234,"entity":{"type":"jobitem","id":99,"uri":"https://api.servicetrade.com/api/jobitem/99"},"changeset":[]},{"action":"updated","timestamp":1401833054,"userId":1234,"entity":{"type":"job","id":5501,"uri":"https://api.servicetrade.com/api/job/5501"},"changeset":[]}]}"#;
 
 /// One daemon configuration with a source per vendor and variant.
@@ -300,6 +302,11 @@ async fn servicem8_object_webhook_is_stored_with_kind_entity_and_dedupe_and_a_re
         std::slice::from_ref(&id),
         "a replay inside the window points at the first event"
     );
+    // The same change form-encoded is the same event.
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let (stored, duplicates) = d.post(&path, &form, M8_OBJECT_FORM).await.ids();
+    assert!(stored.is_empty());
+    assert_eq!(duplicates, std::slice::from_ref(&id));
     d.stop();
     let store = setup.store();
     assert_eq!(store.event_count(), 1);
