@@ -13,7 +13,9 @@
 //! [`plugins`] loads the plugins directory; [`daemon`] wires it all together.
 #![deny(missing_docs)]
 
+pub mod capabilities;
 pub mod config;
+pub mod credentials;
 pub mod daemon;
 pub mod ingress;
 pub mod manifest;
