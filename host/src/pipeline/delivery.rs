@@ -16,6 +16,9 @@ use crate::runtime::Outbound;
 /// Longest `Retry-After` honoured, ms; longer waits use the normal backoff
 /// cap instead of parking the delivery for hours.
 const MAX_RETRY_AFTER_MS: u64 = 300_000;
+/// Largest body of one request a plugin returns; a larger one fails the
+/// job instead of filling the queue.
+pub const MAX_DELIVERY_BODY_BYTES: usize = 10 * 1024 * 1024;
 /// How much of a failing answer's body is kept in the reason.
 const REASON_BODY_BYTES: usize = 512;
 
@@ -161,6 +164,12 @@ pub fn validate(r: &Outbound) -> Result<(), String> {
     }
     if uri.host().is_none() {
         return Err(format!("URL `{}` has no host", r.url));
+    }
+    if r.body.len() > MAX_DELIVERY_BODY_BYTES {
+        return Err(format!(
+            "body of {} bytes is over the {MAX_DELIVERY_BODY_BYTES}-byte limit per delivery",
+            r.body.len()
+        ));
     }
     for (name, value) in &r.headers {
         let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name `{name}`"))?;
