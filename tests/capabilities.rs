@@ -632,3 +632,123 @@ async fn deliveries_follow_the_same_grants_and_get_the_credentials() {
     assert!(reason.contains("may not set the `ST-App-Key` header"), "{reason}");
     assert_eq!(fake.seen_at("/elsewhere").len(), 0);
 }
+
+// ---------------------------------------------------------------- the real daemon
+
+const HCP_SECRET: &str = "hcp_webhook_signing_secret_EXAMPLE";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_the_daemon_hostile_plugins_fail_their_own_jobs_with_clear_reasons_and_the_others_deliver() {
+    use fieldhook::queue::{Queue, TaskState, Topic};
+    use fieldhook::store::Store;
+
+    let dest = FakeDestination::start().await;
+    let port: u16 = dest.url.rsplit(':').next().unwrap().parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hcp.secret"), HCP_SECRET).unwrap();
+    std::fs::write(dir.path().join("hcp.key"), "hcp-key").unwrap();
+    std::fs::write(
+        dir.path().join("fieldhook.toml"),
+        r#"
+listen = "127.0.0.1:0"
+[delivery]
+timeout_secs = 5
+max_attempts = 2
+retry_base_ms = 50
+
+[[sources]]
+name = "hcp"
+vendor = "housecall-pro"
+secret_file = "hcp.secret"
+
+[credentials.hcp]
+kind = "api-key"
+key_file = "hcp.key"
+template = "Token {key}"
+"#,
+    )
+    .unwrap();
+    let plugins = dir.path().join("plugins");
+    install_plugin(
+        &plugins,
+        "accounting-sync",
+        &guest("accounting-sync"),
+        &format!(
+            "name = \"accounting-sync\"\nversion = \"0.1.0\"\n[[subscriptions]]\nsource = \"hcp\"\n\
+             [[http]]\nscheme = \"http\"\nhost = \"127.0.0.1\"\nport = {port}\nmethods = [\"POST\"]\npath = \"/books/\"\n\
+             [config]\nendpoint = \"{}/books/jobs\"\n",
+            dest.url
+        ),
+    );
+    let hostile = guest("hostile");
+    let deliver_rule = format!(
+        "[[http]]\nscheme = \"http\"\nhost = \"127.0.0.1\"\nport = {port}\nmethods = [\"POST\"]\npath = \"/hcp/\"\ncredential = \"hcp\"\n"
+    );
+    for (name, mode, url, extra) in [
+        ("denied", "fetch", "https://not-granted.example/v1".to_string(), String::new()),
+        ("spin", "spin", String::new(), "[limits]\ncpu_ms = 200\n".to_string()),
+        ("bomb", "memory", String::new(), "[limits]\nmemory_mb = 16\n".to_string()),
+        ("gigantic", "gigantic", format!("{}/hcp/x", dest.url), deliver_rule.clone()),
+        ("many", "many", format!("{}/hcp/x", dest.url), deliver_rule.clone()),
+        ("forger", "auth-decision", format!("{}/hcp/x", dest.url), deliver_rule.clone()),
+        ("honest", "deliver", format!("{}/hcp/jobs", dest.url), deliver_rule.clone()),
+    ] {
+        install_plugin(
+            &plugins,
+            name,
+            &hostile,
+            &format!(
+                "name = \"{name}\"\nversion = \"0.0.1\"\n[[subscriptions]]\nsource = \"*\"\n{extra}\n\
+                 [config]\nmode = \"{mode}\"\nurl = \"{url}\"\n"
+            ),
+        );
+    }
+    let daemon = DaemonProcess::start(&dir.path().join("fieldhook.toml"));
+    let body = r#"{"event":"job.completed","job":{"id":"job_7f3e","invoice_number":"1042","total_amount":24500,"customer":{"id":"cus_d892","first_name":"Dana","last_name":"Reyes"}}}"#;
+    let ts = unix_now();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/hooks/hcp", daemon.url))
+        .header("content-type", "application/json")
+        .header("Api-Timestamp", &ts)
+        .header("Api-Signature", sign_housecall_pro(HCP_SECRET, &ts, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let got = dest.wait_for(2, Duration::from_secs(60)).await;
+    let mut paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/books/jobs", "/hcp/jobs"]);
+    let honest = got.iter().find(|r| r.path == "/hcp/jobs").unwrap();
+    assert_eq!(honest.headers.get("authorization").unwrap(), "Token hcp-key");
+    // Let the retried failures (3 attempts, short backoff) run out.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    daemon.stop();
+
+    let store = Store::open(&dir.path().join("data").join("db")).unwrap();
+    let queue = Queue::open(store.db()).unwrap();
+    let jobs = queue.tasks(Topic::Jobs).unwrap();
+    let job = |plugin: &str| {
+        jobs.iter()
+            .find(|t| t.id.ends_with(&format!(".{plugin}")))
+            .unwrap_or_else(|| panic!("job of {plugin}"))
+    };
+    for (plugin, reason) in [
+        ("denied", "host = \"not-granted.example\""),
+        ("spin", "CPU limit of 200 ms"),
+        ("bomb", "trapped"),
+        ("gigantic", "over the 10485760-byte limit per delivery"),
+        ("many", "asked for 10000 requests"),
+        ("forger", "may not set `Authorization`"),
+    ] {
+        let j = job(plugin);
+        assert_eq!(j.state, TaskState::Dead, "{plugin}: {j:?}");
+        let last = &j.history.last().unwrap().outcome;
+        assert!(last.contains(reason), "{plugin}: {last}");
+    }
+    for plugin in ["accounting-sync", "honest"] {
+        assert_eq!(job(plugin).state, TaskState::Done, "{plugin}");
+    }
+}
