@@ -157,9 +157,13 @@ impl Capabilities {
         }
     }
 
-    /// Checks a manifest's grants against the daemon: every credential a
-    /// rule names must be configured.
+    /// Checks a manifest against the daemon: every credential a rule names
+    /// must be configured. Limits above the ceilings are only warned about:
+    /// the plugin runs at the ceiling.
     pub fn check_manifest(&self, manifest: &Manifest) -> Result<(), String> {
+        if let Some(why) = self.sandbox.over_ceiling(manifest.limits) {
+            tracing::warn!(plugin = %manifest.name, "{why}");
+        }
         for r in manifest.http.rules() {
             if let Some(c) = &r.credential {
                 if !self.credentials.contains(c) {
@@ -172,5 +176,47 @@ impl Capabilities {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_gets_what_it_asks_for_within_the_operator_ceilings() {
+        let sandbox: Sandbox = toml::from_str("max_memory_mb = 128\nmax_cpu_ms = 1000\n").unwrap();
+        let asked = Limits {
+            memory_mb: 512,
+            timeout_ms: 3_000,
+            cpu_ms: 200,
+        };
+        let got = sandbox.effective_limits(asked);
+        assert_eq!(
+            got,
+            Limits {
+                memory_mb: 128,
+                timeout_ms: 3_000,
+                cpu_ms: 200
+            }
+        );
+        assert!(sandbox.over_ceiling(asked).unwrap().contains("memory_mb: 512"));
+        assert_eq!(sandbox.over_ceiling(got), None);
+    }
+
+    #[test]
+    fn unknown_sandbox_keys_are_errors() {
+        assert!(toml::from_str::<Sandbox>("max_memory = 1\n").is_err());
+    }
+
+    #[test]
+    fn a_rule_naming_an_unconfigured_credential_is_reported() {
+        let m = Manifest::parse(
+            "name = \"p\"\nversion = \"1\"\n[[http]]\nhost = \"api.example.com\"\ncredential = \"books\"\n",
+            std::path::Path::new("/p/plugin.toml"),
+        )
+        .unwrap();
+        let e = Capabilities::default().check_manifest(&m).unwrap_err();
+        assert!(e.contains("[credentials.books]"), "{e}");
     }
 }

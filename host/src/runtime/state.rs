@@ -52,9 +52,6 @@ impl PluginState {
         // dirs, no sockets (every address is refused), stdin closed,
         // stdout/stderr discarded.
         let wasi = WasiCtx::builder().build();
-        if let Some(why) = caps.sandbox.over_ceiling(manifest.limits) {
-            tracing::warn!(plugin = %manifest.name, "{why}");
-        }
         let effective = caps.sandbox.effective_limits(manifest.limits);
         let limits = MemoryLimiter {
             inner: wasmtime::StoreLimitsBuilder::new()
