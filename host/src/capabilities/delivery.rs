@@ -53,13 +53,14 @@ impl DeliveryGuard {
         })?;
         let r = &d.request;
         for (name, _) in &r.headers {
-            if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
-                if CallHttp::forbidden(&self.caps, &n) && n != http::header::HOST {
-                    return Err(format!(
-                        "plugins may not set the `{name}` header; name a credential in the [[http]] \
+            if let Ok(n) = HeaderName::from_bytes(name.as_bytes())
+                && CallHttp::forbidden(&self.caps, &n)
+                && n != http::header::HOST
+            {
+                return Err(format!(
+                    "plugins may not set the `{name}` header; name a credential in the [[http]] \
                          rule and the host adds it"
-                    ));
-                }
+                ));
             }
         }
         let uri: http::Uri = r

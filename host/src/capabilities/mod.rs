@@ -165,14 +165,14 @@ impl Capabilities {
             tracing::warn!(plugin = %manifest.name, "{why}");
         }
         for r in manifest.http.rules() {
-            if let Some(c) = &r.credential {
-                if !self.credentials.contains(c) {
-                    return Err(format!(
-                        "[[http]] rule for `{}` names credential `{c}`, which the daemon configuration \
+            if let Some(c) = &r.credential
+                && !self.credentials.contains(c)
+            {
+                return Err(format!(
+                    "[[http]] rule for `{}` names credential `{c}`, which the daemon configuration \
                          does not define; add `[credentials.{c}]` to it",
-                        r.host
-                    ));
-                }
+                    r.host
+                ));
             }
         }
         Ok(())
@@ -200,7 +200,12 @@ mod tests {
                 cpu_ms: 200
             }
         );
-        assert!(sandbox.over_ceiling(asked).unwrap().contains("memory_mb: 512"));
+        assert!(
+            sandbox
+                .over_ceiling(asked)
+                .unwrap()
+                .contains("memory_mb: 512")
+        );
         assert_eq!(sandbox.over_ceiling(got), None);
     }
 

@@ -185,25 +185,24 @@ impl CallHttp {
             }
             self.caps.rates.acquire(&destination).await;
             let (resp, io) = send_once(&auth, req, connect_timeout, first_byte).await?;
-            if resp.status() == http::StatusCode::UNAUTHORIZED && !retried {
-                if let (Some(name), Some(a)) = (&auth.credential, &applied) {
-                    if self.caps.credentials.rejected(name, a, &self.scope).await {
-                        tracing::info!(plugin = %self.plugin, credential = %name, "401: retrying once with fresh credentials");
-                        retried = true;
-                        continue;
-                    }
-                }
+            if resp.status() == http::StatusCode::UNAUTHORIZED
+                && !retried
+                && let (Some(name), Some(a)) = (&auth.credential, &applied)
+                && self.caps.credentials.rejected(name, a, &self.scope).await
+            {
+                tracing::info!(plugin = %self.plugin, credential = %name, "401: retrying once with fresh credentials");
+                retried = true;
+                continue;
             }
             let max = sandbox.max_response_bytes;
             if let Some(len) = resp
                 .headers()
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                && len > max
             {
-                if len > max {
-                    tracing::warn!(plugin = %self.plugin, len, max, "response refused: larger than [sandbox] max_response_bytes");
-                    return Err(Error::HttpResponseBodySize(Some(len)));
-                }
+                tracing::warn!(plugin = %self.plugin, len, max, "response refused: larger than [sandbox] max_response_bytes");
+                return Err(Error::HttpResponseBodySize(Some(len)));
             }
             let resp = resp.map(|incoming| {
                 CappedBody {

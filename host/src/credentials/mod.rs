@@ -201,14 +201,14 @@ impl Credentials {
                     *guard = None;
                     if let Some(tree) = &self.tree {
                         // Keep the refresh token, drop the rejected access token.
-                        if let Ok(Some(bytes)) = tree.get(name.as_bytes()) {
-                            if let Ok(mut s) = serde_json::from_slice::<Stored>(&bytes) {
-                                s.access_token = None;
-                                let _ = tree.insert(
-                                    name.as_bytes(),
-                                    serde_json::to_vec(&s).unwrap_or_default(),
-                                );
-                            }
+                        if let Ok(Some(bytes)) = tree.get(name.as_bytes())
+                            && let Ok(mut s) = serde_json::from_slice::<Stored>(&bytes)
+                        {
+                            s.access_token = None;
+                            let _ = tree.insert(
+                                name.as_bytes(),
+                                serde_json::to_vec(&s).unwrap_or_default(),
+                            );
                         }
                     }
                 }
@@ -289,15 +289,15 @@ impl Credentials {
             .and_then(|t| t.get(name.as_bytes()).ok().flatten())
             .and_then(|b| serde_json::from_slice::<Stored>(&b).ok())
             .filter(|s| s.seed == fingerprint);
-        if let Some(s) = &stored {
-            if let Some(access) = &s.access_token {
-                let t = Token {
-                    access: access.clone(),
-                    expires_at_ms: s.expires_at_ms,
-                };
-                if t.fresh() {
-                    return Ok(t);
-                }
+        if let Some(s) = &stored
+            && let Some(access) = &s.access_token
+        {
+            let t = Token {
+                access: access.clone(),
+                expires_at_ms: s.expires_at_ms,
+            };
+            if t.fresh() {
+                return Ok(t);
             }
         }
         let current = stored
