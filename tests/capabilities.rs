@@ -258,6 +258,12 @@ client_id = "cid"
 client_secret_file = "jobber.secret"
 refresh_token_file = "jobber.refresh"
 
+[credentials.broken]
+kind = "oauth-client-credentials"
+token_url = "{url}/token"
+client_id = "cid"
+client_secret_file = "jobber.refresh"
+
 [credentials.servicetrade]
 kind = "servicetrade-session"
 auth_url = "{url}/api/auth"
@@ -631,6 +637,15 @@ async fn deliveries_follow_the_same_grants_and_get_the_credentials() {
     };
     assert!(reason.contains("may not set the `ST-App-Key` header"), "{reason}");
     assert_eq!(fake.seen_at("/elsewhere").len(), 0);
+
+    // A token endpoint that refuses is worth retrying later (the operator
+    // may fix the secret); the reason says what to check.
+    let broken = fake.rule("[\"POST\"]", "/deliver/", Some("broken"));
+    let Sent::Retryable { reason, .. } = deliver(&host, host.plugin("d5", "deliver", &url, &broken), &url, vec![]).await
+    else {
+        panic!("a failing token endpoint is retryable")
+    };
+    assert!(reason.contains("credential `broken`") && reason.contains("HTTP 401"), "{reason}");
 }
 
 // ---------------------------------------------------------------- the real daemon

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 
 use super::Capabilities;
-use super::outbound::{self, CallHttp};
+use super::outbound::{self, CallHttp, Refused};
 use crate::credentials::{Applied, CallScope};
 use crate::pipeline::DeliveryPayload;
 use crate::plugins::PluginSet;
@@ -42,14 +42,15 @@ impl DeliveryGuard {
         Self { caps, plugins }
     }
 
-    /// Checks `d` and returns what to add; the error is the reason the
-    /// delivery is refused.
-    pub async fn authorize(&self, d: &DeliveryPayload) -> Result<DeliveryAuth, String> {
+    /// Checks `d` and returns what to add; the error says why the delivery
+    /// is refused ([`Refused::Denied`]) or cannot go now
+    /// ([`Refused::Unavailable`]: DNS, a token endpoint, a plugin reloading).
+    pub async fn authorize(&self, d: &DeliveryPayload) -> Result<DeliveryAuth, Refused> {
         let plugin = self.plugins.get(&d.plugin).ok_or_else(|| {
-            format!(
+            Refused::Unavailable(format!(
                 "plugin `{}` is not loaded, so its [[http]] grants are unknown",
                 d.plugin
-            )
+            ))
         })?;
         let r = &d.request;
         for (name, _) in &r.headers {
@@ -57,16 +58,16 @@ impl DeliveryGuard {
                 && CallHttp::forbidden(&self.caps, &n)
                 && n != http::header::HOST
             {
-                return Err(format!(
+                return Err(Refused::Denied(format!(
                     "plugins may not set the `{name}` header; name a credential in the [[http]] \
                          rule and the host adds it"
-                ));
+                )));
             }
         }
         let uri: http::Uri = r
             .url
             .parse()
-            .map_err(|e| format!("invalid URL `{}`: {e}", r.url))?;
+            .map_err(|e| Refused::Denied(format!("invalid URL `{}`: {e}", r.url)))?;
         let auth = outbound::authorize(
             &plugin.manifest.http,
             &r.method,
@@ -82,7 +83,7 @@ impl DeliveryGuard {
                     .credentials
                     .apply(name, &scope)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| Refused::Unavailable(e.to_string()))?;
                 Some((name.clone(), applied))
             }
             None => None,

@@ -41,6 +41,17 @@ pub struct CallHttp {
     pub denials: Arc<Mutex<Vec<String>>>,
 }
 
+/// Why a request was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The policy forbids it; it never will be sent as it is.
+    #[error("{0}")]
+    Denied(String),
+    /// It could not be prepared now (DNS, a token endpoint); later may work.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// A request the policy allows, with where to connect.
 #[derive(Debug, Clone)]
 pub struct Authorized {
@@ -59,10 +70,12 @@ pub async fn authorize(
     method: &str,
     uri: &http::Uri,
     timeout: Duration,
-) -> Result<Authorized, String> {
-    let target =
-        Target::from_uri(method, uri).ok_or_else(|| Denied::BadUrl(uri.to_string()).to_string())?;
-    let grant = allowlist.check(&target).map_err(|d| d.to_string())?;
+) -> Result<Authorized, Refused> {
+    let target = Target::from_uri(method, uri)
+        .ok_or_else(|| Refused::Denied(Denied::BadUrl(uri.to_string()).to_string()))?;
+    let grant = allowlist
+        .check(&target)
+        .map_err(|d| Refused::Denied(d.to_string()))?;
     let credential = grant.rule.credential.clone();
     let addrs: Vec<SocketAddr> = match target.host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, target.port)],
@@ -71,17 +84,21 @@ pub async fn authorize(
             tokio::net::lookup_host((target.host.as_str(), target.port)),
         )
         .await
-        .map_err(|_| format!("DNS lookup of {} timed out", target.host))?
-        .map_err(|e| format!("DNS lookup of {} failed: {e}", target.host))?
+        .map_err(|_| Refused::Unavailable(format!("DNS lookup of {} timed out", target.host)))?
+        .map_err(|e| Refused::Unavailable(format!("DNS lookup of {} failed: {e}", target.host)))?
         .collect(),
     };
     if addrs.is_empty() {
-        return Err(format!("{} has no address", target.host));
+        return Err(Refused::Unavailable(format!(
+            "{} has no address",
+            target.host
+        )));
     }
     // Every address must pass: a name with one public and one private
     // address must not reach the private one by chance.
     for a in &addrs {
-        allowlist::check_address(&grant, &target, a.ip()).map_err(|d| d.to_string())?;
+        allowlist::check_address(&grant, &target, a.ip())
+            .map_err(|d| Refused::Denied(d.to_string()))?;
     }
     Ok(Authorized {
         target,
@@ -91,13 +108,24 @@ pub async fn authorize(
 }
 
 impl CallHttp {
-    fn deny(&self, reason: String) -> Error {
+    /// Records why a request was not sent (for the job's reason) and
+    /// returns what the plugin sees: `HTTP-request-denied` for the policy,
+    /// an internal error (which the plugin may retry) for the rest.
+    fn refuse(&self, refused: Refused) -> Error {
+        let (reason, error) = match refused {
+            Refused::Denied(r) => (r, Error::HttpRequestDenied),
+            Refused::Unavailable(r) => (r.clone(), Error::InternalError(Some(r))),
+        };
         tracing::warn!(plugin = %self.plugin, "{reason}");
         let mut d = self.denials.lock().unwrap_or_else(|p| p.into_inner());
         if d.len() < 16 {
             d.push(reason);
         }
-        Error::HttpRequestDenied
+        error
+    }
+
+    fn deny(&self, reason: String) -> Error {
+        self.refuse(Refused::Denied(reason))
     }
 
     /// Whether a plugin may set header `name`.
@@ -124,7 +152,7 @@ impl CallHttp {
             sandbox.connect_timeout(),
         )
         .await
-        .map_err(|r| self.deny(r))?;
+        .map_err(|r| self.refuse(r))?;
         // The header filter already refuses these when the plugin sets
         // them; checked again here, as it is where credentials are added.
         if let Some(name) = parts
@@ -168,7 +196,11 @@ impl CallHttp {
                         .credentials
                         .apply(name, &self.scope)
                         .await
-                        .map_err(|e| self.deny(format!("outbound HTTP not sent: {e}")))?,
+                        .map_err(|e| {
+                            self.refuse(Refused::Unavailable(format!(
+                                "outbound HTTP not sent: {e}"
+                            )))
+                        })?,
                 ),
                 None => None,
             };

@@ -10,6 +10,7 @@ use http::{HeaderName, HeaderValue, Method};
 
 use super::DeliveryPayload;
 use crate::capabilities::delivery::DeliveryGuard;
+use crate::capabilities::outbound::Refused;
 use crate::config;
 use crate::runtime::Outbound;
 
@@ -88,13 +89,13 @@ impl Deliverer {
         };
         let auth = match guard.authorize(d).await {
             Ok(a) => a,
-            Err(reason) => return Sent::Permanent(format!("refused by the host: {reason}")),
+            Err(refused) => return refusal(refused),
         };
         let (sent, status) = self.send_once(d, &auth.headers).await;
         if status == Some(401) && guard.rejected(&auth).await {
             return match guard.authorize(d).await {
                 Ok(fresh) => self.send_once(d, &fresh.headers).await.0,
-                Err(reason) => Sent::Permanent(format!("refused by the host: {reason}")),
+                Err(refused) => refusal(refused),
             };
         }
         sent
@@ -145,6 +146,16 @@ impl Deliverer {
             }
         };
         (sent, None)
+    }
+}
+
+fn refusal(refused: Refused) -> Sent {
+    match refused {
+        Refused::Denied(reason) => Sent::Permanent(format!("refused by the host: {reason}")),
+        Refused::Unavailable(reason) => Sent::Retryable {
+            reason: format!("not sent: {reason}"),
+            retry_after_ms: None,
+        },
     }
 }
 
