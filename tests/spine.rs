@@ -58,9 +58,18 @@ version = "0.1.0"
 source = "hcp"
 kinds = ["job.completed"]
 
+# Deliveries follow the same grants as the plugin's own HTTP.
+[[http]]
+scheme = "http"
+host = "127.0.0.1"
+port = {port}
+methods = ["POST"]
+path = "/books/"
+
 [config]
 endpoint = "{destination}/books/jobs"
-"#
+"#,
+                port = destination.rsplit(':').next().unwrap_or_default()
             ),
         );
         Self { dir }

@@ -1226,9 +1226,18 @@ source = "st"
 [[subscriptions]]
 source = "hcp"
 
+# Deliveries follow the same grants as the plugin's own HTTP.
+[[http]]
+scheme = "http"
+host = "127.0.0.1"
+port = {}
+methods = ["POST"]
+path = "/echo"
+
 [config]
 endpoint = "{}/echo"
 "#,
+            dest.url.rsplit(':').next().unwrap_or_default(),
             dest.url
         ),
     );

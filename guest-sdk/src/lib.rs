@@ -31,12 +31,13 @@
 //!
 //! Outside WebAssembly (`cargo test` on the build machine) the host imports do
 //! not exist: [`config`] then reads values set with `testing::set_config`,
-//! [`log`] prints to stderr and [`http`] fails, so `handle` can be unit-tested
+//! [`kv`] is an in-memory map, [`log`] prints to stderr and [`http`] fails, so `handle` can be unit-tested
 //! with the helpers of the `testing` module (native builds only).
 #![deny(missing_docs)]
 
 mod event;
 pub mod http;
+pub mod kv;
 mod request;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

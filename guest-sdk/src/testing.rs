@@ -20,6 +20,24 @@ use crate::Event;
 
 thread_local! {
     static CONFIG: RefCell<BTreeMap<String, String>> = const { RefCell::new(BTreeMap::new()) };
+    static KV: RefCell<BTreeMap<String, Vec<u8>>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Empties this thread's key-value store ([`crate::kv`]).
+pub fn clear_kv() {
+    KV.with(|kv| kv.borrow_mut().clear());
+}
+
+pub(crate) fn kv_get(key: &str) -> Option<Vec<u8>> {
+    KV.with(|kv| kv.borrow().get(key).cloned())
+}
+
+pub(crate) fn kv_set(key: &str, value: &[u8]) {
+    KV.with(|kv| kv.borrow_mut().insert(key.to_owned(), value.to_vec()));
+}
+
+pub(crate) fn kv_delete(key: &str) -> bool {
+    KV.with(|kv| kv.borrow_mut().remove(key).is_some())
 }
 
 /// Replaces this thread's `[config]` values.

@@ -32,6 +32,9 @@ pub enum ConfigError {
         /// What the TOML parser said.
         message: String,
     },
+    /// A `[credentials.NAME]` entry is wrong.
+    #[error(transparent)]
+    Credential(#[from] crate::credentials::CredentialConfigError),
     /// A source is wrong.
     #[error("source `{source_name}`: {message}")]
     Source {
@@ -64,6 +67,10 @@ pub struct Config {
     pub dev: Dev,
     /// Configured webhook sources.
     pub sources: Vec<Source>,
+    /// Plugin sandbox: limit ceilings, outbound HTTP, key-value sizes.
+    pub sandbox: crate::capabilities::Sandbox,
+    /// Credentials the host adds to plugins' requests (`[credentials.NAME]`).
+    pub credentials: Vec<crate::credentials::CredentialSpec>,
 }
 
 /// Worker counts for the two queues.
@@ -149,6 +156,10 @@ struct RawConfig {
     dev: Dev,
     #[serde(default)]
     sources: Vec<RawSource>,
+    #[serde(default)]
+    sandbox: crate::capabilities::Sandbox,
+    #[serde(default)]
+    credentials: std::collections::BTreeMap<String, crate::credentials::RawCredential>,
 }
 
 #[derive(Deserialize)]
@@ -224,6 +235,8 @@ impl Config {
             delivery: raw.delivery,
             dev: raw.dev,
             sources,
+            sandbox: raw.sandbox,
+            credentials: crate::credentials::config::resolve(raw.credentials, base)?,
         })
     }
 

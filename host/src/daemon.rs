@@ -7,7 +7,10 @@ use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use crate::capabilities::Capabilities;
+use crate::capabilities::delivery::DeliveryGuard;
 use crate::config::Config;
+use crate::credentials::Credentials;
 use crate::ingress::{self, StoreSink};
 use crate::pipeline::Pipeline;
 use crate::pipeline::delivery::Deliverer;
@@ -78,7 +81,12 @@ impl Daemon {
         if recovered > 0 {
             tracing::warn!(recovered, "re-queued work that was running when the daemon stopped");
         }
-        let runtime = Arc::new(Runtime::new(CodeCache::new(&config.data_dir.join("compiled")))?);
+        let credentials = Credentials::new(config.credentials.clone(), store.db().open_tree("credentials").ok());
+        let capabilities = Arc::new(Capabilities::new(config.sandbox.clone(), credentials, Some(store.db())));
+        let runtime = Arc::new(
+            Runtime::new(CodeCache::new(&config.data_dir.join("compiled")))?
+                .with_capabilities(capabilities.clone()),
+        );
         let plugin_set = Arc::new(PluginSet::default());
         let load_failures = {
             let runtime = runtime.clone();
@@ -89,12 +97,18 @@ impl Daemon {
                 .await
                 .unwrap_or_default()
         };
+        for plugin in plugin_set.snapshot().values() {
+            if let Err(why) = capabilities.check_manifest(&plugin.manifest) {
+                tracing::error!(plugin = %plugin.manifest.name, "{why}");
+            }
+        }
         let pipeline = Arc::new(Pipeline {
             store: store.clone(),
             queue,
-            plugins: plugin_set,
+            plugins: plugin_set.clone(),
             runtime,
-            delivery: Deliverer::new(config.delivery.clone())?,
+            delivery: Deliverer::new(config.delivery.clone())?
+                .with_guard(DeliveryGuard::new(capabilities.clone(), plugin_set.clone())),
             retry_base_ms: config.delivery.retry_base_ms,
             inbox: Notify::new(),
             jobs: Notify::new(),

@@ -9,11 +9,17 @@
 //!    the [`queue`], runs them in the [`runtime`], and delivers the requests
 //!    they return ([`pipeline::delivery`]).
 //!
+//! What a plugin may reach (outbound HTTP by manifest grant, its key-value
+//! store, limits) is [`capabilities`]; [`credentials`] are added by the host
+//! to the requests a grant names, never shown to plugins.
+//!
 //! [`config`] reads the daemon's TOML; [`manifest`] reads a plugin's;
 //! [`plugins`] loads the plugins directory; [`daemon`] wires it all together.
 #![deny(missing_docs)]
 
+pub mod capabilities;
 pub mod config;
+pub mod credentials;
 pub mod daemon;
 pub mod ingress;
 pub mod manifest;

@@ -14,7 +14,14 @@
 //!
 //! [limits]
 //! memory_mb = 64
-//! timeout_ms = 5000
+//! timeout_ms = 5000                   # wall time of one call
+//! cpu_ms = 2000                       # time executing guest code
+//!
+//! [[http]]                            # outbound grants, see capabilities::allowlist
+//! host = "api.servicetitan.io"
+//! methods = ["GET"]
+//! path = "/jpm/v2/"
+//! credential = "servicetitan"
 //!
 //! [config]
 //! endpoint = "https://books.example.com/api/jobs"
@@ -24,6 +31,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::capabilities::allowlist::{Allowlist, HttpRule};
 
 /// The WIT package versions this host serves.
 pub const SUPPORTED_WIT: &[&str] = &["0.1.0"];
@@ -72,6 +81,8 @@ pub struct Manifest {
     pub limits: Limits,
     /// Configuration values the plugin reads through the `config` import.
     pub config: BTreeMap<String, String>,
+    /// Outbound HTTP grants (`[[http]]`); empty: none.
+    pub http: Allowlist,
 }
 
 /// Events from one source (or all), optionally of some kinds only.
@@ -94,6 +105,9 @@ pub struct Limits {
     pub memory_mb: u32,
     /// Wall time for one call, including its outbound HTTP, ms.
     pub timeout_ms: u64,
+    /// Time spent executing the plugin's code in one call, ms (waiting on
+    /// outbound HTTP does not count).
+    pub cpu_ms: u64,
 }
 
 impl Default for Limits {
@@ -101,6 +115,7 @@ impl Default for Limits {
         Self {
             memory_mb: 64,
             timeout_ms: 10_000,
+            cpu_ms: 5_000,
         }
     }
 }
@@ -123,6 +138,8 @@ struct RawManifest {
     limits: Limits,
     #[serde(default)]
     config: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    http: Vec<HttpRule>,
 }
 
 fn default_component() -> PathBuf {
@@ -172,6 +189,13 @@ impl Manifest {
                 raw.limits.timeout_ms
             )));
         }
+        if raw.limits.cpu_ms == 0 || raw.limits.cpu_ms > MAX_TIMEOUT_MS {
+            return Err(invalid(format!(
+                "limits.cpu_ms = {} is outside 1..={MAX_TIMEOUT_MS}",
+                raw.limits.cpu_ms
+            )));
+        }
+        let http = Allowlist::new(raw.http).map_err(|e| invalid(e.to_string()))?;
         let mut config = BTreeMap::new();
         for (k, v) in raw.config {
             let text = match v {
@@ -196,6 +220,7 @@ impl Manifest {
             subscriptions: raw.subscriptions,
             limits: raw.limits,
             config,
+            http,
         })
     }
 
@@ -278,6 +303,17 @@ mod tests {
         assert!(e.to_string().contains("limits.memory_mb"), "{e}");
         let e = manifest(&format!("{BASE}[limits]\ntimeout_ms = 0\n")).unwrap_err();
         assert!(e.to_string().contains("limits.timeout_ms"), "{e}");
+    }
+
+    #[test]
+    fn http_grants_are_read_and_validated() {
+        let m = manifest(&format!(
+            "{BASE}[[http]]\nhost = \"api.servicetitan.io\"\nmethods = [\"GET\"]\ncredential = \"st\"\n"
+        ))
+        .unwrap();
+        assert_eq!(m.http.rules()[0].credential.as_deref(), Some("st"));
+        let e = manifest(&format!("{BASE}[[http]]\nhost = \"x\"\nscheme = \"ftp\"\n")).unwrap_err();
+        assert!(e.to_string().contains("http rule 0"), "{e}");
     }
 
     #[test]

@@ -9,12 +9,17 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 
 use super::DeliveryPayload;
+use crate::capabilities::delivery::DeliveryGuard;
+use crate::capabilities::outbound::Refused;
 use crate::config;
 use crate::runtime::Outbound;
 
 /// Longest `Retry-After` honoured, ms; longer waits use the normal backoff
 /// cap instead of parking the delivery for hours.
 const MAX_RETRY_AFTER_MS: u64 = 300_000;
+/// Largest body of one request a plugin returns; a larger one fails the
+/// job instead of filling the queue.
+pub const MAX_DELIVERY_BODY_BYTES: usize = 10 * 1024 * 1024;
 /// How much of a failing answer's body is kept in the reason.
 const REASON_BODY_BYTES: usize = 512;
 
@@ -39,6 +44,7 @@ pub enum Sent {
 pub struct Deliverer {
     client: reqwest::Client,
     settings: config::Delivery,
+    guard: Option<DeliveryGuard>,
 }
 
 impl Deliverer {
@@ -51,7 +57,18 @@ impl Deliverer {
             // the plugin named, nothing else.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { client, settings })
+        Ok(Self {
+            client,
+            settings,
+            guard: None,
+        })
+    }
+
+    /// Checks every delivery against its plugin's grants and adds the
+    /// credentials its rule names ([`DeliveryGuard`]).
+    pub fn with_guard(mut self, guard: DeliveryGuard) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// Attempts before a delivery is dead-lettered.
@@ -64,22 +81,44 @@ impl Deliverer {
         self.settings.timeout_secs * 1000 + 30_000
     }
 
-    /// Sends one delivery.
+    /// Sends one delivery: authorized and decorated by the guard, once more
+    /// with fresh credentials after a 401.
     pub async fn send(&self, d: &DeliveryPayload) -> Sent {
+        let Some(guard) = &self.guard else {
+            return self.send_once(d, &[]).await.0;
+        };
+        let auth = match guard.authorize(d).await {
+            Ok(a) => a,
+            Err(refused) => return refusal(refused),
+        };
+        let (sent, status) = self.send_once(d, &auth.headers).await;
+        if status == Some(401) && guard.rejected(&auth).await {
+            return match guard.authorize(d).await {
+                Ok(fresh) => self.send_once(d, &fresh.headers).await.0,
+                Err(refused) => refusal(refused),
+            };
+        }
+        sent
+    }
+
+    async fn send_once(&self, d: &DeliveryPayload, extra: &[(HeaderName, HeaderValue)]) -> (Sent, Option<u16>) {
         let r = &d.request;
         let method = match Method::from_bytes(r.method.as_bytes()) {
             Ok(m) => m,
-            Err(_) => return Sent::Permanent(format!("invalid method `{}`", r.method)),
+            Err(_) => return (Sent::Permanent(format!("invalid method `{}`", r.method)), None),
         };
         let mut req = self.client.request(method, &r.url).body(r.body.clone());
         for (name, value) in &r.headers {
             let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) else {
-                return Sent::Permanent(format!("invalid header `{name}`"));
+                return (Sent::Permanent(format!("invalid header `{name}`")), None);
             };
             req = req.header(n, v);
         }
+        for (n, v) in extra {
+            req = req.header(n.clone(), v.clone());
+        }
         req = req.header("idempotency-key", &d.idempotency_key);
-        match req.send().await {
+        let sent = match req.send().await {
             Err(e) => Sent::Retryable {
                 reason: format!("{}: {e}", if e.is_timeout() { "timed out" } else { "network error" }),
                 retry_after_ms: None,
@@ -87,7 +126,7 @@ impl Deliverer {
             Ok(resp) => {
                 let status = resp.status();
                 if status.is_success() {
-                    return Sent::Ok(status.as_u16());
+                    return (Sent::Ok(status.as_u16()), Some(status.as_u16()));
                 }
                 let retry_after_ms = resp
                     .headers()
@@ -98,13 +137,25 @@ impl Deliverer {
                 let body = resp.bytes().await.unwrap_or_default();
                 let snippet = String::from_utf8_lossy(&body[..body.len().min(REASON_BODY_BYTES)]).into_owned();
                 let reason = format!("destination answered HTTP {}: {snippet}", status.as_u16());
-                if retryable_status(status.as_u16()) {
+                let sent = if retryable_status(status.as_u16()) {
                     Sent::Retryable { reason, retry_after_ms }
                 } else {
                     Sent::Permanent(reason)
-                }
+                };
+                return (sent, Some(status.as_u16()));
             }
-        }
+        };
+        (sent, None)
+    }
+}
+
+fn refusal(refused: Refused) -> Sent {
+    match refused {
+        Refused::Denied(reason) => Sent::Permanent(format!("refused by the host: {reason}")),
+        Refused::Unavailable(reason) => Sent::Retryable {
+            reason: format!("not sent: {reason}"),
+            retry_after_ms: None,
+        },
     }
 }
 
@@ -125,8 +176,19 @@ pub fn validate(r: &Outbound) -> Result<(), String> {
     if uri.host().is_none() {
         return Err(format!("URL `{}` has no host", r.url));
     }
+    if r.body.len() > MAX_DELIVERY_BODY_BYTES {
+        return Err(format!(
+            "body of {} bytes is over the {MAX_DELIVERY_BODY_BYTES}-byte limit per delivery",
+            r.body.len()
+        ));
+    }
     for (name, value) in &r.headers {
-        HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name `{name}`"))?;
+        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name `{name}`"))?;
+        if n == http::header::AUTHORIZATION || n == http::header::PROXY_AUTHORIZATION || n == http::header::COOKIE {
+            return Err(format!(
+                "plugins may not set `{name}`; name a credential in the [[http]] rule and the host adds it"
+            ));
+        }
         HeaderValue::from_bytes(value).map_err(|_| format!("invalid value for header `{name}`"))?;
     }
     Ok(())
@@ -162,5 +224,12 @@ mod tests {
         assert!(validate(&request("P OST", "https://x")).is_err());
         assert!(validate(&request("POST", "/relative")).is_err());
         assert!(validate(&request("POST", "ftp://x/y")).is_err());
+    }
+
+    #[test]
+    fn a_plugin_cannot_set_its_own_authorization() {
+        let mut r = request("POST", "https://books.example.com/jobs");
+        r.headers.push(("Authorization".into(), b"Bearer stolen".to_vec()));
+        assert!(validate(&r).unwrap_err().contains("credential"));
     }
 }

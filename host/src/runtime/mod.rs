@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use bindings::fieldhook::plugin::{config as wit_config, log as wit_log, types as wit};
+use bindings::fieldhook::plugin::{config as wit_config, kv as wit_kv, log as wit_log, types as wit};
 use bindings::PluginPre;
 pub use cache::{CacheOutcome, CodeCache};
 pub use state::LogLine;
 use state::PluginState;
 
+use crate::capabilities::Capabilities;
 use crate::manifest::Manifest;
 use crate::store::EventRecord;
 
@@ -70,6 +71,9 @@ pub enum CallError {
     /// The plugin ran past its time limit.
     #[error("plugin exceeded its time limit of {0} ms")]
     Timeout(u64),
+    /// The plugin's code ran longer than its CPU limit.
+    #[error("plugin exceeded its CPU limit of {0} ms")]
+    CpuLimit(u64),
 }
 
 impl CallError {
@@ -79,7 +83,7 @@ impl CallError {
             CallError::Plugin { retryable, .. } => *retryable,
             // A trap may come from a transient state (a fetch that returned
             // garbage); retries are bounded, then the job is dead-lettered.
-            CallError::Trap(_) | CallError::Timeout(_) => true,
+            CallError::Trap(_) | CallError::Timeout(_) | CallError::CpuLimit(_) => true,
         }
     }
 }
@@ -147,6 +151,7 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     cache: CodeCache,
     ticking: Arc<AtomicBool>,
+    capabilities: Arc<Capabilities>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -183,6 +188,7 @@ impl Runtime {
         add(wit::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s))?;
         add(wit_log::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s))?;
         add(wit_config::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s))?;
+        add(wit_kv::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s))?;
 
         // Epoch ticker: time limits are counted in ticks.
         let ticking = Arc::new(AtomicBool::new(true));
@@ -202,7 +208,15 @@ impl Runtime {
             linker,
             cache,
             ticking,
+            capabilities: Arc::new(Capabilities::default()),
         })
+    }
+
+    /// Gives plugins the daemon's capabilities (credentials, key-value
+    /// store, operator limits); without it they get none of these.
+    pub fn with_capabilities(mut self, capabilities: Arc<Capabilities>) -> Self {
+        self.capabilities = capabilities;
+        self
     }
 
     /// Reads, compiles (or takes from the cache) and pre-instantiates a
@@ -260,12 +274,10 @@ impl Runtime {
     /// Runs `filter` then `handle` for one event on a fresh instance.
     pub async fn call(&self, plugin: &LoadedPlugin, event: &EventRecord, attempt: u32) -> CallReport {
         let started = Instant::now();
-        let limits = plugin.manifest.limits;
-        let mut store = Store::new(&self.engine, PluginState::new(plugin.manifest.clone()));
-        store.limiter(|s| &mut s.limits);
-        let ticks = limits.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1);
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        let state = PluginState::new(plugin.manifest.clone(), &self.capabilities);
+        let limits = state.limits();
+        let mut store = Store::new(&self.engine, state);
+        state::enforce_limits(&mut store);
 
         let wit_event = to_wit(event, attempt);
         let run = async {
@@ -289,6 +301,7 @@ impl Runtime {
             Ok(Err(e)) => Err(classify_trap(e, limits.timeout_ms)),
         };
         let state = store.into_data();
+        let result = state.explain(result);
         CallReport {
             result,
             logs: state.logs,
@@ -299,6 +312,9 @@ impl Runtime {
 }
 
 fn classify_trap(e: wasmtime::Error, timeout_ms: u64) -> CallError {
+    if let Some(state::CpuLimitExceeded(ms)) = e.downcast_ref::<state::CpuLimitExceeded>() {
+        return CallError::CpuLimit(*ms);
+    }
     if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
         return CallError::Timeout(timeout_ms);
     }

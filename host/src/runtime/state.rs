@@ -1,14 +1,24 @@
 //! Per-call host state: what a plugin instance can reach.
+//!
+//! Nothing but the imports of the `plugin` world: no environment, no files,
+//! no sockets, and outbound HTTP only through [`HttpPolicy`], which sends
+//! what the manifest grants ([`crate::capabilities`]). Limits: memory
+//! ([`MemoryLimiter`]), guest CPU time ([`CpuMeter`], counted in epoch
+//! ticks) and wall time (the runtime's timeout around the call).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, StoreLimits};
+use wasmtime::{ResourceLimiter, StoreLimits, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::bindings::fieldhook::plugin::{config, log};
-use crate::manifest::Manifest;
+use super::bindings::fieldhook::plugin::{config, kv, log};
+use crate::capabilities::Capabilities;
+use crate::capabilities::outbound::CallHttp;
+use crate::credentials::CallScope;
+use crate::manifest::{Limits, Manifest};
 
 /// A line a plugin logged during one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,20 +36,26 @@ pub struct PluginState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: HttpPolicy,
+    caps: Arc<Capabilities>,
+    effective: Limits,
     pub(crate) limits: MemoryLimiter,
+    pub(crate) cpu: CpuMeter,
     pub(crate) logs: Vec<LogLine>,
 }
 
 impl PluginState {
     /// State for one call of the plugin described by `manifest`: no
-    /// environment, no files, no sockets, and outbound HTTP through the policy.
-    pub fn new(manifest: Arc<Manifest>) -> Self {
-        // WasiCtx's defaults grant nothing: no env, no preopened dirs, no
-        // sockets, stdin closed, stdout/stderr discarded.
+    /// environment, no files, no sockets, outbound HTTP through the policy,
+    /// limits within the operator's ceilings.
+    pub fn new(manifest: Arc<Manifest>, caps: &Arc<Capabilities>) -> Self {
+        // WasiCtx's defaults grant nothing: no env, no args, no preopened
+        // dirs, no sockets (every address is refused), stdin closed,
+        // stdout/stderr discarded.
         let wasi = WasiCtx::builder().build();
+        let effective = caps.sandbox.effective_limits(manifest.limits);
         let limits = MemoryLimiter {
             inner: wasmtime::StoreLimitsBuilder::new()
-                .memory_size(manifest.limits.memory_mb as usize * 1024 * 1024)
+                .memory_size(effective.memory_mb as usize * 1024 * 1024)
                 .instances(64)
                 .tables(64)
                 .memories(16)
@@ -49,15 +65,95 @@ impl PluginState {
         };
         Self {
             hooks: HttpPolicy {
-                plugin: manifest.name.clone(),
+                call: CallHttp {
+                    plugin: manifest.name.clone(),
+                    allowlist: manifest.http.clone(),
+                    caps: caps.clone(),
+                    scope: Arc::new(CallScope::new(caps.credentials.clone())),
+                    denials: Arc::new(Mutex::new(Vec::new())),
+                },
             },
             manifest,
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            caps: caps.clone(),
+            effective,
             limits,
+            cpu: CpuMeter::new(Duration::from_millis(effective.cpu_ms)),
             logs: Vec::new(),
         }
+    }
+
+    /// The limits this call runs with: the manifest's, within the ceilings.
+    pub fn limits(&self) -> Limits {
+        self.effective
+    }
+
+    /// Adds what the host refused during the call to a failed call's reason,
+    /// so a job dead-lettered after a denied request says which rule to add.
+    pub fn explain(&self, result: Result<super::Decision, super::CallError>) -> Result<super::Decision, super::CallError> {
+        use super::CallError;
+        let denials = self.hooks.call.denials.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(first) = denials.first() else {
+            return result;
+        };
+        result.map_err(|e| match e {
+            CallError::Plugin { message, retryable } => CallError::Plugin {
+                message: format!("{message}; the host refused: {first}"),
+                retryable,
+            },
+            CallError::Trap(m) => CallError::Trap(format!("{m}; the host refused: {first}")),
+            other => other,
+        })
+    }
+}
+
+/// Installs the memory limiter and the CPU budget on a call's store.
+pub(crate) fn enforce_limits(store: &mut wasmtime::Store<PluginState>) {
+    store.limiter(|s| &mut s.limits);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| ctx.data_mut().cpu.tick());
+}
+
+/// The guest used up its CPU budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("plugin used more than its CPU limit of {0} ms")]
+pub struct CpuLimitExceeded(pub u64);
+
+/// Guest execution time, counted at each epoch tick the guest runs into.
+///
+/// The epoch deadline is one tick ahead, so the callback runs every tick
+/// while guest code executes. An interval longer than two ticks means the
+/// guest was blocked in a host call (outbound HTTP) or not scheduled: it
+/// counts as one tick, so waiting is not CPU. Accurate to about a tick per
+/// host call.
+pub struct CpuMeter {
+    budget: Duration,
+    used: Duration,
+    last: Instant,
+}
+
+impl CpuMeter {
+    fn new(budget: Duration) -> Self {
+        Self {
+            budget,
+            used: Duration::ZERO,
+            last: Instant::now(),
+        }
+    }
+
+    fn tick(&mut self) -> wasmtime::Result<UpdateDeadline> {
+        let now = Instant::now();
+        let tick = super::TICK;
+        let interval = now.duration_since(self.last);
+        self.used += if interval <= tick * 2 { interval } else { tick };
+        self.last = now;
+        if self.used > self.budget {
+            return Err(CpuLimitExceeded(self.budget.as_millis() as u64).into());
+        }
+        // Yield so the wall-time limit and other jobs get their turn.
+        Ok(UpdateDeadline::Yield(1))
     }
 }
 
@@ -120,19 +216,25 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// The embedder's policy on a plugin's outbound HTTP.
-///
-/// No plugin has outbound grants yet, so every request is denied before
-/// any connection is made; the manifest allowlist lands here.
+/// The embedder's policy on a plugin's outbound HTTP: every request is
+/// checked against the manifest's grants before any connection, and sent by
+/// the host ([`CallHttp::send`]).
 pub struct HttpPolicy {
-    plugin: String,
+    call: CallHttp,
 }
 
 impl WasiHttpHooks for HttpPolicy {
+    fn forbidden_header_filter(&mut self) -> wasmtime_wasi_http::ForbiddenHeaderFilter {
+        // Authorization, Cookie and every credential's header: the host
+        // adds credentials, a plugin can neither set nor forge them.
+        let caps = self.call.caps.clone();
+        Arc::new(move |name| CallHttp::forbidden(&caps, name))
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> Box<
         dyn Future<
@@ -145,13 +247,39 @@ impl WasiHttpHooks for HttpPolicy {
                 >,
             > + Send,
     > {
-        tracing::warn!(
-            plugin = %self.plugin,
-            method = %request.method(),
-            uri = %request.uri(),
-            "outbound HTTP denied: this plugin has no outbound grants"
-        );
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        Box::new(self.call.clone().send(request, options))
+    }
+}
+
+impl kv::Host for PluginState {
+    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, kv::KvError> {
+        self.store()?.get(&self.manifest.name, &key).map_err(to_wit)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), kv::KvError> {
+        self.store()?.set(&self.manifest.name, &key, &value, ttl_ms).map_err(to_wit)
+    }
+
+    fn delete(&mut self, key: String) -> Result<bool, kv::KvError> {
+        self.store()?.delete(&self.manifest.name, &key).map_err(to_wit)
+    }
+}
+
+impl PluginState {
+    fn store(&self) -> Result<&crate::capabilities::kv::KvStore, kv::KvError> {
+        self.caps
+            .kv
+            .as_ref()
+            .ok_or_else(|| kv::KvError::Unavailable("this host runs without a key-value store".into()))
+    }
+}
+
+fn to_wit(e: crate::capabilities::kv::KvError) -> kv::KvError {
+    use crate::capabilities::kv::KvError as E;
+    match e {
+        E::TooLarge(m) => kv::KvError::TooLarge(m),
+        E::QuotaExceeded(m) => kv::KvError::QuotaExceeded(m),
+        E::Unavailable(m) => kv::KvError::Unavailable(m),
     }
 }
 
