@@ -313,3 +313,56 @@ impl Candidate {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::CodeCache;
+
+    fn plugin_dir(root: &Path, dir: &str, manifest: &str, component: &[u8]) -> PathBuf {
+        let d = root.join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("plugin.toml"), manifest).unwrap();
+        std::fs::write(d.join("plugin.wasm"), component).unwrap();
+        d
+    }
+
+    #[test]
+    fn failures_are_kept_per_directory_until_the_directory_is_fixed_or_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(CodeCache::new(&tmp.path().join("compiled"))).unwrap();
+        let root = tmp.path().join("plugins");
+        let empty_component = b"\0asm\x0d\0\x01\0";
+        let bad = plugin_dir(&root, "bad-manifest", "name = \"Bad Name\"\nversion = \"1\"\n", empty_component);
+        let alien = plugin_dir(&root, "alien", "name = \"alien\"\nversion = \"1\"\n", empty_component);
+        let set = PluginSet::default();
+
+        let report = set.sync(&runtime, &root);
+        assert!(report.loaded.is_empty());
+        let failures = set.failures();
+        assert_eq!(failures.iter().map(|f| f.dir.clone()).collect::<Vec<_>>(), vec![alien.clone(), bad.clone()]);
+        assert!(failures[0].reason.contains("does not export `fieldhook:plugin/handler`"), "{failures:?}");
+        assert!(failures[1].reason.contains("Bad Name"), "{failures:?}");
+
+        // Unchanged content is not retried, and stays reported.
+        assert!(set.sync(&runtime, &root).failed.is_empty());
+        assert_eq!(set.failures().len(), 2);
+
+        std::fs::remove_dir_all(&bad).unwrap();
+        set.sync(&runtime, &root);
+        assert_eq!(set.failures().iter().map(|f| f.dir.clone()).collect::<Vec<_>>(), vec![alien]);
+        assert!(set.snapshot().is_empty());
+    }
+
+    #[test]
+    fn hidden_directories_are_staging_areas_and_not_loaded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(CodeCache::new(&tmp.path().join("compiled"))).unwrap();
+        let root = tmp.path().join("plugins");
+        plugin_dir(&root, ".staging", "name = \"x\"\nversion = \"1\"\n", b"half");
+        let set = PluginSet::default();
+        let report = set.sync(&runtime, &root);
+        assert_eq!(report, SyncReport::default());
+        assert!(set.failures().is_empty());
+    }
+}

@@ -35,13 +35,14 @@ impl std::fmt::Debug for Watcher {
 /// (loading compiles, which may take seconds for JS or Python).
 pub fn watch(runtime: Arc<Runtime>, dir: PathBuf, set: Arc<PluginSet>) -> notify::Result<Watcher> {
     let (tx, rx) = mpsc::channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-        Ok(e) if is_change(&e.kind) => {
-            let _ = tx.send(());
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "plugins directory watch error"),
-    })?;
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(e) if is_change(&e.kind) => {
+                let _ = tx.send(());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "plugins directory watch error"),
+        })?;
     watcher.watch(&dir, RecursiveMode::Recursive)?;
     tracing::info!(dir = %dir.display(), "watching the plugins directory");
     std::thread::Builder::new()
@@ -83,10 +84,18 @@ mod tests {
     #[test]
     fn writes_creations_and_removals_are_changes_and_reads_are_not() {
         assert!(is_change(&EventKind::Create(CreateKind::File)));
-        assert!(is_change(&EventKind::Modify(ModifyKind::Data(DataChange::Any))));
+        assert!(is_change(&EventKind::Modify(ModifyKind::Data(
+            DataChange::Any
+        ))));
         assert!(is_change(&EventKind::Remove(RemoveKind::Folder)));
-        assert!(is_change(&EventKind::Access(AccessKind::Close(AccessMode::Write))));
-        assert!(!is_change(&EventKind::Access(AccessKind::Open(AccessMode::Any))));
-        assert!(!is_change(&EventKind::Access(AccessKind::Close(AccessMode::Read))));
+        assert!(is_change(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(!is_change(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!is_change(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
     }
 }

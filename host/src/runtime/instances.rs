@@ -36,11 +36,14 @@ pub struct Recycle {
 impl InstancePolicy {
     /// The manifest's choice, or the default for a component of this size.
     pub fn for_plugin(manifest: &Manifest, component_bytes: usize) -> Self {
-        let mode = manifest.runtime.instances.unwrap_or(if component_bytes > REUSE_ABOVE_BYTES {
-            InstanceMode::Reuse
-        } else {
-            InstanceMode::Fresh
-        });
+        let mode = manifest
+            .runtime
+            .instances
+            .unwrap_or(if component_bytes > REUSE_ABOVE_BYTES {
+                InstanceMode::Reuse
+            } else {
+                InstanceMode::Fresh
+            });
         match mode {
             InstanceMode::Fresh => InstancePolicy::Fresh,
             InstanceMode::Reuse => {
@@ -112,12 +115,19 @@ mod tests {
     use super::*;
 
     fn manifest(extra: &str) -> Manifest {
-        Manifest::parse(&format!("name = \"p\"\nversion = \"1\"\n{extra}"), Path::new("/p/plugin.toml")).unwrap()
+        Manifest::parse(
+            &format!("name = \"p\"\nversion = \"1\"\n{extra}"),
+            Path::new("/p/plugin.toml"),
+        )
+        .unwrap()
     }
 
     #[test]
     fn small_components_run_fresh_and_large_ones_reuse_by_default() {
-        assert_eq!(InstancePolicy::for_plugin(&manifest(""), 200_000), InstancePolicy::Fresh);
+        assert_eq!(
+            InstancePolicy::for_plugin(&manifest(""), 200_000),
+            InstancePolicy::Fresh
+        );
         let big = InstancePolicy::for_plugin(&manifest(""), 12 * 1024 * 1024);
         assert_eq!(
             big,
@@ -131,8 +141,13 @@ mod tests {
     #[test]
     fn the_manifest_overrides_the_size_default() {
         let m = manifest("[runtime]\ninstances = \"fresh\"\n");
-        assert_eq!(InstancePolicy::for_plugin(&m, 12 * 1024 * 1024), InstancePolicy::Fresh);
-        let m = manifest("[runtime]\ninstances = \"reuse\"\nrecycle_after_calls = 3\nrecycle_memory_mb = 8\n");
+        assert_eq!(
+            InstancePolicy::for_plugin(&m, 12 * 1024 * 1024),
+            InstancePolicy::Fresh
+        );
+        let m = manifest(
+            "[runtime]\ninstances = \"reuse\"\nrecycle_after_calls = 3\nrecycle_memory_mb = 8\n",
+        );
         assert_eq!(
             InstancePolicy::for_plugin(&m, 1000),
             InstancePolicy::Reuse(Recycle {
@@ -149,9 +164,30 @@ mod tests {
             after_calls: 2,
             memory_bytes: 100,
         };
-        assert!(pool.give_back(Warm { instance: (), calls: 1 }, r, 100));
-        assert!(!pool.give_back(Warm { instance: (), calls: 2 }, r, 10));
-        assert!(!pool.give_back(Warm { instance: (), calls: 1 }, r, 101));
+        assert!(pool.give_back(
+            Warm {
+                instance: (),
+                calls: 1
+            },
+            r,
+            100
+        ));
+        assert!(!pool.give_back(
+            Warm {
+                instance: (),
+                calls: 2
+            },
+            r,
+            10
+        ));
+        assert!(!pool.give_back(
+            Warm {
+                instance: (),
+                calls: 1
+            },
+            r,
+            101
+        ));
         assert_eq!(pool.idle(), 1);
     }
 }

@@ -337,22 +337,25 @@ impl Runtime {
             None => (None, 0),
         };
         let mut store_slot: Option<Live> = None;
+        // Per call: a fresh time budget (instantiation included) and an
+        // empty log, also on a warm instance.
+        let ticks = limits.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1);
         let run = async {
             let live = match live.take() {
-                Some(l) => store_slot.insert(l),
+                Some(mut l) => {
+                    l.store.set_epoch_deadline(ticks);
+                    l.store.data_mut().logs.clear();
+                    store_slot.insert(l)
+                }
                 None => {
                     let mut store = self.new_store(plugin);
+                    store.set_epoch_deadline(ticks);
                     let instance = match &plugin.pre {
                         VersionedPre::V0_1(pre) => VersionedInstance::V0_1(pre.instantiate(&mut store).await?),
                     };
                     store_slot.insert(Live { store, instance })
                 }
             };
-            // Per call: a fresh time budget and an empty log, also on a warm
-            // instance.
-            let ticks = limits.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1);
-            live.store.set_epoch_deadline(ticks);
-            live.store.data_mut().logs.clear();
             match &live.instance {
                 VersionedInstance::V0_1(i) => i.run(&mut live.store, event, attempt).await,
             }

@@ -81,7 +81,9 @@ fn current() -> Option<Arc<dyn Responder>> {
 }
 
 /// Routes `wasi:http/outgoing-handler` through the installed responder.
-pub(super) fn add_to_linker(linker: &mut wasmtime::component::Linker<PluginState>) -> wasmtime::Result<()> {
+pub(super) fn add_to_linker(
+    linker: &mut wasmtime::component::Linker<PluginState>,
+) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     outgoing_handler::add_to_linker::<_, WasiHttp>(linker, intercepted)?;
     linker.allow_shadowing(false);
@@ -101,7 +103,8 @@ struct ResponderHooks;
 
 type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
 type SendFuture = Box<
-    dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error>> + Send,
+    dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error>>
+        + Send,
 >;
 
 impl WasiHttpHooks for ResponderHooks {
@@ -116,14 +119,23 @@ impl WasiHttpHooks for ResponderHooks {
             let Some(responder) = current() else {
                 return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
             };
-            let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes().to_vec())
+                .unwrap_or_default();
             let seen = SeenRequest {
                 method: parts.method.to_string(),
                 url: parts.uri.to_string(),
                 headers: parts
                     .headers
                     .iter()
-                    .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .map(|(k, v)| {
+                        (
+                            k.to_string(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
                     .collect(),
                 body,
             };
@@ -135,7 +147,11 @@ impl WasiHttpHooks for ResponderHooks {
                         response = response.header(k, v);
                     }
                     let response = response
-                        .body(Full::new(Bytes::from(c.body)).map_err(|e| match e {}).boxed_unsync())
+                        .body(
+                            Full::new(Bytes::from(c.body))
+                                .map_err(|e| match e {})
+                                .boxed_unsync(),
+                        )
                         .map_err(|_| wasmtime_wasi_http::Error::HttpProtocolError)?;
                     Ok((response, Box::new(async { Ok(()) }) as IoFuture))
                 }

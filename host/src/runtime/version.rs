@@ -34,8 +34,14 @@ impl WitVersion {
     fn serving(version: &str) -> Option<WitVersion> {
         let wanted = parse(version)?;
         WitVersion::ALL.iter().copied().find(|v| {
-            let Some(ours) = parse(v.as_str()) else { return false };
-            let same_line = if ours.0 == 0 { ours.0 == wanted.0 && ours.1 == wanted.1 } else { ours.0 == wanted.0 };
+            let Some(ours) = parse(v.as_str()) else {
+                return false;
+            };
+            let same_line = if ours.0 == 0 {
+                ours.0 == wanted.0 && ours.1 == wanted.1
+            } else {
+                ours.0 == wanted.0
+            };
             same_line && wanted <= ours && SUPPORTED_WIT.contains(&v.as_str())
         })
     }
@@ -97,8 +103,14 @@ fn served() -> String {
 /// Reads the contract version a component targets and checks it is served.
 pub fn detect(engine: &Engine, component: &Component) -> Result<WitVersion, VersionError> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
-    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     classify(&exports, &imports)
 }
 
@@ -110,11 +122,19 @@ pub fn classify(exports: &[String], imports: &[String]) -> Result<WitVersion, Ve
     });
     let Some(found) = handler else {
         return Err(VersionError::NoHandler {
-            exports: if exports.is_empty() { "nothing".into() } else { exports.join(", ") },
+            exports: if exports.is_empty() {
+                "nothing".into()
+            } else {
+                exports.join(", ")
+            },
         });
     };
     let version = WitVersion::serving(&found).ok_or_else(|| VersionError::Unsupported {
-        found: if found.is_empty() { "(unversioned)".into() } else { found.clone() },
+        found: if found.is_empty() {
+            "(unversioned)".into()
+        } else {
+            found.clone()
+        },
     })?;
     let served_line = parse(version.as_str());
     for import in imports.iter().filter(|i| i.starts_with(PACKAGE)) {
@@ -143,7 +163,10 @@ mod tests {
     fn a_0_1_plugin_is_served_by_the_0_1_bindings() {
         let v = classify(
             &names(&["fieldhook:plugin/handler@0.1.0"]),
-            &names(&["fieldhook:plugin/log@0.1.0", "wasi:http/outgoing-handler@0.2.12"]),
+            &names(&[
+                "fieldhook:plugin/log@0.1.0",
+                "wasi:http/outgoing-handler@0.2.12",
+            ]),
         );
         assert_eq!(v, Ok(WitVersion::V0_1));
     }

@@ -21,7 +21,10 @@ impl Pre {
         PluginPre::new(pre).map(Self)
     }
 
-    pub(super) async fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Instance> {
+    pub(super) async fn instantiate(
+        &self,
+        store: &mut Store<PluginState>,
+    ) -> wasmtime::Result<Instance> {
         Ok(Instance(self.0.instantiate_async(store).await?))
     }
 }
