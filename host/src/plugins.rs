@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::manifest::Manifest;
 use crate::runtime::{LoadedPlugin, Runtime};
 
-pub use watch::{Watcher, watch};
+pub use watch::{DEBOUNCE, Watcher, watch};
 
 /// Why one plugin directory could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
