@@ -38,6 +38,11 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Tools for plugin authors: run, check, new.
+    Plugin {
+        #[command(subcommand)]
+        command: cmd::plugin::PluginCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             body_file,
             url,
         } => rt.block_on(cmd::send::send(config, source, body_file, url)),
+        Command::Plugin { command } => rt.block_on(cmd::plugin::plugin(command)),
     }
 }
 

@@ -62,7 +62,8 @@ fn us(d: Duration) -> f64 {
 
 /// `fieldhook-bench plugin-call`.
 pub async fn call(component: PathBuf, iterations: usize) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&component).with_context(|| format!("cannot read {}", component.display()))?;
+    let bytes = std::fs::read(&component)
+        .with_context(|| format!("cannot read {}", component.display()))?;
     let dir = super::tempfile_dir()?;
     let runtime = Runtime::new(CodeCache::new(&dir.join("compiled")))?;
     let event = event_1kib();
@@ -94,7 +95,11 @@ pub async fn call(component: PathBuf, iterations: usize) -> anyhow::Result<()> {
         let (p50, p90, p99) = percentiles(samples);
         println!(
             "{:<24} p50 {:>8.1} us   p90 {:>8.1} us   p99 {:>8.1} us   {:>9.0} calls/s",
-            if mode == "fresh" { "fresh pooled instance" } else { "warm reused instance" },
+            if mode == "fresh" {
+                "fresh pooled instance"
+            } else {
+                "warm reused instance"
+            },
             us(p50),
             us(p90),
             us(p99),
@@ -123,7 +128,8 @@ fn with_custom_section(bytes: &[u8], round: usize) -> Vec<u8> {
 /// `fieldhook-bench hot-reload`: writes a new version into a watched
 /// plugins directory and waits until the set serves it.
 pub async fn hot_reload(component: PathBuf, rounds: usize) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&component).with_context(|| format!("cannot read {}", component.display()))?;
+    let bytes = std::fs::read(&component)
+        .with_context(|| format!("cannot read {}", component.display()))?;
     let dir = super::tempfile_dir()?;
     let plugins_dir = dir.join("plugins");
     let plugin_dir = plugins_dir.join("bench");
@@ -134,7 +140,9 @@ pub async fn hot_reload(component: PathBuf, rounds: usize) -> anyhow::Result<()>
         std::fs::write(plugin_dir.join("plugin.wasm"), component)?;
         std::fs::write(
             plugin_dir.join("plugin.toml"),
-            format!("name = \"bench\"\nversion = \"{version}\"\n[[subscriptions]]\nsource = \"hcp\"\n"),
+            format!(
+                "name = \"bench\"\nversion = \"{version}\"\n[[subscriptions]]\nsource = \"hcp\"\n"
+            ),
         )?;
         Ok(())
     };
@@ -148,12 +156,19 @@ pub async fn hot_reload(component: PathBuf, rounds: usize) -> anyhow::Result<()>
         plugins::DEBOUNCE.as_millis()
     );
     let mut version = 0;
-    for (label, recompile) in [("new manifest, cached code", false), ("new component, compiled", true)] {
+    for (label, recompile) in [
+        ("new manifest, cached code", false),
+        ("new component, compiled", true),
+    ] {
         let mut samples = Vec::with_capacity(rounds);
         for _ in 0..rounds {
             version += 1;
             let v = version.to_string();
-            let component = if recompile { with_custom_section(&bytes, version) } else { bytes.clone() };
+            let component = if recompile {
+                with_custom_section(&bytes, version)
+            } else {
+                bytes.clone()
+            };
             let landed = Instant::now();
             write(&v, &component)?;
             loop {

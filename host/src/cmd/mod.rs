@@ -1,4 +1,5 @@
 //! One module per subcommand of the `fieldhook` binary.
 
+pub mod plugin;
 pub mod send;
 pub mod serve;
