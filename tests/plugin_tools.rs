@@ -182,7 +182,10 @@ fn new_scaffolds_a_rust_plugin_that_builds_and_runs_on_its_sample_event() {
     ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
-    let target = workspace_root().join("target").join("guests");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("guests");
     let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
             "build",
