@@ -258,9 +258,11 @@ impl PluginSet {
     }
 }
 
-/// Loads every plugin under `dir` into `set`; returns what failed.
+/// Loads every plugin under `dir` into `set`; returns the directories that
+/// are failing (including ones a concurrent sync already tried).
 pub fn load_dir(runtime: &Runtime, dir: &Path, set: &PluginSet) -> Vec<LoadFailure> {
-    set.sync(runtime, dir).failed
+    set.sync(runtime, dir);
+    set.failures()
 }
 
 /// Sub-directories holding a `plugin.toml`. Hidden ones (`.staging/`) are
