@@ -61,7 +61,7 @@ fn us(d: Duration) -> f64 {
 }
 
 /// `fieldhook-bench plugin-call`.
-pub async fn call(component: PathBuf, iterations: usize) -> anyhow::Result<()> {
+pub async fn call(component: PathBuf, baseline: Option<PathBuf>, iterations: usize) -> anyhow::Result<()> {
     let bytes = std::fs::read(&component)
         .with_context(|| format!("cannot read {}", component.display()))?;
     let dir = super::tempfile_dir()?;
@@ -73,13 +73,32 @@ pub async fn call(component: PathBuf, iterations: usize) -> anyhow::Result<()> {
         bytes.len(),
         event.body.len()
     );
+    measure(&runtime, &dir, &bytes, &event, iterations, true).await?;
+    if let Some(baseline) = baseline {
+        let bytes = std::fs::read(&baseline).with_context(|| format!("cannot read {}", baseline.display()))?;
+        println!("baseline: {} ({} bytes), a guest that drops every event", baseline.display(), bytes.len());
+        measure(&runtime, &dir, &bytes, &event, iterations, false).await?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn measure(
+    runtime: &Runtime,
+    dir: &Path,
+    bytes: &[u8],
+    event: &EventRecord,
+    iterations: usize,
+    expect_one_request: bool,
+) -> anyhow::Result<()> {
     for mode in ["fresh", "reuse"] {
-        let plugin = runtime.load_bytes(manifest(&dir, mode)?, &bytes)?;
+        let plugin = runtime.load_bytes(manifest(dir, mode)?, bytes)?;
         // Warm-up: caches, the first warm instance, lazy init.
         for _ in 0..(iterations / 10).max(10) {
-            let r = runtime.call(&plugin, &event, 1).await;
+            let r = runtime.call(&plugin, event, 1).await;
             match r.result {
-                Ok(Decision::Deliver(ref reqs)) if reqs.len() == 1 => {}
+                Ok(Decision::Deliver(ref reqs)) if reqs.len() == 1 || !expect_one_request => {}
+                Ok(_) if !expect_one_request => {}
                 other => bail!("the plugin did not map the event to one request: {other:?}"),
             }
         }
@@ -87,7 +106,7 @@ pub async fn call(component: PathBuf, iterations: usize) -> anyhow::Result<()> {
         let started = Instant::now();
         for _ in 0..iterations {
             let t = Instant::now();
-            let r = runtime.call(&plugin, &event, 1).await;
+            let r = runtime.call(&plugin, event, 1).await;
             samples.push(t.elapsed());
             std::hint::black_box(r);
         }
@@ -95,18 +114,13 @@ pub async fn call(component: PathBuf, iterations: usize) -> anyhow::Result<()> {
         let (p50, p90, p99) = percentiles(samples);
         println!(
             "{:<24} p50 {:>8.1} us   p90 {:>8.1} us   p99 {:>8.1} us   {:>9.0} calls/s",
-            if mode == "fresh" {
-                "fresh pooled instance"
-            } else {
-                "warm reused instance"
-            },
+            if mode == "fresh" { "fresh pooled instance" } else { "warm reused instance" },
             us(p50),
             us(p90),
             us(p99),
             iterations as f64 / total.as_secs_f64()
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

@@ -54,6 +54,10 @@ enum Command {
         /// request (plugins/accounting-sync built for wasm32-wasip2).
         #[arg(long)]
         component: std::path::PathBuf,
+        /// A guest that does nothing (tests/guests/trapper without a mode),
+        /// measured in the same run as the baseline: the host's share.
+        #[arg(long)]
+        baseline: Option<std::path::PathBuf>,
         /// Calls per mode.
         #[arg(long, default_value_t = 20_000)]
         iterations: usize,
@@ -81,7 +85,11 @@ fn main() -> anyhow::Result<()> {
             connections,
             body_bytes,
         } => rt.block_on(ingest(requests, connections, body_bytes)),
-        Command::PluginCall { component, iterations } => rt.block_on(plugin::call(component, iterations)),
+        Command::PluginCall {
+            component,
+            baseline,
+            iterations,
+        } => rt.block_on(plugin::call(component, baseline, iterations)),
         Command::HotReload { component, rounds } => rt.block_on(plugin::hot_reload(component, rounds)),
     }
 }

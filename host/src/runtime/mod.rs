@@ -34,6 +34,9 @@ pub use version::{VersionError, WitVersion};
 use crate::manifest::Manifest;
 use crate::store::EventRecord;
 
+/// Bytes of a pooled memory or table slot kept mapped between instances.
+const FRESH_KEEP_RESIDENT: usize = 1 << 20;
+
 /// Epoch tick: the granularity of time limits.
 const TICK: Duration = Duration::from_millis(5);
 
@@ -220,6 +223,10 @@ impl Runtime {
         pool.total_memories(512);
         pool.total_tables(512);
         pool.max_memory_size(crate::manifest::MAX_MEMORY_MB as usize * 1024 * 1024);
+        // A fresh instance per event reuses a slot: zeroing the first pages
+        // in place is cheaper than unmapping them and faulting them back.
+        pool.linear_memory_keep_resident(FRESH_KEEP_RESIDENT);
+        pool.table_keep_resident(FRESH_KEEP_RESIDENT);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
 
