@@ -15,10 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
 }
 
 /// Builds a guest crate of the workspace for wasm32-wasip2 (once per test
@@ -39,15 +36,7 @@ pub fn guest(package: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            package,
-            "--target-dir",
-        ])
+        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", package, "--target-dir"])
         .arg(&target_dir)
         // Small components load faster; guests need no debug info here.
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
@@ -77,10 +66,7 @@ fn ensure_wasm_target() {
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        assert!(
-            ok,
-            "the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`"
-        );
+        assert!(ok, "the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`");
     }
 }
 
@@ -125,20 +111,12 @@ impl FakeDestination {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self {
-            url: format!("http://{addr}"),
-            state,
-            _task: task,
-        }
+        Self { url: format!("http://{addr}"), state, _task: task }
     }
 
     /// Answer the next requests with these statuses.
     pub fn answer_with(&self, statuses: &[u16]) {
-        self.state
-            .script
-            .lock()
-            .unwrap()
-            .extend(statuses.iter().copied());
+        self.state.script.lock().unwrap().extend(statuses.iter().copied());
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -164,11 +142,7 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    state.received.lock().unwrap().push(Received {
-        path: uri.path().to_owned(),
-        headers,
-        body,
-    });
+    state.received.lock().unwrap().push(Received { path: uri.path().to_owned(), headers, body });
     let status = state.script.lock().unwrap().pop_front().unwrap_or(200);
     StatusCode::from_u16(status).unwrap()
 }
@@ -203,19 +177,12 @@ impl DaemonProcess {
         let url = rx
             .recv_timeout(Duration::from_secs(120))
             .expect("the daemon printed its listening address");
-        Self {
-            child,
-            url,
-            config: config.to_owned(),
-        }
+        Self { child, url, config: config.to_owned() }
     }
 
     /// SIGTERM and wait: the graceful path.
     pub fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let _ = self.child.wait();
     }
 
