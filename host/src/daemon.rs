@@ -58,6 +58,8 @@ pub struct Daemon {
     pub load_failures: Vec<LoadFailure>,
     /// Shared pipeline (store, queue, plugins).
     pub pipeline: Arc<Pipeline>,
+    /// Hot load: `None` when the plugins directory cannot be watched.
+    _plugins_watch: Option<plugins::Watcher>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<()>>,
@@ -88,6 +90,15 @@ impl Daemon {
                 .with_capabilities(capabilities.clone()),
         );
         let plugin_set = Arc::new(PluginSet::default());
+        // Watch before the first load, so nothing landing meanwhile is missed.
+        let plugins_watch = plugins::watch(runtime.clone(), config.plugins_dir.clone(), plugin_set.clone())
+            .inspect_err(|e| {
+                tracing::error!(
+                    dir = %config.plugins_dir.display(), error = %e,
+                    "cannot watch the plugins directory; plugins load at start only"
+                )
+            })
+            .ok();
         let load_failures = {
             let runtime = runtime.clone();
             let set = plugin_set.clone();
@@ -148,6 +159,7 @@ impl Daemon {
             addr,
             load_failures,
             pipeline,
+            _plugins_watch: plugins_watch,
             shutdown,
             server,
             workers,

@@ -41,6 +41,11 @@ enum Command {
     /// Check a captured webhook against a vendor verifier and say why it is
     /// accepted or rejected (exit 0 accepted, 1 rejected, 2 bad invocation).
     Verify(cmd::verify::VerifyArgs),
+    /// Tools for plugin authors: run, check, new.
+    Plugin {
+        #[command(subcommand)]
+        command: cmd::plugin::PluginCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             url,
         } => rt.block_on(cmd::send::send(config, source, body_file, url)),
         Command::Verify(args) => std::process::exit(cmd::verify::verify(args)),
+        Command::Plugin { command } => rt.block_on(cmd::plugin::plugin(command)),
     }
 }
 

@@ -83,6 +83,48 @@ pub struct Manifest {
     pub config: BTreeMap<String, String>,
     /// Outbound HTTP grants (`[[http]]`); empty: none.
     pub http: Allowlist,
+    /// How the runtime runs this plugin (`[runtime]`).
+    pub runtime: RuntimeSettings,
+}
+
+/// `[runtime]`: fresh instance per event, or warm instances reused.
+///
+/// ```toml
+/// [runtime]
+/// instances = "reuse"          # or "fresh"; absent: chosen by component size
+/// recycle_after_calls = 1000   # a reused instance is replaced after this many calls
+/// recycle_memory_mb = 48       # ... or once its memory grew past this
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSettings {
+    /// Instance policy; `None` lets the runtime choose by component size.
+    pub instances: Option<InstanceMode>,
+    /// Calls a reused instance serves before it is replaced.
+    pub recycle_after_calls: u32,
+    /// Memory past which a reused instance is replaced, MiB; absent: three
+    /// quarters of `limits.memory_mb`.
+    pub recycle_memory_mb: Option<u32>,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            instances: None,
+            recycle_after_calls: 1000,
+            recycle_memory_mb: None,
+        }
+    }
+}
+
+/// Whether each event gets a fresh instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceMode {
+    /// A new instance per event: nothing carries over (best for small guests).
+    Fresh,
+    /// Warm instances reused across events (JS, Python: start-up dominates).
+    Reuse,
 }
 
 /// Events from one source (or all), optionally of some kinds only.
@@ -140,6 +182,8 @@ struct RawManifest {
     config: BTreeMap<String, toml::Value>,
     #[serde(default)]
     http: Vec<HttpRule>,
+    #[serde(default)]
+    runtime: RuntimeSettings,
 }
 
 fn default_component() -> PathBuf {
@@ -196,6 +240,17 @@ impl Manifest {
             )));
         }
         let http = Allowlist::new(raw.http).map_err(|e| invalid(e.to_string()))?;
+        if raw.runtime.recycle_after_calls == 0 {
+            return Err(invalid("runtime.recycle_after_calls must be at least 1".into()));
+        }
+        if let Some(mb) = raw.runtime.recycle_memory_mb
+            && (mb == 0 || mb > raw.limits.memory_mb)
+        {
+            return Err(invalid(format!(
+                "runtime.recycle_memory_mb = {mb} is outside 1..=limits.memory_mb ({})",
+                raw.limits.memory_mb
+            )));
+        }
         let mut config = BTreeMap::new();
         for (k, v) in raw.config {
             let text = match v {
@@ -221,6 +276,7 @@ impl Manifest {
             limits: raw.limits,
             config,
             http,
+            runtime: raw.runtime,
         })
     }
 
@@ -314,6 +370,17 @@ mod tests {
         assert_eq!(m.http.rules()[0].credential.as_deref(), Some("st"));
         let e = manifest(&format!("{BASE}[[http]]\nhost = \"x\"\nscheme = \"ftp\"\n")).unwrap_err();
         assert!(e.to_string().contains("http rule 0"), "{e}");
+    }
+
+    #[test]
+    fn the_runtime_section_picks_the_instance_policy() {
+        assert_eq!(manifest(BASE).unwrap().runtime, RuntimeSettings::default());
+        let m = manifest(&format!("{BASE}[runtime]\ninstances = \"reuse\"\nrecycle_after_calls = 5\n")).unwrap();
+        assert_eq!(m.runtime.instances, Some(InstanceMode::Reuse));
+        assert_eq!(m.runtime.recycle_after_calls, 5);
+        assert!(manifest(&format!("{BASE}[runtime]\ninstances = \"warm\"\n")).is_err());
+        let e = manifest(&format!("{BASE}[runtime]\nrecycle_memory_mb = 999\n")).unwrap_err();
+        assert!(e.to_string().contains("runtime.recycle_memory_mb"), "{e}");
     }
 
     #[test]

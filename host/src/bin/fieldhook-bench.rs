@@ -6,6 +6,12 @@
 //! HTTP stack, no store). It then sends the same signed Standard Webhooks
 //! requests (unique ids, 1 KiB bodies by default) over many connections to
 //! each and prints throughput and latency percentiles for both.
+//!
+//! `fieldhook-bench plugin-call` and `hot-reload` measure the plugin
+//! runtime: see `bench/plugin.rs`.
+
+#[path = "../bench/plugin.rs"]
+mod plugin;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,6 +47,31 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         body_bytes: usize,
     },
+    /// One plugin call (filter + map of a 1 KiB event): fresh pooled
+    /// instance against warm reused instance.
+    PluginCall {
+        /// A Rust plugin component that maps a job-completed event to one
+        /// request (plugins/accounting-sync built for wasm32-wasip2).
+        #[arg(long)]
+        component: std::path::PathBuf,
+        /// A guest that does nothing (tests/guests/trapper without a mode),
+        /// measured in the same run as the baseline: the host's share.
+        #[arg(long)]
+        baseline: Option<std::path::PathBuf>,
+        /// Calls per mode.
+        #[arg(long, default_value_t = 20_000)]
+        iterations: usize,
+    },
+    /// Hot reload: a new version's files land in a watched plugins
+    /// directory; time until it serves.
+    HotReload {
+        /// The plugin component to deploy.
+        #[arg(long)]
+        component: std::path::PathBuf,
+        /// Deployments per case.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+    },
 }
 
 const SECRET_B64: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -54,6 +85,12 @@ fn main() -> anyhow::Result<()> {
             connections,
             body_bytes,
         } => rt.block_on(ingest(requests, connections, body_bytes)),
+        Command::PluginCall {
+            component,
+            baseline,
+            iterations,
+        } => rt.block_on(plugin::call(component, baseline, iterations)),
+        Command::HotReload { component, rounds } => rt.block_on(plugin::hot_reload(component, rounds)),
     }
 }
 

@@ -1,13 +1,10 @@
-//! Host bindings for the `fieldhook:plugin` world, generated from `wit/`.
-#![allow(missing_docs)]
+//! The bindings whose host imports [`super::state::PluginState`] implements.
+//!
+//! Each WIT version the host serves has its own module (`v0_1`, later
+//! `v0_2`...) with its generated bindings and the conversions between its
+//! types and the host's. Imports are shared: a newer version's bindgen reuses
+//! the older interfaces it keeps unchanged (bindgen's `with:`), so one
+//! `PluginState` serves every version. This module names the version whose
+//! import traits that state implements.
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "fieldhook:plugin/plugin",
-    exports: { default: async },
-    with: {
-        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-        "wasi:io": wasmtime_wasi::p2::bindings::io,
-    },
-    require_store_data_send: true,
-});
+pub use super::v0_1::bindings::*;

@@ -2,13 +2,19 @@
 //!
 //! One [`Runtime`] holds the engine (pooling allocator, epoch interruption)
 //! and the linker with every import a plugin may use. [`Runtime::load`]
-//! compiles a component (or takes it from the [`cache`]) and pre-instantiates
-//! it; [`Runtime::call`] runs `filter` then `handle` on a fresh instance with
-//! the plugin's memory and time limits.
+//! compiles a component (or takes it from the [`cache`]), checks which WIT
+//! version it targets ([`version`]) and pre-instantiates it with that
+//! version's bindings; [`Runtime::call`] runs `filter` then `handle` on a
+//! fresh or warm instance ([`instances`]) with the plugin's memory and time
+//! limits.
 
 mod bindings;
 pub mod cache;
+pub mod instances;
+pub mod responder;
 mod state;
+mod v0_1;
+pub mod version;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,14 +24,19 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use bindings::fieldhook::plugin::{config as wit_config, kv as wit_kv, log as wit_log, types as wit};
-use bindings::PluginPre;
 pub use cache::{CacheOutcome, CodeCache};
+pub use instances::InstancePolicy;
+use instances::{Warm, WarmPool};
 pub use state::LogLine;
 use state::PluginState;
+pub use version::{VersionError, WitVersion};
 
 use crate::capabilities::Capabilities;
 use crate::manifest::Manifest;
 use crate::store::EventRecord;
+
+/// Bytes of a pooled memory or table slot kept mapped between instances.
+const FRESH_KEEP_RESIDENT: usize = 1 << 20;
 
 /// Epoch tick: the granularity of time limits.
 const TICK: Duration = Duration::from_millis(5);
@@ -133,7 +144,46 @@ pub struct LoadedPlugin {
     pub manifest: Arc<Manifest>,
     /// Whether the compiled code came from the cache.
     pub cache: CacheOutcome,
-    pre: PluginPre<PluginState>,
+    /// The contract version it targets.
+    pub wit_version: WitVersion,
+    /// Fresh instance per call, or warm ones reused.
+    pub instances: InstancePolicy,
+    /// Size of the component file, bytes.
+    pub component_bytes: usize,
+    component: wasmtime::component::Component,
+    pre: VersionedPre,
+    warm: WarmPool<Live>,
+}
+
+impl LoadedPlugin {
+    /// Names the component imports and exports, as its WIT world states them.
+    pub fn interfaces(&self, runtime: &Runtime) -> (Vec<String>, Vec<String>) {
+        let ty = self.component.component_type();
+        let imports = ty.imports(&runtime.engine).map(|(n, _)| n.to_owned()).collect();
+        let exports = ty.exports(&runtime.engine).map(|(n, _)| n.to_owned()).collect();
+        (imports, exports)
+    }
+
+    /// Warm instances idle now (always 0 for fresh-per-call plugins).
+    pub fn warm_instances(&self) -> usize {
+        self.warm.idle()
+    }
+}
+
+/// A pre-instantiated component, with the bindings of the version it targets.
+enum VersionedPre {
+    V0_1(v0_1::Pre),
+}
+
+/// A live instance, with the bindings of the version it targets.
+enum VersionedInstance {
+    V0_1(v0_1::Instance),
+}
+
+/// An instance and the store that owns it.
+struct Live {
+    store: Store<PluginState>,
+    instance: VersionedInstance,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -178,6 +228,10 @@ impl Runtime {
         pool.total_memories(512);
         pool.total_tables(512);
         pool.max_memory_size(crate::manifest::MAX_MEMORY_MB as usize * 1024 * 1024);
+        // A fresh instance per event reuses a slot: zeroing the first pages
+        // in place is cheaper than unmapping them and faulting them back.
+        pool.linear_memory_keep_resident(FRESH_KEEP_RESIDENT);
+        pool.table_keep_resident(FRESH_KEEP_RESIDENT);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
 
@@ -219,6 +273,19 @@ impl Runtime {
         self
     }
 
+    /// A runtime whose plugins' outbound HTTP goes through `responder`
+    /// first (canned answers, recording); for tools such as `plugin run`.
+    /// The responder is process-wide: build one such runtime per process.
+    pub fn with_responder(
+        cache: CodeCache,
+        responder: Arc<dyn responder::Responder>,
+    ) -> Result<Self, RuntimeError> {
+        let mut runtime = Self::new(cache)?;
+        responder::install(responder);
+        responder::add_to_linker(&mut runtime.linker).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        Ok(runtime)
+    }
+
     /// Reads, compiles (or takes from the cache) and pre-instantiates a
     /// plugin. Checks that it implements the `fieldhook:plugin` world.
     pub fn load(&self, manifest: Manifest) -> Result<LoadedPlugin, RuntimeError> {
@@ -250,64 +317,117 @@ impl Runtime {
             .cache
             .load(&self.engine, bytes)
             .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
+        let wit_version = version::detect(&self.engine, &component).map_err(|e| invalid(e.to_string()))?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             invalid(format!(
-                "imports something fieldhook does not provide (supported WIT: \
-                 fieldhook:plugin@{}): {e:#}",
-                crate::manifest::SUPPORTED_WIT.join(", ")
+                "imports something fieldhook does not provide (it targets {wit_version}): {e:#}"
             ))
         })?;
-        let pre = PluginPre::new(instance_pre).map_err(|e| {
+        let pre = match wit_version {
+            WitVersion::V0_1 => v0_1::Pre::new(instance_pre).map(VersionedPre::V0_1),
+        }
+        .map_err(|e| {
             invalid(format!(
-                "does not export the `fieldhook:plugin/handler` interface of \
-                 fieldhook:plugin@{}: {e:#}",
-                crate::manifest::SUPPORTED_WIT.join(", ")
+                "does not export the `fieldhook:plugin/handler` interface of {wit_version}: {e:#}"
             ))
         })?;
+        let instances = InstancePolicy::for_plugin(&manifest, bytes.len());
         Ok(LoadedPlugin {
             manifest: Arc::new(manifest),
             cache,
+            wit_version,
+            instances,
+            component_bytes: bytes.len(),
+            component,
             pre,
+            warm: WarmPool::default(),
         })
     }
 
-    /// Runs `filter` then `handle` for one event on a fresh instance.
+    /// Runs `filter` then `handle` for one event, on a fresh instance or a
+    /// warm one as the plugin's [`InstancePolicy`] says.
     pub async fn call(&self, plugin: &LoadedPlugin, event: &EventRecord, attempt: u32) -> CallReport {
         let started = Instant::now();
-        let state = PluginState::new(plugin.manifest.clone(), &self.capabilities);
-        let limits = state.limits();
-        let mut store = Store::new(&self.engine, state);
-        state::enforce_limits(&mut store);
-
-        let wit_event = to_wit(event, attempt);
+        let limits = self.capabilities.sandbox.effective_limits(plugin.manifest.limits);
+        let warm = match plugin.instances {
+            InstancePolicy::Reuse(_) => plugin.warm.take(),
+            InstancePolicy::Fresh => None,
+        };
+        let (mut live, calls): (Option<Live>, u32) = match warm {
+            Some(w) => (Some(w.instance), w.calls),
+            None => (None, 0),
+        };
+        let mut store_slot: Option<Live> = None;
+        // Per call: a fresh time budget (instantiation included) and an
+        // empty log, also on a warm instance.
         let run = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            let handler = instance.fieldhook_plugin_handler();
-            if !handler.call_filter(&mut store, &wit_event).await? {
-                return Ok(Ok(Decision::Filtered));
+            let live = match live.take() {
+                Some(mut l) => {
+                    // A fresh CPU budget, log, refusals and credential
+                    // scope, as for a fresh instance.
+                    l.store.data_mut().begin_call();
+                    l.store.set_epoch_deadline(1);
+                    store_slot.insert(l)
+                }
+                None => {
+                    let mut store = self.new_store(plugin);
+                    let instance = match &plugin.pre {
+                        VersionedPre::V0_1(pre) => VersionedInstance::V0_1(pre.instantiate(&mut store).await?),
+                    };
+                    store_slot.insert(Live { store, instance })
+                }
+            };
+            match &live.instance {
+                VersionedInstance::V0_1(i) => i.run(&mut live.store, event, attempt).await,
             }
-            let out = handler.call_handle(&mut store, &wit_event).await?;
-            Ok::<_, wasmtime::Error>(out.map(from_wit).map_err(|e| CallError::Plugin {
-                message: e.message,
-                retryable: e.retryable,
-            }))
         };
         // The epoch deadline stops a busy guest; the timeout also covers a
         // guest blocked in a host call.
         let wall = Duration::from_millis(limits.timeout_ms) + TICK * 4;
-        let result = match tokio::time::timeout(wall, run).await {
-            Err(_) => Err(CallError::Timeout(limits.timeout_ms)),
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(classify_trap(e, limits.timeout_ms)),
+        let (result, healthy) = match tokio::time::timeout(wall, run).await {
+            Err(_) => (Err(CallError::Timeout(limits.timeout_ms)), false),
+            Ok(Ok(r)) => (r, true),
+            Ok(Err(e)) => (Err(classify_trap(e, limits.timeout_ms)), false),
         };
-        let state = store.into_data();
-        let result = state.explain(result);
+        let Some(mut live) = store_slot else {
+            return CallReport {
+                result,
+                logs: Vec::new(),
+                elapsed: started.elapsed(),
+                peak_memory_bytes: 0,
+            };
+        };
+        let result = live.store.data().explain(result);
+        let logs = std::mem::take(&mut live.store.data_mut().logs);
+        // Memory never shrinks: for a warm instance the peak is its size now.
+        let peak_memory_bytes = live.store.data().limits.peak_bytes;
+        if let (InstancePolicy::Reuse(recycle), true) = (plugin.instances, healthy) {
+            // A trapped or interrupted instance is never reused.
+            let warm = Warm {
+                instance: live,
+                calls: calls + 1,
+            };
+            if !plugin.warm.give_back(warm, recycle, peak_memory_bytes) {
+                tracing::debug!(plugin = %plugin.manifest.name, calls = calls + 1, peak_memory_bytes, "warm instance recycled");
+            }
+        }
         CallReport {
             result,
-            logs: state.logs,
+            logs,
             elapsed: started.elapsed(),
-            peak_memory_bytes: state.limits.peak_bytes,
+            peak_memory_bytes,
         }
+    }
+
+    fn new_store(&self, plugin: &LoadedPlugin) -> Store<PluginState> {
+        let mut store = Store::new(&self.engine, PluginState::new(plugin.manifest.clone(), &self.capabilities));
+        state::enforce_limits(&mut store);
+        store
+    }
+
+    /// The engine, for tools that inspect components.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 }
 
@@ -320,49 +440,3 @@ fn classify_trap(e: wasmtime::Error, timeout_ms: u64) -> CallError {
     }
     CallError::Trap(format!("{e:#}"))
 }
-
-fn to_wit(e: &EventRecord, attempt: u32) -> wit::Event {
-    wit::Event {
-        id: e.id.clone(),
-        source: e.source.clone(),
-        vendor: e.vendor.clone(),
-        kind: e.kind.clone(),
-        entity: e.entity.as_ref().map(|x| wit::EntityRef {
-            kind: x.kind.clone(),
-            id: x.id.clone(),
-            url: x.url.clone(),
-        }),
-        received_at_ms: e.received_at_ms,
-        occurred_at: e.occurred_at.clone(),
-        attempt,
-        headers: e
-            .headers
-            .iter()
-            .map(|(name, value)| wit::Header {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect(),
-        body: e.body.clone(),
-    }
-}
-
-fn from_wit(d: wit::Decision) -> Decision {
-    match d {
-        wit::Decision::Drop(reason) => Decision::Drop(reason),
-        wit::Decision::Deliver(requests) => Decision::Deliver(
-            requests
-                .into_iter()
-                .map(|r| Outbound {
-                    method: r.method,
-                    url: r.url,
-                    headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
-                    body: r.body,
-                    idempotency_key: r.idempotency_key,
-                })
-                .collect(),
-        ),
-    }
-}
-
-impl wit::Host for PluginState {}

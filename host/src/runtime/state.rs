@@ -85,9 +85,14 @@ impl PluginState {
         }
     }
 
-    /// The limits this call runs with: the manifest's, within the ceilings.
-    pub fn limits(&self) -> Limits {
-        self.effective
+    /// Resets what belongs to one call, for a warm instance's next call: a
+    /// fresh CPU budget, an empty log, no refusals, and a new credential
+    /// scope (dropping the old one closes the sessions the last job opened).
+    pub(crate) fn begin_call(&mut self) {
+        self.cpu = CpuMeter::new(Duration::from_millis(self.effective.cpu_ms));
+        self.logs.clear();
+        self.hooks.call.denials = Arc::new(Mutex::new(Vec::new()));
+        self.hooks.call.scope = Arc::new(CallScope::new(self.caps.credentials.clone()));
     }
 
     /// Adds what the host refused during the call to a failed call's reason,
