@@ -64,6 +64,14 @@ pub struct Config {
     pub dev: Dev,
     /// Configured webhook sources.
     pub sources: Vec<Source>,
+    /// Per-destination delivery policies (`[[destinations]]`).
+    pub destinations: Vec<crate::pipeline::policy::DestinationConfig>,
+    /// Per-entity debounce and ordering (`[[entities]]`).
+    pub entities: Vec<crate::pipeline::entities::EntityRule>,
+    /// How long events and finished work are kept (`[retention]`).
+    pub retention: crate::pipeline::retention::Retention,
+    /// The admin API listener (`[admin]`), off when absent.
+    pub admin: Option<crate::admin::AdminSettings>,
 }
 
 /// Worker counts for the two queues.
@@ -149,6 +157,13 @@ struct RawConfig {
     dev: Dev,
     #[serde(default)]
     sources: Vec<RawSource>,
+    #[serde(default)]
+    destinations: Vec<crate::pipeline::policy::DestinationConfig>,
+    #[serde(default)]
+    entities: Vec<crate::pipeline::entities::EntityRule>,
+    #[serde(default)]
+    retention: crate::pipeline::retention::Retention,
+    admin: Option<crate::admin::RawAdmin>,
 }
 
 #[derive(Deserialize)]
@@ -214,6 +229,17 @@ impl Config {
             }
             sources.push(source);
         }
+        let invalid = |message: String| ConfigError::Parse {
+            path: PathBuf::new(),
+            message,
+        };
+        crate::pipeline::policy::validate(&raw.destinations).map_err(invalid)?;
+        crate::pipeline::entities::validate(&raw.entities).map_err(invalid)?;
+        let admin = raw
+            .admin
+            .map(|a| a.resolve(base))
+            .transpose()
+            .map_err(|m| invalid(format!("[admin]: {m}")))?;
         Ok(Config {
             listen: raw.listen,
             data_dir: base.join(raw.data_dir),
@@ -224,6 +250,10 @@ impl Config {
             delivery: raw.delivery,
             dev: raw.dev,
             sources,
+            destinations: raw.destinations,
+            entities: raw.entities,
+            retention: raw.retention,
+            admin,
         })
     }
 

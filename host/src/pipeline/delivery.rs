@@ -1,8 +1,9 @@
 //! Delivering the requests a plugin returned.
 //!
 //! Which answers are worth a retry is explicit: network errors, timeouts,
-//! 408, 425, 429 and 5xx. Anything else (a 4xx) will not get better by
-//! itself and is dead-lettered with the destination's answer.
+//! and by default 408, 425, 429 and 5xx (a destination's policy may say
+//! otherwise, see [`super::policy`]). Anything else (a 4xx) will not get
+//! better by itself and is dead-lettered with the destination's answer.
 
 use std::time::Duration;
 
@@ -54,18 +55,14 @@ impl Deliverer {
         Ok(Self { client, settings })
     }
 
-    /// Attempts before a delivery is dead-lettered.
-    pub fn max_attempts(&self) -> u32 {
-        self.settings.max_attempts.max(1)
-    }
-
     /// How long a delivery lease lasts: longer than one send can take.
     pub fn lease_ms(&self) -> u64 {
         self.settings.timeout_secs * 1000 + 30_000
     }
 
-    /// Sends one delivery.
-    pub async fn send(&self, d: &DeliveryPayload) -> Sent {
+    /// Sends one delivery; `retryable` says which failing statuses are
+    /// worth another try (the destination's policy).
+    pub async fn send(&self, d: &DeliveryPayload, retryable: &(dyn Fn(u16) -> bool + Sync)) -> Sent {
         let r = &d.request;
         let method = match Method::from_bytes(r.method.as_bytes()) {
             Ok(m) => m,
@@ -98,7 +95,7 @@ impl Deliverer {
                 let body = resp.bytes().await.unwrap_or_default();
                 let snippet = String::from_utf8_lossy(&body[..body.len().min(REASON_BODY_BYTES)]).into_owned();
                 let reason = format!("destination answered HTTP {}: {snippet}", status.as_u16());
-                if retryable_status(status.as_u16()) {
+                if retryable(status.as_u16()) {
                     Sent::Retryable { reason, retry_after_ms }
                 } else {
                     Sent::Permanent(reason)
