@@ -68,6 +68,8 @@ pub struct Config {
     pub destinations: Vec<crate::pipeline::policy::DestinationConfig>,
     /// Per-entity debounce and ordering (`[[entities]]`).
     pub entities: Vec<crate::pipeline::entities::EntityRule>,
+    /// Per-plugin job retry policies (`[[plugin_retries]]`).
+    pub plugin_retries: Vec<crate::pipeline::policy::PluginRetryConfig>,
     /// How long events and finished work are kept (`[retention]`).
     pub retention: crate::pipeline::retention::Retention,
     /// The admin API listener (`[admin]`), off when absent.
@@ -162,6 +164,8 @@ struct RawConfig {
     #[serde(default)]
     entities: Vec<crate::pipeline::entities::EntityRule>,
     #[serde(default)]
+    plugin_retries: Vec<crate::pipeline::policy::PluginRetryConfig>,
+    #[serde(default)]
     retention: crate::pipeline::retention::Retention,
     admin: Option<crate::admin::RawAdmin>,
 }
@@ -252,6 +256,7 @@ impl Config {
             sources,
             destinations: raw.destinations,
             entities: raw.entities,
+            plugin_retries: raw.plugin_retries,
             retention: raw.retention,
             admin,
         })

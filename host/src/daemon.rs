@@ -108,7 +108,11 @@ impl Daemon {
             destinations: Destinations::new(&config.delivery, &config.destinations),
             entity_rules: config.entities.clone(),
             metrics: metrics.clone(),
-            retry_base_ms: config.delivery.retry_base_ms,
+            job_policies: crate::pipeline::policy::JobPolicies::new(
+                crate::pipeline::MAX_JOB_ATTEMPTS,
+                &config.delivery,
+                &config.plugin_retries,
+            ),
             inbox: Notify::new(),
             jobs: Notify::new(),
             deliveries: Notify::new(),

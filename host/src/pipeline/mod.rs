@@ -84,8 +84,8 @@ pub struct Pipeline {
     pub entity_rules: Vec<entities::EntityRule>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// First job retry delay, ms; doubles with each attempt (full jitter).
-    pub retry_base_ms: u64,
+    /// How each plugin's failed jobs are retried.
+    pub job_policies: policy::JobPolicies,
     /// Woken when an event is stored.
     pub inbox: Notify,
     /// Woken when jobs are queued.
@@ -103,8 +103,8 @@ impl std::fmt::Debug for Pipeline {
 /// How one attempt ended.
 enum End {
     Done(String, Vec<NewTask>),
-    /// Retry after the given delay, or after the backoff when none.
-    Retry(String, Option<u64>),
+    /// Retry after this delay, ms.
+    Retry(String, u64),
     /// Not attempted: give it back for later without spending an attempt.
     Defer(u64),
     Dead(String),
@@ -266,7 +266,6 @@ impl Pipeline {
                 }
             }
             End::Retry(outcome, delay) => {
-                let delay = delay.unwrap_or_else(|| backoff_ms(lease.attempt, self.retry_base_ms));
                 tracing::warn!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, %outcome, delay_ms = delay, "will retry");
                 self.queue.retry(lease, delay, &outcome, now)?;
                 self.metrics.attempt(topic, "retry");
@@ -295,10 +294,10 @@ impl Pipeline {
         let mut event = match self.store.event(&job.event_id) {
             Ok(Some(e)) => e,
             Ok(None) => return End::Dead(format!("event {} is no longer stored", job.event_id)),
-            Err(e) => return End::Retry(format!("cannot read event: {e}"), None),
+            Err(e) => return self.retry_job(lease, &job.plugin, format!("cannot read event: {e}")),
         };
         let Some(plugin) = self.plugins.get(&job.plugin) else {
-            return retry_or_dead(lease, format!("plugin `{}` is not loaded", job.plugin));
+            return self.retry_job(lease, &job.plugin, format!("plugin `{}` is not loaded", job.plugin));
         };
         if job.coalesced > 1 {
             event
@@ -319,7 +318,7 @@ impl Pipeline {
                 Ok(tasks) => End::Done(format!("queued {} deliveries{burst}", tasks.len()), tasks),
                 Err(reason) => End::Dead(reason),
             },
-            Err(e) if e.retryable() => retry_or_dead(lease, e.to_string()),
+            Err(e) if e.retryable() => self.retry_job(lease, &job.plugin, e.to_string()),
             Err(e) => End::Dead(e.to_string()),
         }
     }
@@ -396,7 +395,7 @@ impl Pipeline {
                     End::Dead(format!("gave up after {} attempts: {reason}", lease.attempt))
                 } else {
                     let delay = retry_after_ms.unwrap_or_else(|| policy.backoff.delay_ms(lease.attempt));
-                    End::Retry(reason, Some(delay))
+                    End::Retry(reason, delay)
                 }
             }
             delivery::Sent::Permanent(reason) => End::Dead(reason),
@@ -449,22 +448,19 @@ pub fn event_id_at(ms: u64) -> String {
     format!("evt_{}", ulid::Ulid::from_parts(ms, 0))
 }
 
-fn retry_or_dead(lease: &Lease, reason: String) -> End {
-    if lease.attempt >= MAX_JOB_ATTEMPTS {
-        End::Dead(format!("gave up after {} attempts: {reason}", lease.attempt))
-    } else {
-        End::Retry(reason, None)
+impl Pipeline {
+    /// A retryable job failure: retry per the plugin's policy, or give up.
+    fn retry_job(&self, lease: &Lease, plugin: &str, reason: String) -> End {
+        let policy = self.job_policies.get(plugin);
+        if lease.attempt >= policy.max_attempts {
+            return End::Dead(format!("gave up after {} attempts: {reason}", lease.attempt));
+        }
+        let age = now_ms().saturating_sub(lease.created_ms);
+        if policy.max_age_ms.is_some_and(|max| age > max) {
+            return End::Dead(format!("gave up after {} attempts (older than max_age_secs): {reason}", lease.attempt));
+        }
+        End::Retry(reason, policy.backoff.delay_ms(lease.attempt))
     }
-}
-
-/// Exponential backoff with full jitter: uniform in [0, base * 2^(attempt-1)],
-/// capped at 5 minutes.
-fn backoff_ms(attempt: u32, base_ms: u64) -> u64 {
-    policy::Backoff::Exponential {
-        base_ms,
-        max_ms: 300_000,
-    }
-    .delay_ms(attempt)
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {

@@ -185,6 +185,80 @@ impl Policy {
     }
 }
 
+/// One `[[plugin_retries]]` entry: how a plugin's failed jobs are retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginRetryConfig {
+    /// The plugin's name.
+    pub plugin: String,
+    /// Attempts before dead-lettering (default 3).
+    pub max_attempts: Option<u32>,
+    /// Dead-letter once a job is older than this, seconds.
+    pub max_age_secs: Option<u64>,
+    /// Exponential backoff: first retry ceiling, ms (full jitter).
+    pub retry_base_ms: Option<u64>,
+    /// Exponential backoff: largest delay, ms.
+    pub retry_max_ms: Option<u64>,
+    /// Fixed delays instead, ms; the last one repeats.
+    pub retry_schedule_ms: Option<Vec<u64>>,
+}
+
+/// How one plugin's jobs are retried.
+#[derive(Debug, Clone)]
+pub struct JobPolicy {
+    /// Attempts before dead-lettering.
+    pub max_attempts: u32,
+    /// Age after which a job is dead-lettered, ms.
+    pub max_age_ms: Option<u64>,
+    /// Retry spacing.
+    pub backoff: Backoff,
+}
+
+/// Job retry policies by plugin.
+#[derive(Debug, Clone)]
+pub struct JobPolicies {
+    default: JobPolicy,
+    by_plugin: HashMap<String, JobPolicy>,
+}
+
+impl JobPolicies {
+    /// The default (3 attempts, exponential from `[delivery] retry_base_ms`)
+    /// and the `[[plugin_retries]]` entries.
+    pub fn new(default_attempts: u32, d: &config::Delivery, list: &[PluginRetryConfig]) -> Self {
+        let exp = |base: Option<u64>, max: Option<u64>| Backoff::Exponential {
+            base_ms: base.unwrap_or(d.retry_base_ms),
+            max_ms: max.unwrap_or(MAX_BACKOFF_MS),
+        };
+        Self {
+            default: JobPolicy {
+                max_attempts: default_attempts,
+                max_age_ms: None,
+                backoff: exp(None, None),
+            },
+            by_plugin: list
+                .iter()
+                .map(|c| {
+                    let backoff = match &c.retry_schedule_ms {
+                        Some(s) if !s.is_empty() => Backoff::Schedule(s.clone()),
+                        _ => exp(c.retry_base_ms, c.retry_max_ms),
+                    };
+                    let policy = JobPolicy {
+                        max_attempts: c.max_attempts.unwrap_or(default_attempts).max(1),
+                        max_age_ms: c.max_age_secs.map(|s| s * 1000),
+                        backoff,
+                    };
+                    (c.plugin.clone(), policy)
+                })
+                .collect(),
+        }
+    }
+
+    /// The policy for a plugin's jobs.
+    pub fn get(&self, plugin: &str) -> &JobPolicy {
+        self.by_plugin.get(plugin).unwrap_or(&self.default)
+    }
+}
+
 /// `scheme://host:port` of a URL, lower-cased, the port made explicit;
 /// `None` when the URL has no scheme or host.
 pub fn origin_of(url: &str) -> Option<String> {

@@ -98,3 +98,83 @@ impl Pipeline {
         Ok(swept)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config;
+    use crate::metrics::Metrics;
+    use crate::plugins::PluginSet;
+    use crate::queue::{NewTask, Queue, TaskLog};
+    use crate::runtime::{CodeCache, Runtime};
+    use crate::store::{NewEvent, Store};
+
+    async fn pipeline(dir: &std::path::Path) -> Pipeline {
+        let store = Store::open(&dir.join("db")).unwrap();
+        let queue: Arc<dyn TaskLog> = Arc::new(Queue::open(store.db()).unwrap());
+        let delivery = config::Delivery::default();
+        Pipeline {
+            store,
+            queue,
+            plugins: Arc::new(PluginSet::default()),
+            runtime: Arc::new(Runtime::new(CodeCache::new(&dir.join("compiled"))).unwrap()),
+            delivery: super::super::delivery::Deliverer::new(delivery.clone()).unwrap(),
+            destinations: super::super::policy::Destinations::new(&delivery, &[]),
+            entity_rules: vec![],
+            metrics: Arc::new(Metrics::default()),
+            job_policies: super::super::policy::JobPolicies::new(3, &delivery, &[]),
+            inbox: Default::default(),
+            jobs: Default::default(),
+            deliveries: Default::default(),
+        }
+    }
+
+    fn event(at_ms: u64, dedupe: &str) -> NewEvent {
+        NewEvent {
+            source: "a".into(),
+            vendor: "hmac".into(),
+            kind: "k".into(),
+            entity: None,
+            occurred_at: None,
+            dedupe_key: Some(dedupe.into()),
+            parsed: true,
+            received_at_ms: at_ms,
+            headers: vec![],
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn old_finished_work_and_payloads_expire_but_dead_letters_keep_their_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path()).await;
+        let now = crate::time::now_ms();
+        let out = p.store.ingest(vec![event(now, "x"), event(now, "y")], 1000).await.unwrap();
+        let (done_id, dead_id) = (out[0].id().to_owned(), out[1].id().to_owned());
+        for id in [&done_id, &dead_id] {
+            p.store.inbox_done(id).unwrap();
+        }
+        p.queue
+            .publish(&[NewTask::new(Topic::Jobs, format!("{done_id}.p"), vec![]), NewTask::new(Topic::Jobs, format!("{dead_id}.p"), vec![])], now)
+            .unwrap();
+        for lease in p.queue.lease(Topic::Jobs, now, 1000, 10).unwrap() {
+            if lease.id.starts_with(&done_id) {
+                p.queue.ack(&lease, "ok", &[], now).unwrap();
+            } else {
+                p.queue.dead_letter(&lease, "gave up", now).unwrap();
+            }
+        }
+        let r = Retention { events_secs: 60, finished_secs: 60, sweep_secs: 1 };
+        assert_eq!(p.sweep(&r, 1000, now).unwrap(), Swept::default(), "nothing is old yet");
+
+        let later = now + 120_000;
+        let swept = p.sweep(&r, 1000, later).unwrap();
+        assert_eq!(swept, Swept { tasks: 1, events: 1, dedupe: 2 });
+        assert!(p.store.event(&done_id).unwrap().is_none());
+        assert!(p.store.event(&dead_id).unwrap().is_some(), "a dead letter's event stays for replay");
+        assert_eq!(p.queue.get(Topic::Jobs, &format!("{dead_id}.p")).unwrap().unwrap().state, TaskState::Dead);
+        assert_eq!(p.sweep(&r, 1000, later).unwrap(), Swept::default(), "a second sweep finds nothing");
+    }
+}
