@@ -300,6 +300,12 @@ struct State {
     in_flight: usize,
     buckets: Vec<(f64, Instant)>,
     breaker: Breaker,
+    /// Next free slot for a deferred delivery. Each deferral takes the next
+    /// slot, so a backlog of thousands comes back spread at the rate the
+    /// destination can take, instead of all at once, again and again.
+    cursor: Instant,
+    /// Recent send latency, ms (moving average).
+    latency_ms: f64,
 }
 
 /// A destination's circuit, for stats.
@@ -347,6 +353,7 @@ pub struct Permit<'a> {
     owner: &'a Destinations,
     origin: String,
     recorded: bool,
+    started: Instant,
 }
 
 impl Permit<'_> {
@@ -354,7 +361,8 @@ impl Permit<'_> {
     /// retryable statuses (the answers that say the destination is unwell).
     pub fn record(mut self, failed: bool) {
         self.recorded = true;
-        self.owner.record(&self.origin, failed);
+        let elapsed = self.started.elapsed();
+        self.owner.record(&self.origin, failed, elapsed);
     }
 }
 
@@ -406,25 +414,40 @@ impl Destinations {
             in_flight: 0,
             buckets: policy.rates.iter().map(|(_, cap)| (*cap, now)).collect(),
             breaker: Breaker::Closed { failures: 0 },
+            cursor: now,
+            latency_ms: 100.0,
         });
+        // Spread deferrals: the wait is at least `base`, and each one takes
+        // the next slot `spacing_ms` after the previous.
+        let defer = |s: &mut State, base_ms: u64, spacing_ms: f64| {
+            let slot = (now + Duration::from_millis(base_ms)).max(s.cursor);
+            s.cursor = slot + Duration::from_secs_f64(spacing_ms.max(1.0) / 1000.0);
+            (slot - now).as_millis() as u64 + 1
+        };
         match s.breaker {
             Breaker::Open { until } if until > now => {
-                return Err(Wait::CircuitOpen((until - now).as_millis() as u64 + 1));
+                let base = (until - now).as_millis() as u64;
+                return Err(Wait::CircuitOpen(defer(s, base, 2.0)));
             }
             Breaker::Open { .. } => s.breaker = Breaker::HalfOpen { probing: false },
-            Breaker::HalfOpen { probing: true } => return Err(Wait::CircuitOpen(250)),
+            Breaker::HalfOpen { probing: true } => return Err(Wait::CircuitOpen(defer(s, 250, 2.0))),
             _ => {}
         }
-        if policy.concurrency.is_some_and(|c| s.in_flight >= c) {
-            return Err(Wait::Busy(50 + rand::random_range(0..50)));
+        if let Some(c) = policy.concurrency.filter(|c| s.in_flight >= *c) {
+            let spacing = s.latency_ms / c as f64;
+            return Err(Wait::Busy(defer(s, 20, spacing)));
         }
+        let mut throttled = None;
         for ((rate, cap), (tokens, last)) in policy.rates.iter().zip(s.buckets.iter_mut()) {
             *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(*cap);
             *last = now;
             if *tokens < 1.0 {
                 let ms = ((1.0 - *tokens) / rate * 1000.0).ceil() as u64;
-                return Err(Wait::Throttled(ms.max(1)));
+                throttled = Some((ms.max(1), 1000.0 / rate));
             }
+        }
+        if let Some((base, spacing)) = throttled {
+            return Err(Wait::Throttled(defer(s, base, spacing)));
         }
         for (tokens, _) in s.buckets.iter_mut() {
             *tokens -= 1.0;
@@ -437,13 +460,15 @@ impl Destinations {
             owner: self,
             origin: origin.to_owned(),
             recorded: false,
+            started: now,
         })
     }
 
-    fn record(&self, origin: &str, failed: bool) {
+    fn record(&self, origin: &str, failed: bool, elapsed: Duration) {
         let policy = self.policy(origin);
         let mut map = self.lock();
         let Some(s) = map.get_mut(origin) else { return };
+        s.latency_ms = 0.8 * s.latency_ms + 0.2 * elapsed.as_secs_f64() * 1000.0;
         s.breaker = match (&s.breaker, failed) {
             (_, false) => Breaker::Closed { failures: 0 },
             (Breaker::HalfOpen { .. }, true) => {
@@ -515,16 +540,32 @@ mod tests {
         let d = destinations("[[destinations]]\nmatch = \"https://api.servicem8.com\"\nrate_per_minute = 180\n");
         let now = Instant::now();
         let mut sent = 0;
+        let mut first_wait = None;
         for _ in 0..10 {
-            if let Ok(p) = d.acquire_at(SM8, now) {
-                p.record(false);
-                sent += 1;
+            match d.acquire_at(SM8, now) {
+                Ok(p) => {
+                    p.record(false);
+                    sent += 1;
+                }
+                Err(w) => {
+                    first_wait.get_or_insert(w);
+                }
             }
         }
         assert_eq!(sent, 3, "one second's share of 180/min");
-        assert!(matches!(d.acquire_at(SM8, now), Err(Wait::Throttled(ms)) if ms <= 334));
+        assert!(matches!(first_wait, Some(Wait::Throttled(ms)) if ms <= 335), "{first_wait:?}");
         assert!(d.acquire_at(SM8, now + Duration::from_millis(334)).is_ok());
         assert!(d.acquire_at("https://other.example:443", now).is_ok());
+    }
+
+    #[test]
+    fn a_throttled_backlog_comes_back_spread_at_the_destination_rate() {
+        let d = destinations("[[destinations]]\nmatch = \"https://api.servicem8.com\"\nrate_per_second = 10\n");
+        let now = Instant::now();
+        let waits: Vec<u64> = (0..30).filter_map(|_| d.acquire_at(SM8, now).err().map(Wait::ms)).collect();
+        assert_eq!(waits.len(), 20, "10 tokens, then deferrals");
+        assert!(waits.windows(2).all(|w| w[1] >= w[0] + 99), "each deferral a slot later: {waits:?}");
+        assert!(*waits.last().unwrap() >= 1_900);
     }
 
     #[test]
