@@ -324,3 +324,52 @@ async fn a_refused_delivery_is_dead_lettered_with_its_reason_and_a_replay_delive
     assert_eq!(unauthorized.status(), 401, "the admin API needs the token");
     daemon.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_destination_does_not_hold_up_deliveries_to_another() {
+    // The slow destination answers after 2 s, one request at a time.
+    let slow_port = free_port();
+    let slow_hits = std::sync::Arc::new(std::sync::Mutex::new(0usize));
+    let hits = slow_hits.clone();
+    let slow_app = axum::Router::new().fallback(move || {
+        let hits = hits.clone();
+        async move {
+            *hits.lock().unwrap() += 1;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", slow_port)).await.unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, slow_app).await;
+    });
+    let fast = FakeDestination::start().await;
+    let setup = Setup::new(
+        &format!("http://127.0.0.1:{slow_port}/books/jobs"),
+        &format!("[[destinations]]\nmatch = \"http://127.0.0.1:{slow_port}\"\nconcurrency = 1\n"),
+    );
+    // A second copy of the plugin maps the same events to the fast destination.
+    install_plugin(
+        &setup.dir.path().join("plugins"),
+        "fast-sync",
+        &guest("accounting-sync"),
+        &format!(
+            "name = \"fast-sync\"\nversion = \"0.1.0\"\n[[subscriptions]]\nsource = \"hcp\"\nkinds = [\"job.completed\"]\n[config]\nendpoint = \"{}/books/jobs\"\n",
+            fast.url
+        ),
+    );
+    let daemon = DaemonProcess::start(&setup.config());
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    for i in 0..5 {
+        assert_eq!(post_hcp(&client, &daemon.url, &job_completed(&format!("job_slow_{i}"))).await.unwrap().status(), 200);
+    }
+    let got = fast.wait_for(5, Duration::from_secs(20)).await;
+    let fast_done = started.elapsed();
+    assert_eq!(got.len(), 5);
+    // Five slow deliveries one at a time take 10 s; the fast ones must not wait for them.
+    eprintln!("fast destination served in {fast_done:?}");
+    assert!(fast_done < Duration::from_millis(1900), "fast destination waited {fast_done:?}");
+    assert!(*slow_hits.lock().unwrap() <= 2, "the slow destination's concurrency limit held");
+    daemon.stop();
+}
