@@ -23,7 +23,11 @@ fn job_completed(job_id: &str) -> String {
 
 /// A free port on 127.0.0.1 (bound, then released).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A daemon configuration in a temp dir: a Housecall Pro source, the
@@ -70,7 +74,10 @@ secret_file = "hcp.secret"
                 "name = \"accounting-sync\"\nversion = \"0.1.0\"\n[[subscriptions]]\nsource = \"hcp\"\nkinds = [\"job.completed\"]\n[config]\nendpoint = \"{endpoint}\"\n"
             ),
         );
-        Self { dir, admin: format!("http://127.0.0.1:{port}") }
+        Self {
+            dir,
+            admin: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     fn config(&self) -> PathBuf {
@@ -89,7 +96,10 @@ secret_file = "hcp.secret"
             .arg(self.config())
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     }
 
     async fn admin_get(&self, path: &str) -> serde_json::Value {
@@ -105,13 +115,20 @@ secret_file = "hcp.secret"
     }
 }
 
-async fn post_hcp(client: &reqwest::Client, daemon_url: &str, body: &str) -> Result<reqwest::Response, reqwest::Error> {
+async fn post_hcp(
+    client: &reqwest::Client,
+    daemon_url: &str,
+    body: &str,
+) -> Result<reqwest::Response, reqwest::Error> {
     let ts = unix_now();
     client
         .post(format!("{daemon_url}/hooks/hcp"))
         .header("content-type", "application/json")
         .header("Api-Timestamp", &ts)
-        .header("Api-Signature", sign_housecall_pro(SECRET, &ts, body.as_bytes()))
+        .header(
+            "Api-Signature",
+            sign_housecall_pro(SECRET, &ts, body.as_bytes()),
+        )
         .body(body.to_owned())
         .timeout(Duration::from_secs(5))
         .send()
@@ -162,7 +179,13 @@ async fn every_accepted_event_is_processed_despite_kill_9_at_random_moments() {
                     match post_hcp(&client, &url, &body).await {
                         Ok(r) if r.status() == 200 => {
                             let v: serde_json::Value = r.json().await.unwrap_or_default();
-                            ok.extend(v["stored"].as_array().into_iter().flatten().filter_map(|i| i.as_str().map(str::to_owned)));
+                            ok.extend(
+                                v["stored"]
+                                    .as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .filter_map(|i| i.as_str().map(str::to_owned)),
+                            );
                         }
                         // The daemon was killed under this request: not acknowledged.
                         _ => break,
@@ -180,25 +203,41 @@ async fn every_accepted_event_is_processed_despite_kill_9_at_random_moments() {
             sent += n;
         }
     }
-    assert!(accepted.len() >= ROUNDS, "the test sent too little to mean anything: {} of {sent}", accepted.len());
+    assert!(
+        accepted.len() >= ROUNDS,
+        "the test sent too little to mean anything: {} of {sent}",
+        accepted.len()
+    );
 
     let daemon = DaemonProcess::start(&setup.config());
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut missing: Vec<String> = accepted.iter().cloned().collect();
     while Instant::now() < deadline {
         let delivered = event_ids_delivered(&dest);
-        missing = accepted.iter().filter(|id| !delivered.contains(*id)).cloned().collect();
+        missing = accepted
+            .iter()
+            .filter(|id| !delivered.contains(*id))
+            .cloned()
+            .collect();
         if missing.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     daemon.stop();
-    assert!(missing.is_empty(), "{} of {} acknowledged events never delivered, e.g. {:?}", missing.len(), accepted.len(), missing.first());
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged events never delivered, e.g. {:?}",
+        missing.len(),
+        accepted.len(),
+        missing.first()
+    );
 
     let (store, q) = queue(&setup.data());
     for topic in Topic::ALL {
-        let dead = q.list(topic, None, 10, &|t| t.state == TaskState::Dead).unwrap();
+        let dead = q
+            .list(topic, None, 10, &|t| t.state == TaskState::Dead)
+            .unwrap();
         assert!(dead.is_empty(), "dead-letter queue not empty: {dead:?}");
     }
     drop(q);
@@ -208,8 +247,15 @@ async fn every_accepted_event_is_processed_despite_kill_9_at_random_moments() {
         .arg(setup.data())
         .output()
         .unwrap();
-    assert!(verify.status.success(), "store verify: {}", String::from_utf8_lossy(&verify.stdout));
-    eprintln!("crash test: {} acknowledged of {sent} sent over {ROUNDS} kills, all delivered", accepted.len());
+    assert!(
+        verify.status.success(),
+        "store verify: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    eprintln!(
+        "crash test: {} acknowledged of {sent} sent over {ROUNDS} kills, all delivered",
+        accepted.len()
+    );
 }
 
 /// A destination recording requests on a fixed port.
@@ -223,11 +269,16 @@ async fn listen_on(port: u16) -> FakeDestinationOn {
             "ok"
         }
     });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    FakeDestinationOn { received, _task: task }
+    FakeDestinationOn {
+        received,
+        _task: task,
+    }
 }
 
 struct FakeDestinationOn {
@@ -246,29 +297,51 @@ async fn a_destination_that_is_down_gets_the_delivery_once_it_is_up() {
     );
     let daemon = DaemonProcess::start(&setup.config());
     let client = reqwest::Client::new();
-    assert_eq!(post_hcp(&client, &daemon.url, &job_completed("job_down")).await.unwrap().status(), 200);
+    assert_eq!(
+        post_hcp(&client, &daemon.url, &job_completed("job_down"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // Down: connection refused, the circuit opens.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let stats = setup.admin_get("/stats").await;
-        let open = stats["destinations"].as_array().into_iter().flatten().any(|d| d["circuit"] == "open");
+        let open = stats["destinations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["circuit"] == "open");
         if open {
             break;
         }
-        assert!(Instant::now() < deadline, "the circuit never opened: {stats}");
+        assert!(
+            Instant::now() < deadline,
+            "the circuit never opened: {stats}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let up = listen_on(port).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while *up.received.lock().unwrap() == 0 {
-        assert!(Instant::now() < deadline, "not delivered after the destination came up");
+        assert!(
+            Instant::now() < deadline,
+            "not delivered after the destination came up"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     daemon.stop();
     let (_store, q) = queue(&setup.data());
     let d = &q.tasks(Topic::Deliveries).unwrap()[0];
     assert_eq!(d.state, TaskState::Done, "{d:?}");
-    assert!(d.history.iter().any(|a| a.outcome.contains("network error")), "{:?}", d.history);
+    assert!(
+        d.history
+            .iter()
+            .any(|a| a.outcome.contains("network error")),
+        "{:?}",
+        d.history
+    );
     assert_eq!(*up.received.lock().unwrap(), 1, "one probe, delivered once");
 }
 
@@ -279,7 +352,13 @@ async fn a_refused_delivery_is_dead_lettered_with_its_reason_and_a_replay_delive
     let setup = Setup::new(&format!("{}/books/jobs", dest.url), "");
     let daemon = DaemonProcess::start(&setup.config());
     let client = reqwest::Client::new();
-    assert_eq!(post_hcp(&client, &daemon.url, &job_completed("job_4xx")).await.unwrap().status(), 200);
+    assert_eq!(
+        post_hcp(&client, &daemon.url, &job_completed("job_4xx"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let dlq = loop {
@@ -292,15 +371,26 @@ async fn a_refused_delivery_is_dead_lettered_with_its_reason_and_a_replay_delive
     };
     let dead = &dlq["dead_letters"][0];
     assert_eq!(dead["topic"], "deliveries");
-    assert!(dead["reason"].as_str().unwrap().contains("HTTP 422"), "{dead}");
-    assert_eq!(dead["history"].as_array().unwrap().len(), 1, "a 4xx is not retried");
+    assert!(
+        dead["reason"].as_str().unwrap().contains("HTTP 422"),
+        "{dead}"
+    );
+    assert_eq!(
+        dead["history"].as_array().unwrap().len(),
+        1,
+        "a 4xx is not retried"
+    );
     assert_eq!(dest.received().len(), 1);
 
     let (ok, listing) = setup.cli(&["dlq"]);
     assert!(ok && listing.contains("HTTP 422"), "{listing}");
     let (ok, replayed) = setup.cli(&["replay", "--dlq", "--topic", "deliveries"]);
     assert!(ok && replayed.contains("1 deliveries"), "{replayed}");
-    assert_eq!(dest.wait_for(2, Duration::from_secs(20)).await.len(), 2, "the replay delivered");
+    assert_eq!(
+        dest.wait_for(2, Duration::from_secs(20)).await.len(),
+        2,
+        "the replay delivered"
+    );
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -314,13 +404,18 @@ async fn a_refused_delivery_is_dead_lettered_with_its_reason_and_a_replay_delive
             .await
             .unwrap();
         if metrics.contains("fieldhook_dlq_size{topic=\"deliveries\"} 0") {
-            assert!(metrics.contains("fieldhook_webhooks_received_total 1"), "{metrics}");
+            assert!(
+                metrics.contains("fieldhook_webhooks_received_total 1"),
+                "{metrics}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "{metrics}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let unauthorized = reqwest::get(format!("{}/metrics", setup.admin)).await.unwrap();
+    let unauthorized = reqwest::get(format!("{}/metrics", setup.admin))
+        .await
+        .unwrap();
     assert_eq!(unauthorized.status(), 401, "the admin API needs the token");
     daemon.stop();
 }
@@ -339,7 +434,9 @@ async fn a_slow_destination_does_not_hold_up_deliveries_to_another() {
             "ok"
         }
     });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", slow_port)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", slow_port))
+        .await
+        .unwrap();
     tokio::spawn(async move {
         let _ = axum::serve(listener, slow_app).await;
     });
@@ -362,14 +459,30 @@ async fn a_slow_destination_does_not_hold_up_deliveries_to_another() {
     let client = reqwest::Client::new();
     let started = Instant::now();
     for i in 0..5 {
-        assert_eq!(post_hcp(&client, &daemon.url, &job_completed(&format!("job_slow_{i}"))).await.unwrap().status(), 200);
+        assert_eq!(
+            post_hcp(
+                &client,
+                &daemon.url,
+                &job_completed(&format!("job_slow_{i}"))
+            )
+            .await
+            .unwrap()
+            .status(),
+            200
+        );
     }
     let got = fast.wait_for(5, Duration::from_secs(20)).await;
     let fast_done = started.elapsed();
     assert_eq!(got.len(), 5);
     // Five slow deliveries one at a time take 10 s; the fast ones must not wait for them.
     eprintln!("fast destination served in {fast_done:?}");
-    assert!(fast_done < Duration::from_millis(1900), "fast destination waited {fast_done:?}");
-    assert!(*slow_hits.lock().unwrap() <= 2, "the slow destination's concurrency limit held");
+    assert!(
+        fast_done < Duration::from_millis(1900),
+        "fast destination waited {fast_done:?}"
+    );
+    assert!(
+        *slow_hits.lock().unwrap() <= 2,
+        "the slow destination's concurrency limit held"
+    );
     daemon.stop();
 }

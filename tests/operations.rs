@@ -24,7 +24,11 @@ impl Setup {
         std::fs::write(dir.path().join("st.token"), ST_TOKEN).unwrap();
         std::fs::write(dir.path().join("hcp.secret"), HCP_SECRET).unwrap();
         std::fs::write(dir.path().join("admin.token"), ADMIN_TOKEN).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         std::fs::write(
             dir.path().join("fieldhook.toml"),
             format!(
@@ -55,7 +59,10 @@ secret_file = "hcp.secret"
             ),
         )
         .unwrap();
-        Self { dir, admin: format!("http://127.0.0.1:{port}") }
+        Self {
+            dir,
+            admin: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     fn plugin(&self, name: &str, package: &str, manifest_rest: &str) {
@@ -110,7 +117,11 @@ fn jobs(v: &Value) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_servicetrade_burst_for_one_entity_runs_the_plugin_once_with_the_latest_event() {
     let setup = Setup::new("[[entities]]\nsource = \"st\"\ndebounce_ms = 1500\n");
-    setup.plugin("accounting-sync", "accounting-sync", "[[subscriptions]]\nsource = \"st\"\n[config]\nendpoint = \"http://127.0.0.1:9/x\"\n");
+    setup.plugin(
+        "accounting-sync",
+        "accounting-sync",
+        "[[subscriptions]]\nsource = \"st\"\n[config]\nendpoint = \"http://127.0.0.1:9/x\"\n",
+    );
     let daemon = DaemonProcess::start(&setup.config());
     let client = reqwest::Client::new();
     let mut burst = Vec::new();
@@ -137,18 +148,47 @@ async fn a_servicetrade_burst_for_one_entity_runs_the_plugin_once_with_the_lates
     let v = setup
         .wait_until("/jobs", 20, |v| {
             let j = jobs(v);
-            !j.is_empty() && j.iter().all(|j| j["state"] == "done")
-                && j.iter().map(|j| j["coalesced"].as_u64().unwrap_or(0)).sum::<u64>() == 5
+            !j.is_empty()
+                && j.iter().all(|j| j["state"] == "done")
+                && j.iter()
+                    .map(|j| j["coalesced"].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+                    == 5
         })
         .await;
     let all = jobs(&v);
-    assert_eq!(all.len(), 2, "one run for the burst on 777, one for 778: {v}");
-    let run = all.iter().find(|j| j["coalesced"] == 4).expect("the burst's job");
-    assert_eq!(run["event_id"], burst[3].as_str(), "the run sees the latest event");
-    assert_eq!(run["history"].as_array().unwrap().len(), 1, "the plugin ran once");
-    assert!(run["history"][0]["outcome"].as_str().unwrap().contains("4 events coalesced"), "{run}");
+    assert_eq!(
+        all.len(),
+        2,
+        "one run for the burst on 777, one for 778: {v}"
+    );
+    let run = all
+        .iter()
+        .find(|j| j["coalesced"] == 4)
+        .expect("the burst's job");
+    assert_eq!(
+        run["event_id"],
+        burst[3].as_str(),
+        "the run sees the latest event"
+    );
+    assert_eq!(
+        run["history"].as_array().unwrap().len(),
+        1,
+        "the plugin ran once"
+    );
+    assert!(
+        run["history"][0]["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("4 events coalesced"),
+        "{run}"
+    );
     let events = setup.admin("/events").await;
-    assert_eq!(events["events"].as_array().unwrap().len(), 5, "every event is stored");
+    assert_eq!(
+        events["events"].as_array().unwrap().len(),
+        5,
+        "every event is stored"
+    );
     daemon.stop();
 }
 
@@ -157,7 +197,11 @@ async fn ordered_jobs_run_one_at_a_time_per_entity_while_other_entities_proceed(
     let setup = Setup::new("[[entities]]\nplugin = \"trapper\"\nordered = true\n");
     // Every run fails (retryable) three times, then is dead-lettered: slow
     // enough that any overlap inside one entity would show.
-    setup.plugin("trapper", "trapper", "[[subscriptions]]\nsource = \"hcp\"\n[config]\nmode = \"retry\"\n");
+    setup.plugin(
+        "trapper",
+        "trapper",
+        "[[subscriptions]]\nsource = \"hcp\"\n[config]\nmode = \"retry\"\n",
+    );
     let daemon = DaemonProcess::start(&setup.config());
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
@@ -169,7 +213,10 @@ async fn ordered_jobs_run_one_at_a_time_per_entity_while_other_entities_proceed(
         let resp = client
             .post(format!("{}/hooks/hcp", daemon.url))
             .header("Api-Timestamp", &ts)
-            .header("Api-Signature", sign_housecall_pro(HCP_SECRET, &ts, body.as_bytes()))
+            .header(
+                "Api-Signature",
+                sign_housecall_pro(HCP_SECRET, &ts, body.as_bytes()),
+            )
             .body(body)
             .send()
             .await
@@ -179,32 +226,64 @@ async fn ordered_jobs_run_one_at_a_time_per_entity_while_other_entities_proceed(
         ids.push(v["stored"][0].as_str().unwrap().to_owned());
     }
     let v = setup
-        .wait_until("/jobs", 60, |v| jobs(v).len() == 4 && jobs(v).iter().all(|j| j["state"] == "dead"))
+        .wait_until("/jobs", 60, |v| {
+            jobs(v).len() == 4 && jobs(v).iter().all(|j| j["state"] == "dead")
+        })
         .await;
     daemon.stop();
     let by_event = |id: &str| jobs(&v).into_iter().find(|j| j["event_id"] == id).unwrap();
     let span = |j: &Value| {
         let h = j["history"].as_array().unwrap();
-        (h.first().unwrap()["at_ms"].as_u64().unwrap(), h.last().unwrap()["at_ms"].as_u64().unwrap())
+        (
+            h.first().unwrap()["at_ms"].as_u64().unwrap(),
+            h.last().unwrap()["at_ms"].as_u64().unwrap(),
+        )
     };
-    let (a1, a2, b1, a3) = (span(&by_event(&ids[0])), span(&by_event(&ids[1])), span(&by_event(&ids[2])), span(&by_event(&ids[3])));
-    assert!(a1.1 <= a2.0 && a2.1 <= a3.0, "entity A ran out of order or overlapping: {a1:?} {a2:?} {a3:?}");
-    assert!(b1.0 < a2.0, "entity B waited behind entity A: B {b1:?}, A2 {a2:?}");
+    let (a1, a2, b1, a3) = (
+        span(&by_event(&ids[0])),
+        span(&by_event(&ids[1])),
+        span(&by_event(&ids[2])),
+        span(&by_event(&ids[3])),
+    );
+    assert!(
+        a1.1 <= a2.0 && a2.1 <= a3.0,
+        "entity A ran out of order or overlapping: {a1:?} {a2:?} {a3:?}"
+    );
+    assert!(
+        b1.0 < a2.0,
+        "entity B waited behind entity A: B {b1:?}, A2 {a2:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_lists_plugins_and_failures_and_answers_health_checks() {
     let setup = Setup::new("");
-    setup.plugin("trapper", "trapper", "[[subscriptions]]\nsource = \"hcp\"\n");
+    setup.plugin(
+        "trapper",
+        "trapper",
+        "[[subscriptions]]\nsource = \"hcp\"\n",
+    );
     let broken = setup.dir.path().join("plugins").join("broken");
     std::fs::create_dir_all(&broken).unwrap();
-    std::fs::write(broken.join("plugin.toml"), "name = \"broken\"\nversion = \"0.1.0\"\n").unwrap();
+    std::fs::write(
+        broken.join("plugin.toml"),
+        "name = \"broken\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
     let daemon = DaemonProcess::start(&setup.config());
     let v = setup.admin("/plugins").await;
     assert_eq!(v["loaded"][0]["name"], "trapper", "{v}");
-    assert!(v["failures"][0]["dir"].as_str().unwrap().ends_with("broken"), "{v}");
+    assert!(
+        v["failures"][0]["dir"]
+            .as_str()
+            .unwrap()
+            .ends_with("broken"),
+        "{v}"
+    );
     for path in ["/healthz", "/readyz"] {
-        let r = reqwest::get(format!("{}{path}", setup.admin)).await.unwrap();
+        let r = reqwest::get(format!("{}{path}", setup.admin))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{path} needs no token");
     }
     let stats = setup.admin("/stats").await;

@@ -16,7 +16,9 @@ use axum::response::Response;
 use crate::queue::{Depth, TaskState, Topic};
 
 /// Upper bounds of the latency buckets, seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 /// A latency histogram.
 #[derive(Debug, Default)]
@@ -34,7 +36,8 @@ impl Histogram {
             self.counts[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
@@ -47,7 +50,11 @@ impl Histogram {
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let _ = writeln!(out, "{name}_sum{braces} {sum}");
         let _ = writeln!(out, "{name}_count{braces} {count}");
     }
@@ -90,7 +97,10 @@ impl Metrics {
 
     /// Webhooks refused, by status.
     pub fn rejected(&self) -> BTreeMap<u16, u64> {
-        self.rejected.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Prometheus text for these metrics and the queue's depth.
@@ -109,37 +119,86 @@ impl Metrics {
                 500..=599 => "unavailable",
                 _ => "other",
             };
-            let _ = writeln!(out, "fieldhook_webhooks_rejected_total{{status=\"{status}\",reason=\"{reason}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "fieldhook_webhooks_rejected_total{{status=\"{status}\",reason=\"{reason}\"}} {n}"
+            );
         }
-        out.push_str("# HELP fieldhook_queue_tasks Tasks by topic and state (dead = dead-letter queue).\n");
+        out.push_str(
+            "# HELP fieldhook_queue_tasks Tasks by topic and state (dead = dead-letter queue).\n",
+        );
         out.push_str("# TYPE fieldhook_queue_tasks gauge\n");
         for (topic, state, n) in &depth.counts {
-            let _ = writeln!(out, "fieldhook_queue_tasks{{topic=\"{}\",state=\"{}\"}} {n}", topic.name(), state.name());
+            let _ = writeln!(
+                out,
+                "fieldhook_queue_tasks{{topic=\"{}\",state=\"{}\"}} {n}",
+                topic.name(),
+                state.name()
+            );
         }
         out.push_str("# HELP fieldhook_queue_depth Tasks waiting or running.\n");
         out.push_str("# TYPE fieldhook_queue_depth gauge\n");
         for topic in Topic::ALL {
             let n = depth.get(topic, TaskState::Ready) + depth.get(topic, TaskState::Leased);
-            let _ = writeln!(out, "fieldhook_queue_depth{{topic=\"{}\"}} {n}", topic.name());
+            let _ = writeln!(
+                out,
+                "fieldhook_queue_depth{{topic=\"{}\"}} {n}",
+                topic.name()
+            );
         }
         out.push_str("# HELP fieldhook_dlq_size Dead-lettered tasks.\n");
         out.push_str("# TYPE fieldhook_dlq_size gauge\n");
         for topic in Topic::ALL {
-            let _ = writeln!(out, "fieldhook_dlq_size{{topic=\"{}\"}} {}", topic.name(), depth.get(topic, TaskState::Dead));
+            let _ = writeln!(
+                out,
+                "fieldhook_dlq_size{{topic=\"{}\"}} {}",
+                topic.name(),
+                depth.get(topic, TaskState::Dead)
+            );
         }
         out.push_str("# HELP fieldhook_attempts_total Finished attempts by topic and outcome.\n");
         out.push_str("# TYPE fieldhook_attempts_total counter\n");
-        for ((topic, outcome), n) in self.attempts.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "fieldhook_attempts_total{{topic=\"{topic}\",outcome=\"{outcome}\"}} {n}");
+        for ((topic, outcome), n) in self
+            .attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "fieldhook_attempts_total{{topic=\"{topic}\",outcome=\"{outcome}\"}} {n}"
+            );
         }
-        out.push_str("# HELP fieldhook_events_coalesced_total Events merged into a waiting debounced job.\n");
+        out.push_str(
+            "# HELP fieldhook_events_coalesced_total Events merged into a waiting debounced job.\n",
+        );
         out.push_str("# TYPE fieldhook_events_coalesced_total counter\n");
-        let _ = writeln!(out, "fieldhook_events_coalesced_total {}", self.coalesced.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "fieldhook_events_coalesced_total {}",
+            self.coalesced.load(Ordering::Relaxed)
+        );
         for (name, help, h) in [
-            ("fieldhook_ingest_seconds", "Webhook request latency.", &self.ingest_latency),
-            ("fieldhook_plugin_seconds", "Plugin call latency.", &self.plugin_latency),
-            ("fieldhook_delivery_seconds", "Outbound request latency.", &self.delivery_latency),
-            ("fieldhook_end_to_end_seconds", "Event receipt to delivered.", &self.end_to_end_latency),
+            (
+                "fieldhook_ingest_seconds",
+                "Webhook request latency.",
+                &self.ingest_latency,
+            ),
+            (
+                "fieldhook_plugin_seconds",
+                "Plugin call latency.",
+                &self.plugin_latency,
+            ),
+            (
+                "fieldhook_delivery_seconds",
+                "Outbound request latency.",
+                &self.delivery_latency,
+            ),
+            (
+                "fieldhook_end_to_end_seconds",
+                "Event receipt to delivered.",
+                &self.end_to_end_latency,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
             h.render(&mut out, name, "");
@@ -150,7 +209,11 @@ impl Metrics {
 
 /// Middleware for the webhook listener: counts `/hooks/...` answers and
 /// times them.
-pub async fn track_ingress(State(m): State<std::sync::Arc<Metrics>>, req: Request, next: Next) -> Response {
+pub async fn track_ingress(
+    State(m): State<std::sync::Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     if !req.uri().path().starts_with("/hooks/") {
         return next.run(req).await;
     }
@@ -161,7 +224,11 @@ pub async fn track_ingress(State(m): State<std::sync::Arc<Metrics>>, req: Reques
     if resp.status().is_success() {
         m.received.fetch_add(1, Ordering::Relaxed);
     } else {
-        *m.rejected.lock().unwrap_or_else(|p| p.into_inner()).entry(status).or_default() += 1;
+        *m.rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(status)
+            .or_default() += 1;
     }
     resp
 }
@@ -176,11 +243,25 @@ mod tests {
         m.plugin_latency.observe(Duration::from_millis(3));
         m.plugin_latency.observe(Duration::from_millis(30));
         m.attempt(Topic::Deliveries, "dead");
-        let depth = Depth { counts: vec![(Topic::Deliveries, TaskState::Dead, 2)] };
+        let depth = Depth {
+            counts: vec![(Topic::Deliveries, TaskState::Dead, 2)],
+        };
         let text = m.render(&depth);
-        assert!(text.contains("fieldhook_plugin_seconds_bucket{le=\"0.005\"} 1"), "{text}");
-        assert!(text.contains("fieldhook_plugin_seconds_bucket{le=\"+Inf\"} 2"), "{text}");
-        assert!(text.contains("fieldhook_dlq_size{topic=\"deliveries\"} 2"), "{text}");
-        assert!(text.contains("fieldhook_attempts_total{topic=\"deliveries\",outcome=\"dead\"} 1"), "{text}");
+        assert!(
+            text.contains("fieldhook_plugin_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fieldhook_plugin_seconds_bucket{le=\"+Inf\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fieldhook_dlq_size{topic=\"deliveries\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fieldhook_attempts_total{topic=\"deliveries\",outcome=\"dead\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -16,7 +16,9 @@ pub enum ClientError {
     #[error("{0}")]
     Config(String),
     /// The daemon could not be reached.
-    #[error("cannot reach the admin API at {url}: {source} (is the daemon running with [admin] listen set?)")]
+    #[error(
+        "cannot reach the admin API at {url}: {source} (is the daemon running with [admin] listen set?)"
+    )]
     Connect {
         /// URL tried.
         url: String,
@@ -53,10 +55,12 @@ impl AdminClient {
 
     /// A client from the `[admin]` section of a daemon config file.
     pub fn from_config(path: &Path) -> Result<Self, ClientError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ClientError::Config(format!("cannot read config file {}: {e}", path.display())))?;
-        let table: toml::Table =
-            toml::from_str(&text).map_err(|e| ClientError::Config(format!("invalid config file {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ClientError::Config(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            ClientError::Config(format!("invalid config file {}: {e}", path.display()))
+        })?;
         let admin = table.get("admin").cloned().ok_or_else(|| {
             ClientError::Config(format!(
                 "{} has no [admin] section: add `[admin] listen = \"127.0.0.1:9091\"` and `token_env`/`token_file`",
@@ -95,7 +99,10 @@ impl AdminClient {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(ClientError::Api { status: status.as_u16(), message: text });
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                message: text,
+            });
         }
         Ok(text)
     }
@@ -109,7 +116,10 @@ impl AdminClient {
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ClientError> {
         let req = req.bearer_auth(&self.token);
         let url = self.base.clone();
-        let resp = req.send().await.map_err(|source| ClientError::Connect { url, source })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| ClientError::Connect { url, source })?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {

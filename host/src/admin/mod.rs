@@ -64,7 +64,9 @@ pub struct AdminSettings {
 
 impl std::fmt::Debug for AdminSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminSettings").field("listen", &self.listen).finish_non_exhaustive()
+        f.debug_struct("AdminSettings")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
     }
 }
 
@@ -123,12 +125,21 @@ pub fn router(
         .route("/events/{id}", get(show_event))
         .route("/jobs", get(|s, q| list_tasks(s, Topic::Jobs, q)))
         .route("/jobs/{id}", get(|s, p| show_task(s, Topic::Jobs, p)))
-        .route("/deliveries", get(|s, q| list_tasks(s, Topic::Deliveries, q)))
-        .route("/deliveries/{id}", get(|s, p| show_task(s, Topic::Deliveries, p)))
+        .route(
+            "/deliveries",
+            get(|s, q| list_tasks(s, Topic::Deliveries, q)),
+        )
+        .route(
+            "/deliveries/{id}",
+            get(|s, p| show_task(s, Topic::Deliveries, p)),
+        )
         .route("/dlq", get(dlq))
         .route("/replay", post(replay))
         .route("/plugins", get(plugins))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), authorize));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -147,7 +158,10 @@ async fn authorize(State(s): State<Arc<AdminState>>, req: Request, next: Next) -
     if bool::from(given.as_bytes().ct_eq(s.token.as_bytes())) {
         next.run(req).await
     } else {
-        error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer <[admin] token>)")
+        error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <[admin] token>)",
+        )
     }
 }
 
@@ -198,15 +212,22 @@ pub struct Stats {
 async fn stats(State(s): State<Arc<AdminState>>) -> Response {
     let p = &s.pipeline;
     let depth = p.queue.depth();
-    let mut tasks = std::collections::BTreeMap::<String, std::collections::BTreeMap<String, u64>>::new();
+    let mut tasks =
+        std::collections::BTreeMap::<String, std::collections::BTreeMap<String, u64>>::new();
     for (topic, state, n) in &depth.counts {
-        tasks.entry(topic.name().into()).or_default().insert(state.name().into(), *n);
+        tasks
+            .entry(topic.name().into())
+            .or_default()
+            .insert(state.name().into(), *n);
     }
     let commit = p.store.commit_stats();
     Json(Stats {
         received: p.metrics.received(),
         rejected: p.metrics.rejected(),
-        dlq: Topic::ALL.iter().map(|t| depth.get(*t, TaskState::Dead)).sum(),
+        dlq: Topic::ALL
+            .iter()
+            .map(|t| depth.get(*t, TaskState::Dead))
+            .sum(),
         tasks,
         destinations: p
             .destinations
@@ -249,8 +270,13 @@ fn event_summary(e: &EventRecord) -> Value {
 
 async fn list_events(State(s): State<Arc<AdminState>>, Query(q): Query<ListQuery>) -> Response {
     let keep = |e: &EventRecord| q.source.as_deref().is_none_or(|src| e.source == src);
-    match s.pipeline.store.events_page(q.after.as_deref(), limit(q.limit), &keep) {
-        Ok(list) => Json(json!({ "events": list.iter().map(event_summary).collect::<Vec<_>>() })).into_response(),
+    match s
+        .pipeline
+        .store
+        .events_page(q.after.as_deref(), limit(q.limit), &keep)
+    {
+        Ok(list) => Json(json!({ "events": list.iter().map(event_summary).collect::<Vec<_>>() }))
+            .into_response(),
         Err(e) => internal(e),
     }
 }
@@ -291,44 +317,81 @@ async fn show_event(State(s): State<Arc<AdminState>>, Path(id): Path<String>) ->
     let p = &s.pipeline;
     let event = match p.store.event(&id) {
         Ok(Some(e)) => e,
-        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no event `{id}` (expired by retention, or never stored)")),
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no event `{id}` (expired by retention, or never stored)"),
+            );
+        }
         Err(e) => return internal(e),
     };
     let mut v = event_summary(&event);
-    v["headers"] = json!(event
-        .headers
-        .iter()
-        .map(|(k, val)| (k.clone(), String::from_utf8_lossy(val).into_owned()))
-        .collect::<Vec<_>>());
+    v["headers"] = json!(
+        event
+            .headers
+            .iter()
+            .map(|(k, val)| (k.clone(), String::from_utf8_lossy(val).into_owned()))
+            .collect::<Vec<_>>()
+    );
     v["body"] = json!(String::from_utf8_lossy(&event.body));
     for topic in Topic::ALL {
         match p.queue.with_prefix(topic, &format!("{id}.")) {
-            Ok(tasks) => v[topic.name()] = json!(tasks.iter().map(|t| task_json(topic, t)).collect::<Vec<_>>()),
+            Ok(tasks) => {
+                v[topic.name()] = json!(
+                    tasks
+                        .iter()
+                        .map(|t| task_json(topic, t))
+                        .collect::<Vec<_>>()
+                )
+            }
             Err(e) => return internal(e),
         }
     }
     Json(v).into_response()
 }
 
-async fn list_tasks(State(s): State<Arc<AdminState>>, topic: Topic, Query(q): Query<ListQuery>) -> Response {
+async fn list_tasks(
+    State(s): State<Arc<AdminState>>,
+    topic: Topic,
+    Query(q): Query<ListQuery>,
+) -> Response {
     let state = match q.state.as_deref() {
         None => None,
         Some(name) => match TaskState::ALL.into_iter().find(|st| st.name() == name) {
             Some(st) => Some(st),
-            None => return error(StatusCode::BAD_REQUEST, format!("unknown state `{name}`: ready, leased, done or dead")),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown state `{name}`: ready, leased, done or dead"),
+                );
+            }
         },
     };
     let keep = |t: &Task| state.is_none_or(|st| t.state == st);
-    match s.pipeline.queue.list(topic, q.after.as_deref(), limit(q.limit), &keep) {
-        Ok(list) => Json(json!({ topic.name(): list.iter().map(|t| task_json(topic, t)).collect::<Vec<_>>() })).into_response(),
+    match s
+        .pipeline
+        .queue
+        .list(topic, q.after.as_deref(), limit(q.limit), &keep)
+    {
+        Ok(list) => Json(
+            json!({ topic.name(): list.iter().map(|t| task_json(topic, t)).collect::<Vec<_>>() }),
+        )
+        .into_response(),
         Err(e) => internal(e),
     }
 }
 
-async fn show_task(State(s): State<Arc<AdminState>>, topic: Topic, Path(id): Path<String>) -> Response {
+async fn show_task(
+    State(s): State<Arc<AdminState>>,
+    topic: Topic,
+    Path(id): Path<String>,
+) -> Response {
     match s.pipeline.queue.get(topic, &id) {
         Ok(Some(t)) => Json(task_json(topic, &t)).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no {} task `{id}`", topic.name())),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no {} task `{id}`", topic.name()),
+        ),
         Err(e) => internal(e),
     }
 }
@@ -342,10 +405,20 @@ struct DlqQuery {
     limit: Option<usize>,
 }
 
-fn dlq_filter(topic: Option<&str>, plugin: Option<String>, source: Option<String>, reason: Option<String>) -> Result<DlqFilter, Response> {
+fn dlq_filter(
+    topic: Option<&str>,
+    plugin: Option<String>,
+    source: Option<String>,
+    reason: Option<String>,
+) -> Result<DlqFilter, Response> {
     let topic = match topic {
         None => None,
-        Some(t) => Some(Topic::parse(t).ok_or_else(|| error(StatusCode::BAD_REQUEST, format!("unknown topic `{t}`: jobs or deliveries")))?),
+        Some(t) => Some(Topic::parse(t).ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown topic `{t}`: jobs or deliveries"),
+            )
+        })?),
     };
     Ok(DlqFilter {
         topic,
@@ -406,10 +479,16 @@ pub struct DlqRequest {
 
 async fn replay(State(s): State<Arc<AdminState>>, Json(r): Json<ReplayRequest>) -> Response {
     let p = s.pipeline.clone();
-    let result: Result<ReplayReport, Response> = match (&r.event_id, &r.dlq, r.from_ms.or(r.to_ms)) {
+    let result: Result<ReplayReport, Response> = match (&r.event_id, &r.dlq, r.from_ms.or(r.to_ms))
+    {
         (Some(id), None, None) if r.source.is_none() => p.replay_event(id).map_err(internal),
         (None, Some(d), None) if r.source.is_none() => {
-            let mut filter = match dlq_filter(d.topic.as_deref(), d.plugin.clone(), d.source.clone(), d.reason.clone()) {
+            let mut filter = match dlq_filter(
+                d.topic.as_deref(),
+                d.plugin.clone(),
+                d.source.clone(),
+                d.reason.clone(),
+            ) {
                 Ok(f) => f,
                 Err(resp) => return resp,
             };
@@ -417,8 +496,13 @@ async fn replay(State(s): State<Arc<AdminState>>, Json(r): Json<ReplayRequest>) 
             p.replay_dlq(&filter).map_err(internal)
         }
         (None, None, Some(_)) => match (r.from_ms, r.to_ms) {
-            (Some(from), Some(to)) if from < to => p.replay_range(r.source.as_deref(), from, to).map_err(internal),
-            _ => Err(error(StatusCode::BAD_REQUEST, "a range replay needs from_ms < to_ms")),
+            (Some(from), Some(to)) if from < to => p
+                .replay_range(r.source.as_deref(), from, to)
+                .map_err(internal),
+            _ => Err(error(
+                StatusCode::BAD_REQUEST,
+                "a range replay needs from_ms < to_ms",
+            )),
         },
         _ => Err(error(
             StatusCode::BAD_REQUEST,

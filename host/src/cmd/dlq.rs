@@ -16,7 +16,12 @@ pub struct Filter {
 pub async fn dlq(config: &Path, f: Filter, limit: usize, json: bool) -> anyhow::Result<()> {
     let client = AdminClient::from_config(config)?;
     let mut q = format!("/dlq?limit={limit}");
-    for (k, v) in [("topic", &f.topic), ("plugin", &f.plugin), ("source", &f.source), ("reason", &f.reason)] {
+    for (k, v) in [
+        ("topic", &f.topic),
+        ("plugin", &f.plugin),
+        ("source", &f.source),
+        ("reason", &f.reason),
+    ] {
         if let Some(v) = v {
             q.push_str(&format!("&{k}={}", encode(v)));
         }

@@ -4,7 +4,13 @@ use std::path::Path;
 
 use fieldhook::admin::client::AdminClient;
 
-pub async fn events(config: &Path, id: Option<String>, source: Option<String>, after: Option<String>, limit: usize) -> anyhow::Result<()> {
+pub async fn events(
+    config: &Path,
+    id: Option<String>,
+    source: Option<String>,
+    after: Option<String>,
+    limit: usize,
+) -> anyhow::Result<()> {
     let client = AdminClient::from_config(config)?;
     if let Some(id) = id {
         let v = client.get(&format!("/events/{}", encode(&id))).await?;
@@ -19,7 +25,10 @@ pub async fn events(config: &Path, id: Option<String>, source: Option<String>, a
         q.push_str(&format!("&after={}", encode(&a)));
     }
     let v = client.get(&q).await?;
-    println!("{:<31} {:<14} {:<28} {:<24} bytes", "id", "source", "kind", "entity");
+    println!(
+        "{:<31} {:<14} {:<28} {:<24} bytes",
+        "id", "source", "kind", "entity"
+    );
     for e in v["events"].as_array().into_iter().flatten() {
         let entity = match (&e["entity"]["kind"], &e["entity"]["id"]) {
             (serde_json::Value::String(k), serde_json::Value::String(i)) => format!("{k}:{i}"),
@@ -41,7 +50,9 @@ pub async fn events(config: &Path, id: Option<String>, source: Option<String>, a
 pub fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -35,7 +35,9 @@ pub async fn replay(config: &Path, r: Replay) -> anyhow::Result<()> {
             };
             json!({ "source": r.source, "from_ms": from, "to_ms": to })
         }
-        _ => bail!("give exactly one of --event ID, --dlq [filters], or --from TIME [--to TIME] [--source S]"),
+        _ => bail!(
+            "give exactly one of --event ID, --dlq [filters], or --from TIME [--to TIME] [--source S]"
+        ),
     };
     let client = AdminClient::from_config(config)?;
     let v = client.post("/replay", &body).await?;
@@ -44,7 +46,10 @@ pub async fn replay(config: &Path, r: Replay) -> anyhow::Result<()> {
         v["events"], v["jobs"], v["deliveries"]
     );
     if let Some(missing) = v["missing"].as_array().filter(|m| !m.is_empty()) {
-        println!("not stored (expired or unknown): {}", serde_json::to_string(missing)?);
+        println!(
+            "not stored (expired or unknown): {}",
+            serde_json::to_string(missing)?
+        );
     }
     Ok(())
 }

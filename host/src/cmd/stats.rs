@@ -21,8 +21,16 @@ pub async fn stats(config: &Path, metrics: bool) -> anyhow::Result<()> {
     }
     println!("dead letters: {}", v["dlq"]);
     for d in v["destinations"].as_array().into_iter().flatten() {
-        println!("destination {} circuit {} in flight {}", d["origin"].as_str().unwrap_or(""), d["circuit"].as_str().unwrap_or(""), d["in_flight"]);
+        println!(
+            "destination {} circuit {} in flight {}",
+            d["origin"].as_str().unwrap_or(""),
+            d["circuit"].as_str().unwrap_or(""),
+            d["in_flight"]
+        );
     }
-    println!("group commit: {} writes in {} flushes", v["writes"], v["flushes"]);
+    println!(
+        "group commit: {} writes in {} flushes",
+        v["writes"], v["flushes"]
+    );
     Ok(())
 }

@@ -6,8 +6,12 @@ use anyhow::bail;
 
 pub fn verify(data_dir: &Path) -> anyhow::Result<()> {
     let db = data_dir.join("db");
-    let report = fieldhook::store::verify::verify(&db)
-        .map_err(|e| anyhow::anyhow!("cannot check {}: {e} (stop the daemon first: it locks the store)", db.display()))?;
+    let report = fieldhook::store::verify::verify(&db).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot check {}: {e} (stop the daemon first: it locks the store)",
+            db.display()
+        )
+    })?;
     println!(
         "{} events, {} waiting for fan-out, {} dedupe entries",
         report.events, report.inbox, report.dedupe
@@ -22,5 +26,9 @@ pub fn verify(data_dir: &Path) -> anyhow::Result<()> {
     for p in &report.problems {
         println!("problem: {p}");
     }
-    bail!("{} problem(s) found in {}", report.problems.len(), db.display())
+    bail!(
+        "{} problem(s) found in {}",
+        report.problems.len(),
+        db.display()
+    )
 }

@@ -35,7 +35,9 @@ pub fn validate(rules: &[EntityRule]) -> Result<(), String> {
             return Err("an [[entities]] entry needs `source` or `plugin` (or both)".into());
         }
         if r.debounce_ms > 3_600_000 {
-            return Err("[[entities]] debounce_ms is over an hour; a burst window is seconds".into());
+            return Err(
+                "[[entities]] debounce_ms is over an hour; a burst window is seconds".into(),
+            );
         }
     }
     Ok(())
@@ -44,7 +46,8 @@ pub fn validate(rules: &[EntityRule]) -> Result<(), String> {
 /// The first rule that applies to a plugin's job for an event of `source`.
 pub fn rule_for<'a>(rules: &'a [EntityRule], source: &str, plugin: &str) -> Option<&'a EntityRule> {
     rules.iter().find(|r| {
-        r.source.as_deref().is_none_or(|s| s == source) && r.plugin.as_deref().is_none_or(|p| p == plugin)
+        r.source.as_deref().is_none_or(|s| s == source)
+            && r.plugin.as_deref().is_none_or(|p| p == plugin)
     })
 }
 
@@ -60,12 +63,33 @@ mod tests {
     #[test]
     fn the_first_matching_rule_wins_and_a_rule_needs_a_scope() {
         let rules = vec![
-            EntityRule { source: Some("st".into()), plugin: None, debounce_ms: 2000, ordered: false },
-            EntityRule { source: None, plugin: Some("p".into()), debounce_ms: 0, ordered: true },
+            EntityRule {
+                source: Some("st".into()),
+                plugin: None,
+                debounce_ms: 2000,
+                ordered: false,
+            },
+            EntityRule {
+                source: None,
+                plugin: Some("p".into()),
+                debounce_ms: 0,
+                ordered: true,
+            },
         ];
-        assert_eq!(rule_for(&rules, "st", "p").map(|r| r.debounce_ms), Some(2000));
+        assert_eq!(
+            rule_for(&rules, "st", "p").map(|r| r.debounce_ms),
+            Some(2000)
+        );
         assert!(rule_for(&rules, "hcp", "p").is_some_and(|r| r.ordered));
         assert!(rule_for(&rules, "hcp", "q").is_none());
-        assert!(validate(&[EntityRule { source: None, plugin: None, debounce_ms: 1, ordered: false }]).is_err());
+        assert!(
+            validate(&[EntityRule {
+                source: None,
+                plugin: None,
+                debounce_ms: 1,
+                ordered: false
+            }])
+            .is_err()
+        );
     }
 }

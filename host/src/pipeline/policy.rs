@@ -180,7 +180,9 @@ impl Policy {
             concurrency: c.concurrency.filter(|c| *c > 0),
             rates,
             breaker_failures: c.breaker_failures.unwrap_or(base.breaker_failures),
-            breaker_open: c.breaker_open_secs.map_or(base.breaker_open, Duration::from_secs),
+            breaker_open: c
+                .breaker_open_secs
+                .map_or(base.breaker_open, Duration::from_secs),
         }
     }
 }
@@ -265,7 +267,9 @@ pub fn origin_of(url: &str) -> Option<String> {
     let uri: http::Uri = url.trim_end_matches('/').parse().ok()?;
     let scheme = uri.scheme_str()?.to_ascii_lowercase();
     let host = uri.host()?.to_ascii_lowercase();
-    let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
     Some(format!("{scheme}://{host}:{port}"))
 }
 
@@ -278,10 +282,17 @@ pub fn validate(list: &[DestinationConfig]) -> Result<(), String> {
                 c.matches
             ));
         };
-        if list.iter().filter(|o| origin_of(&o.matches).as_deref() == Some(&origin)).count() > 1 {
+        if list
+            .iter()
+            .filter(|o| origin_of(&o.matches).as_deref() == Some(&origin))
+            .count()
+            > 1
+        {
             return Err(format!("destination `{origin}` is configured twice"));
         }
-        if c.rate_per_second.is_some_and(|r| !(r > 0.0)) || c.rate_per_minute.is_some_and(|r| !(r > 0.0)) {
+        if c.rate_per_second.is_some_and(|r| !(r > 0.0))
+            || c.rate_per_minute.is_some_and(|r| !(r > 0.0))
+        {
             return Err(format!("destination `{origin}`: rates must be positive"));
         }
     }
@@ -387,7 +398,12 @@ impl Destinations {
             default: Policy::defaults(delivery),
             configured: list
                 .iter()
-                .filter_map(|c| Some((origin_of(&c.matches)?, Arc::new(Policy::from_config(c, delivery)))))
+                .filter_map(|c| {
+                    Some((
+                        origin_of(&c.matches)?,
+                        Arc::new(Policy::from_config(c, delivery)),
+                    ))
+                })
                 .collect(),
             state: Mutex::default(),
         }
@@ -430,7 +446,9 @@ impl Destinations {
                 return Err(Wait::CircuitOpen(defer(s, base, 2.0)));
             }
             Breaker::Open { .. } => s.breaker = Breaker::HalfOpen { probing: false },
-            Breaker::HalfOpen { probing: true } => return Err(Wait::CircuitOpen(defer(s, 250, 2.0))),
+            Breaker::HalfOpen { probing: true } => {
+                return Err(Wait::CircuitOpen(defer(s, 250, 2.0)));
+            }
             _ => {}
         }
         if let Some(c) = policy.concurrency.filter(|c| s.in_flight >= *c) {
@@ -530,14 +548,22 @@ mod tests {
 
     #[test]
     fn a_destination_is_scheme_host_and_port() {
-        assert_eq!(origin_of("https://API.servicem8.com/api_1.0/job.json").as_deref(), Some(SM8));
-        assert_eq!(origin_of("http://127.0.0.1:9000/x").as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            origin_of("https://API.servicem8.com/api_1.0/job.json").as_deref(),
+            Some(SM8)
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:9000/x").as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
         assert_eq!(origin_of("/relative"), None);
     }
 
     #[test]
     fn a_per_minute_rate_spaces_requests_and_other_destinations_are_unaffected() {
-        let d = destinations("[[destinations]]\nmatch = \"https://api.servicem8.com\"\nrate_per_minute = 180\n");
+        let d = destinations(
+            "[[destinations]]\nmatch = \"https://api.servicem8.com\"\nrate_per_minute = 180\n",
+        );
         let now = Instant::now();
         let mut sent = 0;
         let mut first_wait = None;
@@ -553,24 +579,36 @@ mod tests {
             }
         }
         assert_eq!(sent, 3, "one second's share of 180/min");
-        assert!(matches!(first_wait, Some(Wait::Throttled(ms)) if ms <= 335), "{first_wait:?}");
+        assert!(
+            matches!(first_wait, Some(Wait::Throttled(ms)) if ms <= 335),
+            "{first_wait:?}"
+        );
         assert!(d.acquire_at(SM8, now + Duration::from_millis(334)).is_ok());
         assert!(d.acquire_at("https://other.example:443", now).is_ok());
     }
 
     #[test]
     fn a_throttled_backlog_comes_back_spread_at_the_destination_rate() {
-        let d = destinations("[[destinations]]\nmatch = \"https://api.servicem8.com\"\nrate_per_second = 10\n");
+        let d = destinations(
+            "[[destinations]]\nmatch = \"https://api.servicem8.com\"\nrate_per_second = 10\n",
+        );
         let now = Instant::now();
-        let waits: Vec<u64> = (0..30).filter_map(|_| d.acquire_at(SM8, now).err().map(Wait::ms)).collect();
+        let waits: Vec<u64> = (0..30)
+            .filter_map(|_| d.acquire_at(SM8, now).err().map(Wait::ms))
+            .collect();
         assert_eq!(waits.len(), 20, "10 tokens, then deferrals");
-        assert!(waits.windows(2).all(|w| w[1] >= w[0] + 99), "each deferral a slot later: {waits:?}");
+        assert!(
+            waits.windows(2).all(|w| w[1] >= w[0] + 99),
+            "each deferral a slot later: {waits:?}"
+        );
         assert!(*waits.last().unwrap() >= 1_900);
     }
 
     #[test]
     fn concurrency_is_capped_per_destination() {
-        let d = destinations("[[destinations]]\nmatch = \"https://api.servicem8.com\"\nconcurrency = 1\n");
+        let d = destinations(
+            "[[destinations]]\nmatch = \"https://api.servicem8.com\"\nconcurrency = 1\n",
+        );
         let held = d.acquire(SM8).unwrap();
         assert!(matches!(d.acquire(SM8), Err(Wait::Busy(_))));
         drop(held);
@@ -587,10 +625,18 @@ mod tests {
         d.acquire_at(SM8, t0).unwrap().record(true);
         assert!(matches!(d.acquire_at(SM8, t0), Err(Wait::CircuitOpen(_))));
         let later = Instant::now() + Duration::from_secs(2);
-        let probe = d.acquire_at(SM8, later).expect("one probe after the open time");
-        assert!(matches!(d.acquire_at(SM8, later), Err(Wait::CircuitOpen(_))), "only one probe");
+        let probe = d
+            .acquire_at(SM8, later)
+            .expect("one probe after the open time");
+        assert!(
+            matches!(d.acquire_at(SM8, later), Err(Wait::CircuitOpen(_))),
+            "only one probe"
+        );
         probe.record(false);
-        assert!(d.acquire_at(SM8, later).is_ok(), "closed after a good probe");
+        assert!(
+            d.acquire_at(SM8, later).is_ok(),
+            "closed after a good probe"
+        );
     }
 
     #[test]
@@ -602,12 +648,18 @@ mod tests {
         assert!(p.retries_status(409) && p.retries_status(503) && !p.retries_status(429));
         assert_eq!([1, 2, 5].map(|a| p.backoff.delay_ms(a)), [100, 1000, 1000]);
         assert_eq!(p.max_attempts, 9);
-        assert!(d.policy("https://x:443").retries_status(429), "defaults elsewhere");
+        assert!(
+            d.policy("https://x:443").retries_status(429),
+            "defaults elsewhere"
+        );
     }
 
     #[test]
     fn exponential_backoff_is_jittered_below_its_ceiling() {
-        let b = Backoff::Exponential { base_ms: 100, max_ms: 300_000 };
+        let b = Backoff::Exponential {
+            base_ms: 100,
+            max_ms: 300_000,
+        };
         for attempt in 1..=4u32 {
             assert!((0..200).all(|_| b.delay_ms(attempt) <= 100 * (1 << (attempt - 1))));
         }

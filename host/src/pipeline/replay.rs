@@ -59,17 +59,27 @@ pub struct DeadLetter {
 
 impl Pipeline {
     /// Dead-lettered tasks matching `filter`, oldest event first.
-    pub fn dead_letters(&self, filter: &DlqFilter, limit: usize) -> Result<Vec<DeadLetter>, PipelineError> {
+    pub fn dead_letters(
+        &self,
+        filter: &DlqFilter,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, PipelineError> {
         let mut out = Vec::new();
         for topic in filter.topic.map_or(Topic::ALL.to_vec(), |t| vec![t]) {
-            let tasks = self.queue.list(topic, None, limit.saturating_sub(out.len()), &|t| {
-                t.state == TaskState::Dead && self.matches(topic, t, filter)
-            })?;
+            let tasks = self
+                .queue
+                .list(topic, None, limit.saturating_sub(out.len()), &|t| {
+                    t.state == TaskState::Dead && self.matches(topic, t, filter)
+                })?;
             for task in tasks {
                 let origin = Pipeline::task_origin(topic, &task.payload);
                 out.push(DeadLetter {
                     topic,
-                    reason: task.history.last().map(|a| a.outcome.clone()).unwrap_or_default(),
+                    reason: task
+                        .history
+                        .last()
+                        .map(|a| a.outcome.clone())
+                        .unwrap_or_default(),
                     event_id: origin.as_ref().map(|o| o.0.clone()),
                     plugin: origin.map(|o| o.1),
                     task,
@@ -80,7 +90,10 @@ impl Pipeline {
     }
 
     fn matches(&self, topic: Topic, task: &Task, f: &DlqFilter) -> bool {
-        if f.id_prefix.as_deref().is_some_and(|p| !task.id.starts_with(p)) {
+        if f.id_prefix
+            .as_deref()
+            .is_some_and(|p| !task.id.starts_with(p))
+        {
             return false;
         }
         if f.reason
@@ -100,7 +113,12 @@ impl Pipeline {
         }
         match f.source.as_deref() {
             None => true,
-            Some(s) => self.store.event(&event_id).ok().flatten().is_some_and(|e| e.source == s),
+            Some(s) => self
+                .store
+                .event(&event_id)
+                .ok()
+                .flatten()
+                .is_some_and(|e| e.source == s),
         }
     }
 
@@ -128,14 +146,21 @@ impl Pipeline {
         Ok(report)
     }
 
-    fn replay_event_into(&self, event_id: &str, report: &mut ReplayReport) -> Result<(), PipelineError> {
+    fn replay_event_into(
+        &self,
+        event_id: &str,
+        report: &mut ReplayReport,
+    ) -> Result<(), PipelineError> {
         if !self.store.requeue(event_id)? {
             report.missing.push(event_id.to_owned());
             return Ok(());
         }
         report.events += 1;
         let now = now_ms();
-        for job in self.queue.with_prefix(Topic::Jobs, &format!("{event_id}."))? {
+        for job in self
+            .queue
+            .with_prefix(Topic::Jobs, &format!("{event_id}."))?
+        {
             if self.queue.replay(Topic::Jobs, &job.id, now)? {
                 report.jobs += 1;
             }
@@ -145,11 +170,19 @@ impl Pipeline {
 
     /// Replays the events of `source` (or every source) received in
     /// `[from_ms, to_ms)`.
-    pub fn replay_range(&self, source: Option<&str>, from_ms: u64, to_ms: u64) -> Result<ReplayReport, PipelineError> {
+    pub fn replay_range(
+        &self,
+        source: Option<&str>,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<ReplayReport, PipelineError> {
         let mut report = ReplayReport::default();
-        let ids = self
-            .store
-            .event_ids_between(&event_id_at(from_ms), &event_id_at(to_ms), MAX_REPLAY, source)?;
+        let ids = self.store.event_ids_between(
+            &event_id_at(from_ms),
+            &event_id_at(to_ms),
+            MAX_REPLAY,
+            source,
+        )?;
         for id in ids {
             self.replay_event_into(&id, &mut report)?;
         }
@@ -219,7 +252,10 @@ mod tests {
     #[test]
     fn times_are_rfc3339_unix_ms_or_an_age() {
         assert_eq!(parse_time("1970-01-01T00:00:01Z", 0), Ok(1000));
-        assert_eq!(parse_time("2026-11-22T21:00:00.5Z", 0), Ok(1_795_381_200_500));
+        assert_eq!(
+            parse_time("2026-11-22T21:00:00.5Z", 0),
+            Ok(1_795_381_200_500)
+        );
         assert_eq!(parse_time("1795381200500", 0), Ok(1_795_381_200_500));
         assert_eq!(parse_time("2h", 10_000_000), Ok(10_000_000 - 7_200_000));
         assert!(parse_time("yesterday", 0).is_err());

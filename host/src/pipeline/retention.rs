@@ -55,7 +55,12 @@ pub struct Swept {
 
 impl Pipeline {
     /// Runs sweeps until shutdown.
-    pub async fn retention_loop(&self, r: Retention, dedupe_window_ms: u64, mut shutdown: watch::Receiver<bool>) {
+    pub async fn retention_loop(
+        &self,
+        r: Retention,
+        dedupe_window_ms: u64,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(r.sweep_secs.max(1))) => {}
@@ -64,20 +69,32 @@ impl Pipeline {
             match self.sweep(&r, dedupe_window_ms, now_ms()) {
                 Ok(s) if s != Swept::default() => tracing::info!(?s, "retention sweep"),
                 Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "retention sweep failed; trying again next time"),
+                Err(e) => {
+                    tracing::error!(error = %e, "retention sweep failed; trying again next time")
+                }
             }
         }
     }
 
     /// One sweep at `now_ms`.
-    pub fn sweep(&self, r: &Retention, dedupe_window_ms: u64, now_ms: u64) -> Result<Swept, PipelineError> {
+    pub fn sweep(
+        &self,
+        r: &Retention,
+        dedupe_window_ms: u64,
+        now_ms: u64,
+    ) -> Result<Swept, PipelineError> {
         let mut swept = Swept::default();
         let finished_before = event_id_at(now_ms.saturating_sub(r.finished_secs * 1000));
         for topic in Topic::ALL {
-            swept.tasks += self.queue.purge_done(topic, &finished_before, SWEEP_BATCH)?;
+            swept.tasks += self
+                .queue
+                .purge_done(topic, &finished_before, SWEEP_BATCH)?;
         }
         let events_before = event_id_at(now_ms.saturating_sub(r.events_secs * 1000));
-        for id in self.store.event_ids_between("evt_", &events_before, SWEEP_BATCH, None)? {
+        for id in self
+            .store
+            .event_ids_between("evt_", &events_before, SWEEP_BATCH, None)?
+        {
             let prefix = format!("{id}.");
             let busy = Topic::ALL.into_iter().try_fold(false, |busy, topic| {
                 Ok::<_, PipelineError>(
@@ -151,13 +168,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = pipeline(dir.path()).await;
         let now = crate::time::now_ms();
-        let out = p.store.ingest(vec![event(now, "x"), event(now, "y")], 1000).await.unwrap();
+        let out = p
+            .store
+            .ingest(vec![event(now, "x"), event(now, "y")], 1000)
+            .await
+            .unwrap();
         let (done_id, dead_id) = (out[0].id().to_owned(), out[1].id().to_owned());
         for id in [&done_id, &dead_id] {
             p.store.inbox_done(id).unwrap();
         }
         p.queue
-            .publish(&[NewTask::new(Topic::Jobs, format!("{done_id}.p"), vec![]), NewTask::new(Topic::Jobs, format!("{dead_id}.p"), vec![])], now)
+            .publish(
+                &[
+                    NewTask::new(Topic::Jobs, format!("{done_id}.p"), vec![]),
+                    NewTask::new(Topic::Jobs, format!("{dead_id}.p"), vec![]),
+                ],
+                now,
+            )
             .unwrap();
         for lease in p.queue.lease(Topic::Jobs, now, 1000, 10).unwrap() {
             if lease.id.starts_with(&done_id) {
@@ -166,15 +193,44 @@ mod tests {
                 p.queue.dead_letter(&lease, "gave up", now).unwrap();
             }
         }
-        let r = Retention { events_secs: 60, finished_secs: 60, sweep_secs: 1 };
-        assert_eq!(p.sweep(&r, 1000, now).unwrap(), Swept::default(), "nothing is old yet");
+        let r = Retention {
+            events_secs: 60,
+            finished_secs: 60,
+            sweep_secs: 1,
+        };
+        assert_eq!(
+            p.sweep(&r, 1000, now).unwrap(),
+            Swept::default(),
+            "nothing is old yet"
+        );
 
         let later = now + 120_000;
         let swept = p.sweep(&r, 1000, later).unwrap();
-        assert_eq!(swept, Swept { tasks: 1, events: 1, dedupe: 2 });
+        assert_eq!(
+            swept,
+            Swept {
+                tasks: 1,
+                events: 1,
+                dedupe: 2
+            }
+        );
         assert!(p.store.event(&done_id).unwrap().is_none());
-        assert!(p.store.event(&dead_id).unwrap().is_some(), "a dead letter's event stays for replay");
-        assert_eq!(p.queue.get(Topic::Jobs, &format!("{dead_id}.p")).unwrap().unwrap().state, TaskState::Dead);
-        assert_eq!(p.sweep(&r, 1000, later).unwrap(), Swept::default(), "a second sweep finds nothing");
+        assert!(
+            p.store.event(&dead_id).unwrap().is_some(),
+            "a dead letter's event stays for replay"
+        );
+        assert_eq!(
+            p.queue
+                .get(Topic::Jobs, &format!("{dead_id}.p"))
+                .unwrap()
+                .unwrap()
+                .state,
+            TaskState::Dead
+        );
+        assert_eq!(
+            p.sweep(&r, 1000, later).unwrap(),
+            Swept::default(),
+            "a second sweep finds nothing"
+        );
     }
 }

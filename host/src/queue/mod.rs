@@ -77,7 +77,12 @@ pub enum TaskState {
 
 impl TaskState {
     /// Every state.
-    pub const ALL: [TaskState; 4] = [TaskState::Ready, TaskState::Leased, TaskState::Done, TaskState::Dead];
+    pub const ALL: [TaskState; 4] = [
+        TaskState::Ready,
+        TaskState::Leased,
+        TaskState::Done,
+        TaskState::Dead,
+    ];
 
     /// Name used in metrics and the admin API.
     pub fn name(self) -> &'static str {
@@ -215,17 +220,35 @@ pub trait TaskLog: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Coalesced, QueueError>;
 
     /// Leases up to `max` tasks of `topic` due at `now_ms`, for `lease_ms`.
-    fn lease(&self, topic: Topic, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<Lease>, QueueError>;
+    fn lease(
+        &self,
+        topic: Topic,
+        now_ms: u64,
+        lease_ms: u64,
+        max: usize,
+    ) -> Result<Vec<Lease>, QueueError>;
 
     /// Finishes a leased task and publishes follow-up tasks in the same step
     /// (a job's deliveries are queued exactly when the job is done). A
     /// follow-up whose id exists and is finished runs again (a replayed job
     /// re-delivers).
-    fn ack(&self, lease: &Lease, outcome: &str, follow_ups: &[NewTask], now_ms: u64) -> Result<(), QueueError>;
+    fn ack(
+        &self,
+        lease: &Lease,
+        outcome: &str,
+        follow_ups: &[NewTask],
+        now_ms: u64,
+    ) -> Result<(), QueueError>;
 
     /// Releases a leased task to run again at `now_ms + delay_ms`, recording
     /// the failed attempt.
-    fn retry(&self, lease: &Lease, delay_ms: u64, outcome: &str, now_ms: u64) -> Result<(), QueueError>;
+    fn retry(
+        &self,
+        lease: &Lease,
+        delay_ms: u64,
+        outcome: &str,
+        now_ms: u64,
+    ) -> Result<(), QueueError>;
 
     /// Gives a leased task back without running it (its destination is
     /// throttled or its circuit open): due at `now_ms + delay_ms`, and the

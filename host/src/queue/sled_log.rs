@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use super::{Attempt, Coalesced, Depth, Lease, NewTask, QueueError, Task, TaskLog, TaskState, Topic};
+use super::{
+    Attempt, Coalesced, Depth, Lease, NewTask, QueueError, Task, TaskLog, TaskState, Topic,
+};
 
 impl From<TransactionError<Infallible>> for QueueError {
     fn from(e: TransactionError<Infallible>) -> Self {
@@ -230,7 +232,11 @@ fn finish(
             changes.push((topic, Some(TaskState::Leased), Some(TaskState::Ready)));
         }
         End::Done(_) | End::Dead => {
-            task.state = if let End::Dead = end { TaskState::Dead } else { TaskState::Done };
+            task.state = if let End::Dead = end {
+                TaskState::Dead
+            } else {
+                TaskState::Done
+            };
             task.history.push(Attempt {
                 at_ms: now_ms,
                 outcome: outcome.to_owned(),
@@ -320,7 +326,13 @@ impl Queue {
         Ok(out)
     }
 
-    fn end(&self, lease: &Lease, end: End<'_>, outcome: &str, now_ms: u64) -> Result<(), QueueError> {
+    fn end(
+        &self,
+        lease: &Lease,
+        end: End<'_>,
+        outcome: &str,
+        now_ms: u64,
+    ) -> Result<(), QueueError> {
         self.transact(|tx| Ok(((), finish(tx, lease, &end, outcome, now_ms)?)))
     }
 }
@@ -384,7 +396,13 @@ impl TaskLog for Queue {
         })
     }
 
-    fn lease(&self, topic: Topic, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<Lease>, QueueError> {
+    fn lease(
+        &self,
+        topic: Topic,
+        now_ms: u64,
+        lease_ms: u64,
+        max: usize,
+    ) -> Result<Vec<Lease>, QueueError> {
         let prefix = prefixed(b'r', topic, b"");
         let mut leases = Vec::new();
         for item in self.tree.scan_prefix(&prefix).keys() {
@@ -422,18 +440,33 @@ impl TaskLog for Queue {
                     created_ms: task.created_ms,
                     payload: task.payload,
                 };
-                Ok((Some(lease), vec![(topic, Some(from), Some(TaskState::Leased))]))
+                Ok((
+                    Some(lease),
+                    vec![(topic, Some(from), Some(TaskState::Leased))],
+                ))
             })?;
             leases.extend(taken);
         }
         Ok(leases)
     }
 
-    fn ack(&self, lease: &Lease, outcome: &str, follow_ups: &[NewTask], now_ms: u64) -> Result<(), QueueError> {
+    fn ack(
+        &self,
+        lease: &Lease,
+        outcome: &str,
+        follow_ups: &[NewTask],
+        now_ms: u64,
+    ) -> Result<(), QueueError> {
         self.end(lease, End::Done(follow_ups), outcome, now_ms)
     }
 
-    fn retry(&self, lease: &Lease, delay_ms: u64, outcome: &str, now_ms: u64) -> Result<(), QueueError> {
+    fn retry(
+        &self,
+        lease: &Lease,
+        delay_ms: u64,
+        outcome: &str,
+        now_ms: u64,
+    ) -> Result<(), QueueError> {
         self.end(lease, End::Retry(delay_ms), outcome, now_ms)
     }
 
@@ -568,7 +601,10 @@ impl TaskLog for Queue {
                     });
                     tx.insert(due_key(topic, now_ms, &t.id), &[][..])?;
                     write(tx, topic, &t)?;
-                    Ok(((), vec![(topic, Some(TaskState::Leased), Some(TaskState::Ready))]))
+                    Ok((
+                        (),
+                        vec![(topic, Some(TaskState::Leased), Some(TaskState::Ready))],
+                    ))
                 })?;
                 recovered += 1;
             }
@@ -591,7 +627,11 @@ impl TaskLog for Queue {
         let mut counts = Vec::new();
         for topic in Topic::ALL {
             for state in TaskState::ALL {
-                let n = self.counts.slot(topic, state).load(Ordering::Relaxed).max(0) as u64;
+                let n = self
+                    .counts
+                    .slot(topic, state)
+                    .load(Ordering::Relaxed)
+                    .max(0) as u64;
                 counts.push((topic, state, n));
             }
         }
@@ -614,7 +654,10 @@ pub fn verify(db: &sled::Db) -> Result<Vec<String>, QueueError> {
                 Ok(task) if task.id == id => {
                     tasks.insert(id, task);
                 }
-                Ok(task) => problems.push(format!("{t} task under key `{id}` says its id is `{}`", task.id)),
+                Ok(task) => problems.push(format!(
+                    "{t} task under key `{id}` says its id is `{}`",
+                    task.id
+                )),
                 Err(e) => problems.push(format!("{t} task `{id}` does not decode: {e}")),
             }
         }
@@ -627,7 +670,10 @@ pub fn verify(db: &sled::Db) -> Result<Vec<String>, QueueError> {
                 continue;
             };
             let due = u64::from_be_bytes(due.try_into().unwrap_or([0; 8]));
-            due_of.entry(String::from_utf8_lossy(id).into_owned()).or_default().push(due);
+            due_of
+                .entry(String::from_utf8_lossy(id).into_owned())
+                .or_default()
+                .push(due);
         }
         let mut heads = std::collections::HashSet::new();
         let mut ordered = std::collections::HashSet::new();
@@ -641,10 +687,12 @@ pub fn verify(db: &sled::Db) -> Result<Vec<String>, QueueError> {
             };
             for (i, id) in ids.iter().enumerate() {
                 match tasks.get(id) {
-                    None => problems.push(format!("{t} order list `{key}` names missing task `{id}`")),
-                    Some(task) if task.state.is_finished() => {
-                        problems.push(format!("{t} order list `{key}` still holds finished task `{id}`"))
+                    None => {
+                        problems.push(format!("{t} order list `{key}` names missing task `{id}`"))
                     }
+                    Some(task) if task.state.is_finished() => problems.push(format!(
+                        "{t} order list `{key}` still holds finished task `{id}`"
+                    )),
                     Some(_) => {}
                 }
                 if i == 0 {
@@ -655,11 +703,14 @@ pub fn verify(db: &sled::Db) -> Result<Vec<String>, QueueError> {
         }
         for (id, task) in &tasks {
             let dues = due_of.remove(id).unwrap_or_default();
-            let waiting_its_turn = ordered.contains(id) && !heads.contains(id) && task.state == TaskState::Ready;
+            let waiting_its_turn =
+                ordered.contains(id) && !heads.contains(id) && task.state == TaskState::Ready;
             match task.state {
                 TaskState::Ready | TaskState::Leased if waiting_its_turn => {
                     if !dues.is_empty() {
-                        problems.push(format!("{t} task `{id}` is due before its turn in its order list"));
+                        problems.push(format!(
+                            "{t} task `{id}` is due before its turn in its order list"
+                        ));
                     }
                 }
                 TaskState::Ready | TaskState::Leased => {
@@ -671,12 +722,17 @@ pub fn verify(db: &sled::Db) -> Result<Vec<String>, QueueError> {
                         ));
                     }
                     if task.order_key.is_some() && !ordered.contains(id) {
-                        problems.push(format!("{t} ordered task `{id}` is missing from its order list"));
+                        problems.push(format!(
+                            "{t} ordered task `{id}` is missing from its order list"
+                        ));
                     }
                 }
                 TaskState::Done | TaskState::Dead => {
                     if !dues.is_empty() {
-                        problems.push(format!("{t} task `{id}` is {} but still due", task.state.name()));
+                        problems.push(format!(
+                            "{t} task `{id}` is {} but still due",
+                            task.state.name()
+                        ));
                     }
                 }
             }
@@ -730,7 +786,10 @@ mod tests {
         assert_eq!(first[0].attempt, 1);
         assert!(q.lease(Topic::Jobs, 999, 1000, 10).unwrap().is_empty());
         let again = q.lease(Topic::Jobs, 1000, 1000, 10).unwrap();
-        assert_eq!(again[0].attempt, 2, "an expired lease is re-run, never lost");
+        assert_eq!(
+            again[0].attempt, 2,
+            "an expired lease is re-run, never lost"
+        );
     }
 
     #[test]
@@ -741,7 +800,10 @@ mod tests {
         let delivery = NewTask::new(Topic::Deliveries, "a.0", vec![]);
         q.ack(&lease, "delivered 1", &[delivery], 5).unwrap();
         assert!(q.lease(Topic::Jobs, 10_000, 1000, 10).unwrap().is_empty());
-        assert_eq!(q.get(Topic::Jobs, "a").unwrap().unwrap().state, TaskState::Done);
+        assert_eq!(
+            q.get(Topic::Jobs, "a").unwrap().unwrap().state,
+            TaskState::Done
+        );
         assert_eq!(q.lease(Topic::Deliveries, 5, 1000, 10).unwrap().len(), 1);
     }
 
@@ -750,7 +812,8 @@ mod tests {
         let (_d, _db, q) = queue();
         q.publish(&[job("a")], 0).unwrap();
         let lease = q.lease(Topic::Jobs, 0, 1000, 10).unwrap().remove(0);
-        q.retry(&lease, 500, "destination answered 503", 100).unwrap();
+        q.retry(&lease, 500, "destination answered 503", 100)
+            .unwrap();
         assert!(q.lease(Topic::Jobs, 599, 1000, 10).unwrap().is_empty());
         assert_eq!(q.lease(Topic::Jobs, 600, 1000, 10).unwrap().len(), 1);
         let task = q.get(Topic::Jobs, "a").unwrap().unwrap();
@@ -777,11 +840,18 @@ mod tests {
         let task = q.get(Topic::Jobs, "a").unwrap().unwrap();
         assert_eq!(task.state, TaskState::Dead);
         assert_eq!(task.history.last().unwrap().outcome, "plugin trapped");
-        assert!(q.lease(Topic::Jobs, u64::MAX / 2, 1000, 10).unwrap().is_empty());
+        assert!(
+            q.lease(Topic::Jobs, u64::MAX / 2, 1000, 10)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(q.depth().get(Topic::Jobs, TaskState::Dead), 1);
 
         assert!(q.replay(Topic::Jobs, "a", 2).unwrap());
-        assert!(!q.replay(Topic::Jobs, "a", 2).unwrap(), "only finished tasks replay");
+        assert!(
+            !q.replay(Topic::Jobs, "a", 2).unwrap(),
+            "only finished tasks replay"
+        );
         let again = q.lease(Topic::Jobs, 2, 1000, 10).unwrap().remove(0);
         assert_eq!(again.attempt, 1, "a replay starts a fresh attempt count");
         assert_eq!(q.depth().get(Topic::Jobs, TaskState::Dead), 0);
@@ -800,7 +870,10 @@ mod tests {
         q.replay(Topic::Jobs, "a", 1).unwrap();
         let l = q.lease(Topic::Jobs, 1, 1000, 1).unwrap().remove(0);
         q.ack(&l, "ok", &[d], 1).unwrap();
-        assert_eq!(ids(&q.lease(Topic::Deliveries, 1, 1000, 1).unwrap()), ["a.0"]);
+        assert_eq!(
+            ids(&q.lease(Topic::Deliveries, 1, 1000, 1).unwrap()),
+            ["a.0"]
+        );
     }
 
     #[test]
@@ -810,9 +883,15 @@ mod tests {
         let old = q.lease(Topic::Jobs, 0, 10, 10).unwrap().remove(0);
         let new = q.lease(Topic::Jobs, 10, 1000, 10).unwrap().remove(0);
         q.ack(&old, "late", &[], 20).unwrap();
-        assert_eq!(q.get(Topic::Jobs, "a").unwrap().unwrap().state, TaskState::Leased);
+        assert_eq!(
+            q.get(Topic::Jobs, "a").unwrap().unwrap().state,
+            TaskState::Leased
+        );
         q.ack(&new, "done", &[], 30).unwrap();
-        assert_eq!(q.get(Topic::Jobs, "a").unwrap().unwrap().state, TaskState::Done);
+        assert_eq!(
+            q.get(Topic::Jobs, "a").unwrap().unwrap().state,
+            TaskState::Done
+        );
     }
 
     #[test]
@@ -827,9 +906,17 @@ mod tests {
     #[test]
     fn ordered_tasks_run_one_at_a_time_per_key_without_blocking_other_keys() {
         let (_d, db, q) = queue();
-        q.publish(&[ordered("1", "x"), ordered("2", "x"), ordered("3", "y")], 0).unwrap();
+        q.publish(
+            &[ordered("1", "x"), ordered("2", "x"), ordered("3", "y")],
+            0,
+        )
+        .unwrap();
         let first = q.lease(Topic::Jobs, 0, 1000, 10).unwrap();
-        assert_eq!(ids(&first), ["1", "3"], "only the head of x, and y alongside");
+        assert_eq!(
+            ids(&first),
+            ["1", "3"],
+            "only the head of x, and y alongside"
+        );
         assert!(verify(&db).unwrap().is_empty(), "{:?}", verify(&db));
         // A retry keeps its place: 2 still waits.
         q.retry(&first[0], 10, "503", 0).unwrap();
@@ -837,7 +924,11 @@ mod tests {
         let again = q.lease(Topic::Jobs, 10, 1000, 10).unwrap().remove(0);
         assert_eq!(again.id, "1");
         q.dead_letter(&again, "gave up", 11).unwrap();
-        assert_eq!(ids(&q.lease(Topic::Jobs, 11, 1000, 10).unwrap()), ["2"], "a dead head lets the next run");
+        assert_eq!(
+            ids(&q.lease(Topic::Jobs, 11, 1000, 10).unwrap()),
+            ["2"],
+            "a dead head lets the next run"
+        );
         assert!(verify(&db).unwrap().is_empty(), "{:?}", verify(&db));
     }
 
@@ -846,13 +937,25 @@ mod tests {
         let (_d, db, q) = queue();
         let count = |p: &[u8]| vec![p.first().copied().unwrap_or(0) + 1];
         let t = |id: &str| NewTask::new(Topic::Jobs, id, vec![1]);
-        assert_eq!(q.coalesce(&t("a"), "k", 100, 0, &count).unwrap(), Coalesced::Published("a".into()));
-        assert_eq!(q.coalesce(&t("b"), "k", 100, 50, &count).unwrap(), Coalesced::Merged("a".into()));
-        assert!(q.lease(Topic::Jobs, 120, 1000, 10).unwrap().is_empty(), "the window restarted at 50");
+        assert_eq!(
+            q.coalesce(&t("a"), "k", 100, 0, &count).unwrap(),
+            Coalesced::Published("a".into())
+        );
+        assert_eq!(
+            q.coalesce(&t("b"), "k", 100, 50, &count).unwrap(),
+            Coalesced::Merged("a".into())
+        );
+        assert!(
+            q.lease(Topic::Jobs, 120, 1000, 10).unwrap().is_empty(),
+            "the window restarted at 50"
+        );
         let l = q.lease(Topic::Jobs, 150, 1000, 10).unwrap().remove(0);
         assert_eq!((l.id.as_str(), l.payload.as_slice()), ("a", &[2u8][..]));
         // Leased: the next event starts a new burst.
-        assert_eq!(q.coalesce(&t("c"), "k", 100, 160, &count).unwrap(), Coalesced::Published("c".into()));
+        assert_eq!(
+            q.coalesce(&t("c"), "k", 100, 160, &count).unwrap(),
+            Coalesced::Published("c".into())
+        );
         q.ack(&l, "ok", &[], 170).unwrap();
         assert!(verify(&db).unwrap().is_empty(), "{:?}", verify(&db));
     }
@@ -866,7 +969,11 @@ mod tests {
         }
         // a1 and a2 done, b1 ready.
         assert_eq!(q.purge_done(Topic::Jobs, "b", 100).unwrap(), 2);
-        assert_eq!(q.purge_done(Topic::Jobs, "z", 100).unwrap(), 0, "ready work is never purged");
+        assert_eq!(
+            q.purge_done(Topic::Jobs, "z", 100).unwrap(),
+            0,
+            "ready work is never purged"
+        );
         assert_eq!(q.depth().get(Topic::Jobs, TaskState::Done), 0);
         assert_eq!(q.depth().get(Topic::Jobs, TaskState::Ready), 1);
     }

@@ -48,8 +48,12 @@ pub fn verify(db_dir: &Path) -> Result<Report, StoreError> {
                 let id = String::from_utf8_lossy(&k[1..]);
                 match EventRecord::decode(&v) {
                     Ok(r) if r.id == id => {}
-                    Ok(r) => report.problems.push(format!("event under `{id}` says its id is `{}`", r.id)),
-                    Err(e) => report.problems.push(format!("event `{id}` does not decode: {e}")),
+                    Ok(r) => report
+                        .problems
+                        .push(format!("event under `{id}` says its id is `{}`", r.id)),
+                    Err(e) => report
+                        .problems
+                        .push(format!("event `{id}` does not decode: {e}")),
                 }
             }
             Some(&INBOX) => {
@@ -64,12 +68,18 @@ pub fn verify(db_dir: &Path) -> Result<Report, StoreError> {
             Some(&DEDUPE) => {
                 report.dedupe += 1;
                 match decode_dedupe(&v) {
-                    None => report.problems.push(format!("dedupe entry `{printable}` does not decode")),
-                    Some((id, _)) if !events.contains_key(key(EVENT, id.as_bytes()))? => orphan_dedupe += 1,
+                    None => report
+                        .problems
+                        .push(format!("dedupe entry `{printable}` does not decode")),
+                    Some((id, _)) if !events.contains_key(key(EVENT, id.as_bytes()))? => {
+                        orphan_dedupe += 1
+                    }
                     Some(_) => {}
                 }
             }
-            _ => report.problems.push(format!("unknown key `{printable}` in the events tree")),
+            _ => report
+                .problems
+                .push(format!("unknown key `{printable}` in the events tree")),
         }
     }
     if orphan_dedupe > 0 {

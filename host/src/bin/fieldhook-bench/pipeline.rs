@@ -52,8 +52,14 @@ async fn destination(arrivals: Arc<Arrivals>) -> anyhow::Result<String> {
         async move {
             let now_ms = fieldhook::time::now_ms();
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-                if let Some(at) = v["fieldhook_event_id"].as_str().and_then(fieldhook::pipeline::event_time_ms) {
-                    a.e2e_ms.lock().unwrap_or_else(|p| p.into_inner()).push(now_ms.saturating_sub(at));
+                if let Some(at) = v["fieldhook_event_id"]
+                    .as_str()
+                    .and_then(fieldhook::pipeline::event_time_ms)
+                {
+                    a.e2e_ms
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(now_ms.saturating_sub(at));
                 }
             }
             a.count.fetch_add(1, Ordering::Relaxed);
@@ -69,7 +75,12 @@ async fn destination(arrivals: Arc<Arrivals>) -> anyhow::Result<String> {
     Ok(format!("http://{addr}"))
 }
 
-pub async fn pipeline(requests: usize, connections: usize, body_bytes: usize, component: std::path::PathBuf) -> anyhow::Result<()> {
+pub async fn pipeline(
+    requests: usize,
+    connections: usize,
+    body_bytes: usize,
+    component: std::path::PathBuf,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         component.exists(),
         "{} not found: build it with `cargo test -p fieldhook --test spine` (builds the guests) or pass --component",
@@ -85,14 +96,22 @@ pub async fn pipeline(requests: usize, connections: usize, body_bytes: usize, co
     std::fs::copy(&component, plugin_dir.join("plugin.wasm"))?;
     std::fs::write(
         plugin_dir.join("plugin.toml"),
-        format!("name = \"accounting-sync\"\nversion = \"0.1.0\"\n[[subscriptions]]\nsource = \"bench\"\n[config]\nendpoint = \"{dest}/books/jobs\"\n"),
+        format!(
+            "name = \"accounting-sync\"\nversion = \"0.1.0\"\n[[subscriptions]]\nsource = \"bench\"\n[config]\nendpoint = \"{dest}/books/jobs\"\n"
+        ),
     )?;
     println!(
         "fieldhook-bench pipeline: {requests} events, {connections} connections, {body_bytes}-byte bodies, {} cores",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
     for plugins in [false, true] {
-        let data = dir.join(if plugins { "data-pipeline" } else { "data-baseline" });
+        let data = dir.join(if plugins {
+            "data-pipeline"
+        } else {
+            "data-baseline"
+        });
         let mut config = Config::parse(&config_text(plugins), &dir)?;
         config.data_dir = data;
         let daemon = Daemon::start(config).await?;
@@ -109,11 +128,23 @@ pub async fn pipeline(requests: usize, connections: usize, body_bytes: usize, co
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let delivered = arrivals.count.load(Ordering::Relaxed);
-            let last = arrivals.last.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or_else(Instant::now);
-            let mut e2e = arrivals.e2e_ms.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let last = arrivals
+                .last
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(Instant::now);
+            let mut e2e = arrivals
+                .e2e_ms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             e2e.sort_unstable();
             let n = e2e.len().max(1);
-            let pct = |p: f64| e2e.get(((n as f64 * p) as usize).min(n - 1)).copied().unwrap_or(0);
+            let pct = |p: f64| {
+                e2e.get(((n as f64 * p) as usize).min(n - 1))
+                    .copied()
+                    .unwrap_or(0)
+            };
             println!(
                 "whole path             {:>9.0} events/s delivered ({delivered}/{requests} in {:.2} s)   end-to-end p50 {} ms   p90 {} ms   p99 {} ms   max {} ms",
                 delivered as f64 / last.duration_since(started).as_secs_f64(),
@@ -130,17 +161,28 @@ pub async fn pipeline(requests: usize, connections: usize, body_bytes: usize, co
     Ok(())
 }
 
-pub async fn filled(requests: usize, connections: usize, body_bytes: usize, stored: usize) -> anyhow::Result<()> {
+pub async fn filled(
+    requests: usize,
+    connections: usize,
+    body_bytes: usize,
+    stored: usize,
+) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     std::fs::write(dir.join("bench.secret"), format!("whsec_{SECRET_B64}"))?;
     let config = Config::parse(&config_text(false), &dir)?;
     println!(
         "fieldhook-bench filled: {requests} requests, {connections} connections, {body_bytes}-byte bodies, {stored} events pre-stored, {} cores",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
     // The first run warms up the process (allocator, connections) and is
     // not a measurement.
-    for (label, prefill) in [("warm-up (not measured)", 0), ("empty store", 0), ("filled store", stored)] {
+    for (label, prefill) in [
+        ("warm-up (not measured)", 0),
+        ("empty store", 0),
+        ("filled store", stored),
+    ] {
         let db = dir.join(format!("db-{label}-{prefill}").replace(' ', "_"));
         let store = Store::open(&db).context("open store")?;
         if prefill > 0 {
@@ -163,14 +205,19 @@ pub async fn filled(requests: usize, connections: usize, body_bytes: usize, stor
                     })
                     .collect();
                 done += batch.len();
-                store.ingest(batch, config.dedupe_window_secs * 1000).await?;
+                store
+                    .ingest(batch, config.dedupe_window_secs * 1000)
+                    .await?;
                 // Pre-stored events count as fanned out already.
                 for id in store.inbox(1000)? {
                     store.inbox_done(&id)?;
                 }
             }
             store.sync().await?;
-            println!("pre-stored {prefill} events in {:.1} s", t.elapsed().as_secs_f64());
+            println!(
+                "pre-stored {prefill} events in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
         }
         let sink: Arc<dyn EventSink> = Arc::new(StoreSink {
             store: store.clone(),
