@@ -290,9 +290,8 @@ pub fn validate(list: &[DestinationConfig]) -> Result<(), String> {
         {
             return Err(format!("destination `{origin}` is configured twice"));
         }
-        if c.rate_per_second.is_some_and(|r| !(r > 0.0))
-            || c.rate_per_minute.is_some_and(|r| !(r > 0.0))
-        {
+        let bad = |r: f64| !r.is_finite() || r <= 0.0;
+        if c.rate_per_second.is_some_and(bad) || c.rate_per_minute.is_some_and(bad) {
             return Err(format!("destination `{origin}`: rates must be positive"));
         }
     }
