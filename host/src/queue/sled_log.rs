@@ -961,6 +961,17 @@ mod tests {
     }
 
     #[test]
+    fn verify_reports_a_waiting_task_that_would_never_run() {
+        let (_d, db, q) = queue();
+        q.publish(&[job("a")], 7).unwrap();
+        assert!(verify(&db).unwrap().is_empty());
+        db.open_tree("queue").unwrap().remove(due_key(Topic::Jobs, 7, "a")).unwrap();
+        let problems = verify(&db).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("never run"), "{problems:?}");
+    }
+
+    #[test]
     fn done_tasks_before_a_cut_off_are_purged_and_others_kept() {
         let (_d, _db, q) = queue();
         q.publish(&[job("a1"), job("a2"), job("b1")], 0).unwrap();
