@@ -392,6 +392,16 @@ async fn a_refused_delivery_is_dead_lettered_with_its_reason_and_a_replay_delive
         "the replay delivered"
     );
 
+    // Replay by source and time range: the event's job runs again and
+    // re-delivers (same idempotency key).
+    let (ok, listed) = setup.cli(&["events", "--source", "hcp"]);
+    assert!(ok && listed.contains("evt_"), "{listed}");
+    let (ok, replayed) = setup.cli(&["replay", "--source", "hcp", "--from", "1h"]);
+    assert!(ok && replayed.contains("1 events, 1 jobs"), "{replayed}");
+    let got = dest.wait_for(3, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 3, "the range replay delivered again");
+    assert_eq!(got[2].headers["idempotency-key"], got[1].headers["idempotency-key"]);
+
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let metrics = reqwest::Client::new()
@@ -403,7 +413,9 @@ async fn a_refused_delivery_is_dead_lettered_with_its_reason_and_a_replay_delive
             .text()
             .await
             .unwrap();
-        if metrics.contains("fieldhook_dlq_size{topic=\"deliveries\"} 0") {
+        if metrics.contains("fieldhook_dlq_size{topic=\"deliveries\"} 0")
+            && metrics.contains("fieldhook_queue_depth{topic=\"deliveries\"} 0")
+        {
             assert!(
                 metrics.contains("fieldhook_webhooks_received_total 1"),
                 "{metrics}"
