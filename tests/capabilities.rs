@@ -605,7 +605,7 @@ async fn deliver(host: &Host, plugin: LoadedPlugin, url: &str, headers: Vec<(Str
                 idempotency_key: None,
             },
             idempotency_key: "k".into(),
-        })
+        }, &fieldhook::pipeline::delivery::retryable_status)
         .await
 }
 

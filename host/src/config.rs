@@ -71,6 +71,16 @@ pub struct Config {
     pub sandbox: crate::capabilities::Sandbox,
     /// Credentials the host adds to plugins' requests (`[credentials.NAME]`).
     pub credentials: Vec<crate::credentials::CredentialSpec>,
+    /// Per-destination delivery policies (`[[destinations]]`).
+    pub destinations: Vec<crate::pipeline::policy::DestinationConfig>,
+    /// Per-entity debounce and ordering (`[[entities]]`).
+    pub entities: Vec<crate::pipeline::entities::EntityRule>,
+    /// Per-plugin job retry policies (`[[plugin_retries]]`).
+    pub plugin_retries: Vec<crate::pipeline::policy::PluginRetryConfig>,
+    /// How long events and finished work are kept (`[retention]`).
+    pub retention: crate::pipeline::retention::Retention,
+    /// The admin API listener (`[admin]`), off when absent.
+    pub admin: Option<crate::admin::AdminSettings>,
 }
 
 /// Worker counts for the two queues.
@@ -160,6 +170,15 @@ struct RawConfig {
     sandbox: crate::capabilities::Sandbox,
     #[serde(default)]
     credentials: std::collections::BTreeMap<String, crate::credentials::RawCredential>,
+    #[serde(default)]
+    destinations: Vec<crate::pipeline::policy::DestinationConfig>,
+    #[serde(default)]
+    entities: Vec<crate::pipeline::entities::EntityRule>,
+    #[serde(default)]
+    plugin_retries: Vec<crate::pipeline::policy::PluginRetryConfig>,
+    #[serde(default)]
+    retention: crate::pipeline::retention::Retention,
+    admin: Option<crate::admin::RawAdmin>,
 }
 
 #[derive(Deserialize)]
@@ -225,6 +244,17 @@ impl Config {
             }
             sources.push(source);
         }
+        let invalid = |message: String| ConfigError::Parse {
+            path: PathBuf::new(),
+            message,
+        };
+        crate::pipeline::policy::validate(&raw.destinations).map_err(invalid)?;
+        crate::pipeline::entities::validate(&raw.entities).map_err(invalid)?;
+        let admin = raw
+            .admin
+            .map(|a| a.resolve(base))
+            .transpose()
+            .map_err(|m| invalid(format!("[admin]: {m}")))?;
         Ok(Config {
             listen: raw.listen,
             data_dir: base.join(raw.data_dir),
@@ -237,6 +267,11 @@ impl Config {
             sources,
             sandbox: raw.sandbox,
             credentials: crate::credentials::config::resolve(raw.credentials, base)?,
+            destinations: raw.destinations,
+            entities: raw.entities,
+            plugin_retries: raw.plugin_retries,
+            retention: raw.retention,
+            admin,
         })
     }
 

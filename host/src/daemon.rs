@@ -2,7 +2,8 @@
 //! the webhook listener, with graceful shutdown.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -15,7 +16,9 @@ use crate::ingress::{self, StoreSink};
 use crate::pipeline::Pipeline;
 use crate::pipeline::delivery::Deliverer;
 use crate::plugins::{self, LoadFailure, PluginSet};
-use crate::queue::Queue;
+use crate::metrics::Metrics;
+use crate::pipeline::policy::Destinations;
+use crate::queue::{Queue, TaskLog};
 use crate::runtime::{CodeCache, Runtime};
 use crate::store::Store;
 use crate::time::now_ms;
@@ -56,6 +59,12 @@ pub struct Daemon {
     pub addr: SocketAddr,
     /// Plugins that failed to load at start.
     pub load_failures: Vec<LoadFailure>,
+    /// Plugin load failures as the admin API shows them (`GET /plugins`);
+    /// whoever reloads plugins replaces the list.
+    pub plugin_failures: Arc<RwLock<Vec<LoadFailure>>>,
+    /// The address the admin API is bound to, when `[admin]` is configured.
+    pub admin_addr: Option<SocketAddr>,
+    ready: Arc<AtomicBool>,
     /// Shared pipeline (store, queue, plugins).
     pub pipeline: Arc<Pipeline>,
     /// Hot load: `None` when the plugins directory cannot be watched.
@@ -78,7 +87,7 @@ impl Daemon {
             dir: config.data_dir.clone(),
             source,
         })?;
-        let queue = Queue::open(store.db()).map_err(DaemonError::Queue)?;
+        let queue: Arc<dyn TaskLog> = Arc::new(Queue::open(store.db()).map_err(DaemonError::Queue)?);
         let recovered = queue.recover(now_ms())?;
         if recovered > 0 {
             tracing::warn!(recovered, "re-queued work that was running when the daemon stopped");
@@ -113,6 +122,7 @@ impl Daemon {
                 tracing::error!(plugin = %plugin.manifest.name, "{why}");
             }
         }
+        let metrics = Arc::new(Metrics::default());
         let pipeline = Arc::new(Pipeline {
             store: store.clone(),
             queue,
@@ -120,13 +130,25 @@ impl Daemon {
             runtime,
             delivery: Deliverer::new(config.delivery.clone())?
                 .with_guard(DeliveryGuard::new(capabilities.clone(), plugin_set.clone())),
-            retry_base_ms: config.delivery.retry_base_ms,
+            destinations: Destinations::new(&config.delivery, &config.destinations),
+            entity_rules: config.entities.clone(),
+            metrics: metrics.clone(),
+            job_policies: crate::pipeline::policy::JobPolicies::new(
+                crate::pipeline::MAX_JOB_ATTEMPTS,
+                &config.delivery,
+                &config.plugin_retries,
+            ),
             inbox: Notify::new(),
             jobs: Notify::new(),
             deliveries: Notify::new(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let workers = pipeline.spawn(config.workers.jobs, config.workers.deliveries, shutdown_rx.clone());
+        let mut workers = pipeline.spawn(config.workers.jobs, config.workers.deliveries, shutdown_rx.clone());
+        {
+            let p = pipeline.clone();
+            let (r, window, stop) = (config.retention.clone(), config.dedupe_window_secs * 1000, shutdown_rx.clone());
+            workers.push(tokio::spawn(async move { p.retention_loop(r, window, stop).await }));
+        }
 
         let wake = pipeline.clone();
         let sink = Arc::new(StoreSink {
@@ -134,7 +156,8 @@ impl Daemon {
             dedupe_window_ms: config.dedupe_window_secs * 1000,
             on_stored: Box::new(move || wake.inbox.notify_one()),
         });
-        let app = ingress::router(&config, sink);
+        let app = ingress::router(&config, sink)
+            .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track_ingress));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| DaemonError::Bind {
@@ -154,10 +177,39 @@ impl Daemon {
                 })
                 .await
         });
+        let ready = Arc::new(AtomicBool::new(false));
+        let plugin_failures = Arc::new(RwLock::new(load_failures.clone()));
+        let admin_addr = match &config.admin {
+            None => None,
+            Some(settings) => {
+                let app = crate::admin::router(settings, pipeline.clone(), plugin_failures.clone(), ready.clone());
+                let listener = tokio::net::TcpListener::bind(settings.listen)
+                    .await
+                    .map_err(|source| DaemonError::Bind { addr: settings.listen, source })?;
+                let admin_addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: settings.listen, source })?;
+                let mut stop = shutdown.subscribe();
+                workers.push(tokio::spawn(async move {
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        })
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "admin listener failed");
+                    }
+                }));
+                tracing::info!(addr = %admin_addr, "admin API listening");
+                Some(admin_addr)
+            }
+        };
+        ready.store(true, Ordering::Relaxed);
         tracing::info!(%addr, plugins = pipeline.plugins.snapshot().len(), "fieldhook listening");
         Ok(Self {
             addr,
             load_failures,
+            plugin_failures,
+            admin_addr,
+            ready,
             pipeline,
             _plugins_watch: plugins_watch,
             shutdown,
@@ -169,6 +221,7 @@ impl Daemon {
     /// Stops accepting webhooks, lets workers finish their current task,
     /// and flushes the store.
     pub async fn shutdown(self) {
+        self.ready.store(false, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         // Workers finish the task they hold (bounded by plugin and delivery

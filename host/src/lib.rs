@@ -15,14 +15,18 @@
 //!
 //! [`config`] reads the daemon's TOML; [`manifest`] reads a plugin's;
 //! [`plugins`] loads the plugins directory; [`daemon`] wires it all together.
+//! [`admin`] serves the operator API (events, jobs, dead letters, replay,
+//! [`metrics`]) on its own listener.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod capabilities;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod ingress;
 pub mod manifest;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugins;
 pub mod queue;

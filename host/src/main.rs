@@ -46,6 +46,90 @@ enum Command {
         #[command(subcommand)]
         command: cmd::plugin::PluginCommand,
     },
+    /// List stored events (newest last), or show one with its jobs and
+    /// deliveries. Talks to the admin API (`[admin]` in the config).
+    Events {
+        /// Configuration file of the daemon.
+        #[arg(long, short, default_value = "fieldhook.toml")]
+        config: PathBuf,
+        /// Show this event.
+        id: Option<String>,
+        /// Only events of this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Start after this event id (paging).
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// List the dead-letter queue: what gave up, why, and its attempts.
+    Dlq {
+        #[arg(long, short, default_value = "fieldhook.toml")]
+        config: PathBuf,
+        /// `jobs` or `deliveries`.
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long)]
+        plugin: Option<String>,
+        #[arg(long)]
+        source: Option<String>,
+        /// Only those whose reason contains this text.
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print the full records as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run work again: one event (`--event`), the dead-letter queue
+    /// (`--dlq`, optionally filtered), or a source's events in a time range
+    /// (`--from`, `--to`: RFC 3339, Unix ms, or an age like `2h`).
+    Replay {
+        #[arg(long, short, default_value = "fieldhook.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        event: Option<String>,
+        #[arg(long)]
+        dlq: bool,
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long)]
+        plugin: Option<String>,
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Queue depth, dead letters, counters and circuits.
+    Stats {
+        #[arg(long, short, default_value = "fieldhook.toml")]
+        config: PathBuf,
+        /// Print the Prometheus metrics instead.
+        #[arg(long)]
+        metrics: bool,
+    },
+    /// Store maintenance.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Check the store's invariants without changing anything (stop the
+    /// daemon first). Exits non-zero when a problem is found.
+    Verify {
+        /// The daemon's data_dir.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +155,20 @@ fn main() -> anyhow::Result<()> {
         } => rt.block_on(cmd::send::send(config, source, body_file, url)),
         Command::Verify(args) => std::process::exit(cmd::verify::verify(args)),
         Command::Plugin { command } => rt.block_on(cmd::plugin::plugin(command)),
+        Command::Events { config, id, source, after, limit } => {
+            rt.block_on(cmd::events::events(&config, id, source, after, limit))
+        }
+        Command::Dlq { config, topic, plugin, source, reason, limit, json } => rt.block_on(cmd::dlq::dlq(
+            &config,
+            cmd::dlq::Filter { topic, plugin, source, reason },
+            limit,
+            json,
+        )),
+        Command::Replay { config, event, dlq, topic, plugin, source, reason, from, to } => rt.block_on(
+            cmd::replay::replay(&config, cmd::replay::Replay { event, dlq, topic, plugin, source, reason, from, to }),
+        ),
+        Command::Stats { config, metrics } => rt.block_on(cmd::stats::stats(&config, metrics)),
+        Command::Store { command: StoreCommand::Verify { data_dir } } => cmd::store::verify(&data_dir),
     }
 }
 

@@ -221,3 +221,14 @@ pub fn unix_now() -> String {
 pub fn local(addr: SocketAddr) -> String {
     format!("http://{addr}")
 }
+
+/// The manifest `[[http]]` rule granting a plugin the origin of `url`
+/// (deliveries and a plugin's own requests need one).
+pub fn http_grant(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "80"));
+    format!(
+        "[[http]]\nscheme = \"http\"\nhost = \"{host}\"\nport = {port}\nmethods = [\"GET\", \"POST\", \"PUT\"]\n"
+    )
+}

@@ -26,6 +26,9 @@ use fieldhook::store::{Ingested, NewEvent, Store, StoreError};
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 
+#[path = "fieldhook-bench/pipeline.rs"]
+mod pipeline;
+
 #[derive(Parser)]
 #[command(name = "fieldhook-bench", about = "Benchmarks for fieldhook")]
 struct Cli {
@@ -72,6 +75,30 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         rounds: usize,
     },
+    /// The whole path: ingest -> plugin -> delivery to a local fake
+    /// destination, against an ingest-only baseline.
+    Pipeline {
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 1024)]
+        body_bytes: usize,
+        /// The accounting-sync component (built by the end-to-end tests).
+        #[arg(long, default_value = "target/guests/wasm32-wasip2/release/accounting_sync.wasm")]
+        component: std::path::PathBuf,
+    },
+    /// Ingest into an empty store vs. one already holding `--stored` events.
+    Filled {
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 1024)]
+        body_bytes: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        stored: usize,
+    },
 }
 
 const SECRET_B64: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -91,6 +118,12 @@ fn main() -> anyhow::Result<()> {
             iterations,
         } => rt.block_on(plugin::call(component, baseline, iterations)),
         Command::HotReload { component, rounds } => rt.block_on(plugin::hot_reload(component, rounds)),
+        Command::Pipeline { requests, connections, body_bytes, component } => {
+            rt.block_on(pipeline::pipeline(requests, connections, body_bytes, component))
+        }
+        Command::Filled { requests, connections, body_bytes, stored } => {
+            rt.block_on(pipeline::filled(requests, connections, body_bytes, stored))
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! The same policy for the requests a plugin returns: before the deliverer
 //! sends one, [`DeliveryGuard::authorize`] checks it against the plugin's
 //! `[[http]]` grants (method, URL, resolved addresses), refuses credential
-//! headers the plugin set itself, waits for the destination's rate limit and
-//! returns the credential headers to add.
+//! headers the plugin set itself and returns the credential headers to add
+//! (pacing is the destination policy's, in `pipeline`).
 //!
 //! The deliverer's HTTP client resolves the name again when it connects;
 //! the window between the two lookups is accepted here (the plugin does not
@@ -88,10 +88,9 @@ impl DeliveryGuard {
             }
             None => None,
         };
-        self.caps
-            .rates
-            .acquire(&format!("{}:{}", auth.target.host, auth.target.port))
-            .await;
+        // Deliveries are paced by the destination's `[[destinations]]`
+        // policy, which defers a throttled delivery instead of holding a
+        // worker; the sandbox rate limit is for a plugin's own requests.
         Ok(DeliveryAuth {
             headers: credential
                 .as_ref()

@@ -1,6 +1,11 @@
 //! One module per subcommand of the `fieldhook` binary.
 
+pub mod dlq;
+pub mod events;
 pub mod plugin;
+pub mod replay;
 pub mod send;
 pub mod serve;
+pub mod stats;
+pub mod store;
 pub mod verify;

@@ -12,6 +12,9 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         eprintln!("plugin in {} not loaded: {}", f.dir.display(), f.reason);
     }
     // Machine-readable: tests and scripts wait for this line.
+    if let Some(admin) = daemon.admin_addr {
+        println!("fieldhook admin on http://{admin}");
+    }
     println!("fieldhook listening on http://{}", daemon.addr);
     shutdown_signal().await;
     tracing::info!("shutting down");

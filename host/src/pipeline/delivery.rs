@@ -1,8 +1,9 @@
 //! Delivering the requests a plugin returned.
 //!
 //! Which answers are worth a retry is explicit: network errors, timeouts,
-//! 408, 425, 429 and 5xx. Anything else (a 4xx) will not get better by
-//! itself and is dead-lettered with the destination's answer.
+//! and by default 408, 425, 429 and 5xx (a destination's policy may say
+//! otherwise, see [`super::policy`]). Anything else (a 4xx) will not get
+//! better by itself and is dead-lettered with the destination's answer.
 
 use std::time::Duration;
 
@@ -71,37 +72,38 @@ impl Deliverer {
         self
     }
 
-    /// Attempts before a delivery is dead-lettered.
-    pub fn max_attempts(&self) -> u32 {
-        self.settings.max_attempts.max(1)
-    }
-
     /// How long a delivery lease lasts: longer than one send can take.
     pub fn lease_ms(&self) -> u64 {
         self.settings.timeout_secs * 1000 + 30_000
     }
 
     /// Sends one delivery: authorized and decorated by the guard, once more
-    /// with fresh credentials after a 401.
-    pub async fn send(&self, d: &DeliveryPayload) -> Sent {
+    /// with fresh credentials after a 401; `retryable` says which failing
+    /// statuses are worth another try (the destination's policy).
+    pub async fn send(&self, d: &DeliveryPayload, retryable: &(dyn Fn(u16) -> bool + Sync)) -> Sent {
         let Some(guard) = &self.guard else {
-            return self.send_once(d, &[]).await.0;
+            return self.send_once(d, &[], retryable).await.0;
         };
         let auth = match guard.authorize(d).await {
             Ok(a) => a,
             Err(refused) => return refusal(refused),
         };
-        let (sent, status) = self.send_once(d, &auth.headers).await;
+        let (sent, status) = self.send_once(d, &auth.headers, retryable).await;
         if status == Some(401) && guard.rejected(&auth).await {
             return match guard.authorize(d).await {
-                Ok(fresh) => self.send_once(d, &fresh.headers).await.0,
+                Ok(fresh) => self.send_once(d, &fresh.headers, retryable).await.0,
                 Err(refused) => refusal(refused),
             };
         }
         sent
     }
 
-    async fn send_once(&self, d: &DeliveryPayload, extra: &[(HeaderName, HeaderValue)]) -> (Sent, Option<u16>) {
+    async fn send_once(
+        &self,
+        d: &DeliveryPayload,
+        extra: &[(HeaderName, HeaderValue)],
+        retryable: &(dyn Fn(u16) -> bool + Sync),
+    ) -> (Sent, Option<u16>) {
         let r = &d.request;
         let method = match Method::from_bytes(r.method.as_bytes()) {
             Ok(m) => m,
@@ -137,7 +139,7 @@ impl Deliverer {
                 let body = resp.bytes().await.unwrap_or_default();
                 let snippet = String::from_utf8_lossy(&body[..body.len().min(REASON_BODY_BYTES)]).into_owned();
                 let reason = format!("destination answered HTTP {}: {snippet}", status.as_u16());
-                let sent = if retryable_status(status.as_u16()) {
+                let sent = if retryable(status.as_u16()) {
                     Sent::Retryable { reason, retry_after_ms }
                 } else {
                     Sent::Permanent(reason)

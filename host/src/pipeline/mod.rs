@@ -8,34 +8,50 @@
 //! - Delivery workers send those requests ([`delivery`]).
 
 pub mod delivery;
+pub mod entities;
+pub mod policy;
+pub mod replay;
+pub mod retention;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::manifest::MAX_TIMEOUT_MS;
+use crate::metrics::Metrics;
 use crate::plugins::PluginSet;
-use crate::queue::{Lease, NewTask, Queue, Topic};
+use crate::queue::{Coalesced, Lease, NewTask, TaskLog, Topic};
 use crate::runtime::{Decision, Outbound, Runtime};
-use crate::store::Store;
+use crate::store::{EventRecord, Store};
 use crate::time::now_ms;
 
 /// Attempts per job before it is dead-lettered.
 pub const MAX_JOB_ATTEMPTS: u32 = 3;
 /// Most requests one decision may ask for.
 pub const MAX_REQUESTS_PER_DECISION: usize = 100;
+/// Header the host adds to the event a debounced job runs with: how many
+/// events the run stands for. (Proposed as a `coalesced` field of the WIT
+/// `event` record; until then plugins read it from the headers.)
+pub const COALESCED_HEADER: &str = "fieldhook-coalesced";
 
 /// A job's payload: which event, which plugin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobPayload {
-    /// Event id.
+    /// Event id (for a debounced job, the latest event of the burst).
     pub event_id: String,
     /// Plugin name.
     pub plugin: String,
+    /// How many events this run stands for (1 unless debounced).
+    pub coalesced: u32,
+    /// Every event of the burst, oldest first (at most 100 kept).
+    pub events: Vec<String>,
 }
+
+/// Most event ids a debounced job remembers.
+const MAX_COALESCED_IDS: usize = 100;
 
 /// A delivery's payload: the request and where it came from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,15 +71,21 @@ pub struct Pipeline {
     /// Event store.
     pub store: Store,
     /// Work queue.
-    pub queue: Queue,
+    pub queue: Arc<dyn TaskLog>,
     /// Loaded plugins.
     pub plugins: Arc<PluginSet>,
     /// Plugin runtime.
     pub runtime: Arc<Runtime>,
-    /// Outbound delivery settings and client.
+    /// Outbound delivery client.
     pub delivery: delivery::Deliverer,
-    /// First retry delay, ms; doubles with each attempt (full jitter).
-    pub retry_base_ms: u64,
+    /// Per-destination policies and live limits.
+    pub destinations: policy::Destinations,
+    /// Per-entity debounce and ordering.
+    pub entity_rules: Vec<entities::EntityRule>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// How each plugin's failed jobs are retried.
+    pub job_policies: policy::JobPolicies,
     /// Woken when an event is stored.
     pub inbox: Notify,
     /// Woken when jobs are queued.
@@ -78,13 +100,18 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-/// Outcome recorded on a job, and whether it needs retrying.
-enum JobEnd {
+/// How one attempt ended.
+enum End {
     Done(String, Vec<NewTask>),
-    /// Retry after the given delay, or after the backoff when none.
-    Retry(String, Option<u64>),
+    /// Retry after this delay, ms.
+    Retry(String, u64),
+    /// Not attempted: give it back for later without spending an attempt.
+    Defer(u64),
     Dead(String),
 }
+
+/// Failures inside the pipeline's own bookkeeping.
+pub type PipelineError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Pipeline {
     /// Starts the fan-out task and the workers; they stop when `shutdown`
@@ -114,6 +141,9 @@ impl Pipeline {
 
     async fn fan_out_loop(&self, mut shutdown: watch::Receiver<bool>) {
         loop {
+            if *shutdown.borrow() {
+                return;
+            }
             let notified = self.inbox.notified();
             match self.fan_out() {
                 Ok(0) => {}
@@ -129,30 +159,53 @@ impl Pipeline {
     }
 
     /// Queues jobs for waiting events; returns how many events it handled.
-    pub fn fan_out(&self) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+    pub fn fan_out(&self) -> Result<usize, PipelineError> {
         let ids = self.store.inbox(256)?;
+        let now = now_ms();
         for id in &ids {
             let Some(event) = self.store.event(id)? else {
                 self.store.inbox_done(id)?;
                 continue;
             };
-            let tasks: Vec<NewTask> = self
-                .plugins
-                .subscribers(&event.source, &event.kind)
-                .into_iter()
-                .map(|plugin| NewTask {
-                    topic: Topic::Jobs,
-                    id: format!("{id}.{plugin}"),
-                    payload: encode(&JobPayload {
-                        event_id: id.clone(),
-                        plugin,
-                    }),
-                })
-                .collect();
-            if tasks.is_empty() {
+            let plugins = self.plugins.subscribers(&event.source, &event.kind);
+            if plugins.is_empty() {
                 tracing::info!(event = %id, source = %event.source, kind = %event.kind, "no plugin subscribes to this event");
             }
-            self.queue.publish(&tasks, now_ms())?;
+            let mut plain = Vec::new();
+            for plugin in plugins {
+                let payload = encode(&JobPayload {
+                    event_id: id.clone(),
+                    plugin: plugin.clone(),
+                    coalesced: 1,
+                    events: vec![id.clone()],
+                });
+                let mut task = NewTask::new(Topic::Jobs, format!("{id}.{plugin}"), payload);
+                let rule = entities::rule_for(&self.entity_rules, &event.source, &plugin);
+                let key = event
+                    .entity
+                    .as_ref()
+                    .map(|e| entities::entity_key(&plugin, &event.source, &e.kind, &e.id));
+                let (Some(rule), Some(key)) = (rule, key) else {
+                    plain.push(task);
+                    continue;
+                };
+                if rule.ordered {
+                    task.order_key = Some(key.clone());
+                }
+                if rule.debounce_ms == 0 {
+                    plain.push(task);
+                    continue;
+                }
+                let latest = id.clone();
+                let merged = self.queue.coalesce(&task, &key, rule.debounce_ms, now, &|old| {
+                    merge_into(old, &latest)
+                })?;
+                if let Coalesced::Merged(into) = merged {
+                    self.metrics.coalesced();
+                    tracing::debug!(event = %id, job = %into, "coalesced into a waiting job");
+                }
+            }
+            self.queue.publish(&plain, now)?;
             self.store.inbox_done(id)?;
         }
         if !ids.is_empty() {
@@ -200,25 +253,33 @@ impl Pipeline {
         }
     }
 
-    async fn finish(&self, topic: Topic, lease: &Lease, end: JobEnd) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    async fn finish(&self, topic: Topic, lease: &Lease, end: End) -> Result<(), PipelineError> {
         let now = now_ms();
         match end {
-            JobEnd::Done(outcome, follow_ups) => {
+            End::Done(outcome, follow_ups) => {
                 tracing::info!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, %outcome, "done");
                 let queued = !follow_ups.is_empty();
                 self.queue.ack(lease, &outcome, &follow_ups, now)?;
+                self.metrics.attempt(topic, "done");
                 if queued {
                     self.deliveries.notify_waiters();
                 }
             }
-            JobEnd::Retry(outcome, delay) => {
-                let delay = delay.unwrap_or_else(|| backoff_ms(lease.attempt, self.retry_base_ms));
+            End::Retry(outcome, delay) => {
                 tracing::warn!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, %outcome, delay_ms = delay, "will retry");
                 self.queue.retry(lease, delay, &outcome, now)?;
+                self.metrics.attempt(topic, "retry");
             }
-            JobEnd::Dead(reason) => {
+            End::Defer(delay) => {
+                // Nothing happened: no flush needed, a crash just re-leases it.
+                self.queue.defer(lease, delay, now)?;
+                self.metrics.attempt(topic, "deferred");
+                return Ok(());
+            }
+            End::Dead(reason) => {
                 tracing::error!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, %reason, "dead-lettered");
                 self.queue.dead_letter(lease, &reason, now)?;
+                self.metrics.attempt(topic, "dead");
             }
         }
         // The outcome must survive a crash, or a done job would run again.
@@ -226,29 +287,39 @@ impl Pipeline {
         Ok(())
     }
 
-    async fn run_job(&self, lease: &Lease) -> JobEnd {
+    async fn run_job(&self, lease: &Lease) -> End {
         let Ok(job) = postcard::from_bytes::<JobPayload>(&lease.payload) else {
-            return JobEnd::Dead("job record is corrupt".into());
+            return End::Dead("job record is corrupt".into());
         };
-        let event = match self.store.event(&job.event_id) {
+        let mut event = match self.store.event(&job.event_id) {
             Ok(Some(e)) => e,
-            Ok(None) => return JobEnd::Dead(format!("event {} is no longer stored", job.event_id)),
-            Err(e) => return JobEnd::Retry(format!("cannot read event: {e}"), None),
+            Ok(None) => return End::Dead(format!("event {} is no longer stored", job.event_id)),
+            Err(e) => return self.retry_job(lease, &job.plugin, format!("cannot read event: {e}")),
         };
         let Some(plugin) = self.plugins.get(&job.plugin) else {
-            return retry_or_dead(lease, format!("plugin `{}` is not loaded", job.plugin));
+            return self.retry_job(lease, &job.plugin, format!("plugin `{}` is not loaded", job.plugin));
         };
+        if job.coalesced > 1 {
+            event
+                .headers
+                .push((COALESCED_HEADER.into(), job.coalesced.to_string().into_bytes()));
+        }
         let report = self.runtime.call(&plugin, &event, lease.attempt).await;
+        self.metrics.plugin_latency.observe(report.elapsed);
         tracing::debug!(plugin = %job.plugin, event = %job.event_id, elapsed_us = report.elapsed.as_micros() as u64, "plugin call");
+        let burst = match job.coalesced {
+            0 | 1 => String::new(),
+            n => format!(" ({n} events coalesced)"),
+        };
         match report.result {
-            Ok(Decision::Filtered) => JobEnd::Done("filtered out by the plugin".into(), vec![]),
-            Ok(Decision::Drop(reason)) => JobEnd::Done(format!("dropped: {reason}"), vec![]),
+            Ok(Decision::Filtered) => End::Done(format!("filtered out by the plugin{burst}"), vec![]),
+            Ok(Decision::Drop(reason)) => End::Done(format!("dropped: {reason}{burst}"), vec![]),
             Ok(Decision::Deliver(requests)) => match self.deliveries_for(lease, &job, requests) {
-                Ok(tasks) => JobEnd::Done(format!("queued {} deliveries", tasks.len()), tasks),
-                Err(reason) => JobEnd::Dead(reason),
+                Ok(tasks) => End::Done(format!("queued {} deliveries{burst}", tasks.len()), tasks),
+                Err(reason) => End::Dead(reason),
             },
-            Err(e) if e.retryable() => retry_or_dead(lease, e.to_string()),
-            Err(e) => JobEnd::Dead(e.to_string()),
+            Err(e) if e.retryable() => self.retry_job(lease, &job.plugin, e.to_string()),
+            Err(e) => End::Dead(e.to_string()),
         }
     }
 
@@ -269,53 +340,127 @@ impl Pipeline {
                     .idempotency_key
                     .clone()
                     .unwrap_or_else(|| format!("{}.{i}", lease.id));
-                Ok(NewTask {
-                    topic: Topic::Deliveries,
-                    id: format!("{}.{i}", lease.id),
-                    payload: encode(&DeliveryPayload {
+                Ok(NewTask::new(
+                    Topic::Deliveries,
+                    format!("{}.{i}", lease.id),
+                    encode(&DeliveryPayload {
                         event_id: job.event_id.clone(),
                         plugin: job.plugin.clone(),
                         request,
                         idempotency_key,
                     }),
-                })
+                ))
             })
             .collect()
     }
 
-    async fn run_delivery(&self, lease: &Lease) -> JobEnd {
+    async fn run_delivery(&self, lease: &Lease) -> End {
         let Ok(d) = postcard::from_bytes::<DeliveryPayload>(&lease.payload) else {
-            return JobEnd::Dead("delivery record is corrupt".into());
+            return End::Dead("delivery record is corrupt".into());
         };
-        match self.delivery.send(&d).await {
-            delivery::Sent::Ok(status) => JobEnd::Done(format!("delivered: HTTP {status}"), vec![]),
+        let Some(origin) = policy::origin_of(&d.request.url) else {
+            return End::Dead(format!("URL `{}` has no scheme or host", d.request.url));
+        };
+        let policy = self.destinations.policy(&origin);
+        let age = now_ms().saturating_sub(lease.created_ms);
+        if let Some(max) = policy.max_age_ms.filter(|max| age > *max) {
+            return End::Dead(format!(
+                "gave up after {} attempts: older than the destination's max_age_secs ({} s)",
+                lease.attempt - 1,
+                max / 1000
+            ));
+        }
+        let permit = match self.destinations.acquire(&origin) {
+            Ok(p) => p,
+            Err(wait) => {
+                tracing::debug!(task = %lease.id, %origin, ?wait, "destination not ready; deferred");
+                return End::Defer(wait.ms());
+            }
+        };
+        let started = Instant::now();
+        let sent = self.delivery.send(&d, &|s| policy.retries_status(s)).await;
+        self.metrics.delivery_latency.observe(started.elapsed());
+        permit.record(matches!(sent, delivery::Sent::Retryable { .. }));
+        match sent {
+            delivery::Sent::Ok(status) => {
+                if let Some(at) = event_time_ms(&d.event_id) {
+                    self.metrics
+                        .end_to_end_latency
+                        .observe(Duration::from_millis(now_ms().saturating_sub(at)));
+                }
+                End::Done(format!("delivered: HTTP {status}"), vec![])
+            }
             delivery::Sent::Retryable { reason, retry_after_ms } => {
-                if lease.attempt >= self.delivery.max_attempts() {
-                    JobEnd::Dead(format!("gave up after {} attempts: {reason}", lease.attempt))
+                if lease.attempt >= policy.max_attempts {
+                    End::Dead(format!("gave up after {} attempts: {reason}", lease.attempt))
                 } else {
-                    JobEnd::Retry(reason, retry_after_ms)
+                    let delay = retry_after_ms.unwrap_or_else(|| policy.backoff.delay_ms(lease.attempt));
+                    End::Retry(reason, delay)
                 }
             }
-            delivery::Sent::Permanent(reason) => JobEnd::Dead(reason),
+            delivery::Sent::Permanent(reason) => End::Dead(reason),
         }
     }
-}
 
-fn retry_or_dead(lease: &Lease, reason: String) -> JobEnd {
-    if lease.attempt >= MAX_JOB_ATTEMPTS {
-        JobEnd::Dead(format!("gave up after {} attempts: {reason}", lease.attempt))
-    } else {
-        JobEnd::Retry(reason, None)
+    /// The event a job or delivery payload refers to, and its plugin.
+    pub fn task_origin(topic: Topic, payload: &[u8]) -> Option<(String, String)> {
+        match topic {
+            Topic::Jobs => postcard::from_bytes::<JobPayload>(payload)
+                .ok()
+                .map(|j| (j.event_id, j.plugin)),
+            Topic::Deliveries => postcard::from_bytes::<DeliveryPayload>(payload)
+                .ok()
+                .map(|d| (d.event_id, d.plugin)),
+        }
+    }
+
+    /// Reads a stored event (for the admin API).
+    pub fn event(&self, id: &str) -> Result<Option<EventRecord>, PipelineError> {
+        Ok(self.store.event(id)?)
     }
 }
 
-/// Exponential backoff with full jitter: uniform in [0, base * 2^(attempt-1)],
-/// capped at 5 minutes.
-fn backoff_ms(attempt: u32, base_ms: u64) -> u64 {
-    let ceiling = base_ms
-        .saturating_mul(1 << attempt.saturating_sub(1).min(20))
-        .min(300_000);
-    rand::random_range(0..=ceiling)
+/// A waiting debounced job takes the latest event of its burst.
+fn merge_into(old: &[u8], latest: &str) -> Vec<u8> {
+    let Ok(mut job) = postcard::from_bytes::<JobPayload>(old) else {
+        return old.to_vec();
+    };
+    // A fan-out redone after a crash must not count an event twice.
+    if job.events.iter().any(|e| e == latest) {
+        return old.to_vec();
+    }
+    job.event_id = latest.to_owned();
+    job.coalesced += 1;
+    if job.events.len() < MAX_COALESCED_IDS {
+        job.events.push(latest.to_owned());
+    }
+    encode(&job)
+}
+
+/// The receive time encoded in an `evt_` + ULID id.
+pub fn event_time_ms(event_id: &str) -> Option<u64> {
+    let ulid = event_id.strip_prefix("evt_")?.get(..26)?;
+    ulid::Ulid::from_string(ulid).ok().map(|u| u.timestamp_ms())
+}
+
+/// The smallest event id at or after `ms` (ids sort by receive time).
+pub fn event_id_at(ms: u64) -> String {
+    format!("evt_{}", ulid::Ulid::from_parts(ms, 0))
+}
+
+impl Pipeline {
+    /// A retryable job failure: retry per the plugin's policy, or give up.
+    fn retry_job(&self, lease: &Lease, plugin: &str, reason: String) -> End {
+        let policy = self.job_policies.get(plugin);
+        if lease.attempt >= policy.max_attempts {
+            return End::Dead(format!("gave up after {} attempts: {reason}", lease.attempt));
+        }
+        let age = now_ms().saturating_sub(lease.created_ms);
+        if policy.max_age_ms.is_some_and(|max| age > max) {
+            return End::Dead(format!("gave up after {} attempts (older than max_age_secs): {reason}", lease.attempt));
+        }
+        End::Retry(reason, policy.backoff.delay_ms(lease.attempt))
+    }
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -328,15 +473,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_is_jittered_below_an_exponential_ceiling_capped_at_five_minutes() {
-        for attempt in 1..=4 {
-            let ceiling = 100 * (1 << (attempt - 1));
-            for _ in 0..200 {
-                assert!(backoff_ms(attempt, 100) <= ceiling);
-            }
-        }
-        assert!((0..200).all(|_| backoff_ms(40, 1_000) <= 300_000));
-        // Full jitter: not always the ceiling.
-        assert!((0..200).any(|_| backoff_ms(4, 1_000) < 8_000));
+    fn a_burst_keeps_the_latest_event_and_counts_each_event_once() {
+        let first = encode(&JobPayload {
+            event_id: "evt_1".into(),
+            plugin: "p".into(),
+            coalesced: 1,
+            events: vec!["evt_1".into()],
+        });
+        let second = merge_into(&first, "evt_2");
+        let again = merge_into(&second, "evt_2");
+        let job: JobPayload = postcard::from_bytes(&again).unwrap();
+        assert_eq!((job.event_id.as_str(), job.coalesced), ("evt_2", 2));
+        assert_eq!(job.events, ["evt_1", "evt_2"]);
+    }
+
+    #[test]
+    fn event_ids_carry_their_receive_time() {
+        let id = event_id_at(1_700_000_000_123);
+        assert_eq!(event_time_ms(&id), Some(1_700_000_000_123));
+        assert!(event_id_at(1) < event_id_at(2));
+        assert_eq!(event_time_ms("job_1"), None);
     }
 }

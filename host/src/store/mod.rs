@@ -14,6 +14,7 @@
 
 mod group_commit;
 mod record;
+pub mod verify;
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -32,6 +33,9 @@ pub enum StoreError {
     /// The flush that makes writes durable failed.
     #[error("store flush failed: {0}")]
     Flush(String),
+    /// A check could not run (`store verify`).
+    #[error("{0}")]
+    Check(String),
     /// A stored record could not be decoded.
     #[error("store record `{key}` is corrupt: {message}")]
     Corrupt {
@@ -211,6 +215,106 @@ impl Store {
     pub fn inbox_done(&self, id: &str) -> Result<(), StoreError> {
         self.events.remove(key(INBOX, id.as_bytes()))?;
         Ok(())
+    }
+
+    /// Puts a stored event back in the inbox so it is fanned out again
+    /// (replay). False when the event is not stored.
+    pub fn requeue(&self, id: &str) -> Result<bool, StoreError> {
+        if !self.events.contains_key(key(EVENT, id.as_bytes()))? {
+            return Ok(false);
+        }
+        self.events.insert(key(INBOX, id.as_bytes()), &[][..])?;
+        Ok(true)
+    }
+
+    /// Events in id order (= receive order) after `after`, that pass `keep`,
+    /// at most `limit`.
+    pub fn events_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&EventRecord) -> bool,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let start = match after {
+            Some(a) => {
+                let mut k = key(EVENT, a.as_bytes());
+                k.push(0);
+                k
+            }
+            None => vec![EVENT],
+        };
+        let mut out = Vec::new();
+        for item in self.events.range(start..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            if k.first() != Some(&EVENT) {
+                break;
+            }
+            let record = EventRecord::decode(&v).map_err(|message| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k[1..]).into_owned(),
+                message,
+            })?;
+            if keep(&record) {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids of events in `[from_id, to_id)` (optionally of one source), at
+    /// most `limit`. Event ids sort by receive time, so this is a time range.
+    pub fn event_ids_between(
+        &self,
+        from_id: &str,
+        to_id: &str,
+        limit: usize,
+        source: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let range = key(EVENT, from_id.as_bytes())..key(EVENT, to_id.as_bytes());
+        for item in self.events.range(range) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            if let Some(s) = source {
+                match EventRecord::decode(&v) {
+                    Ok(r) if r.source == s => {}
+                    _ => continue,
+                }
+            }
+            out.push(String::from_utf8_lossy(&k[1..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Deletes an event that is no longer waiting for fan-out (retention).
+    /// False when it is absent or still in the inbox.
+    pub fn delete_event(&self, id: &str) -> Result<bool, StoreError> {
+        if self.events.contains_key(key(INBOX, id.as_bytes()))? {
+            return Ok(false);
+        }
+        Ok(self.events.remove(key(EVENT, id.as_bytes()))?.is_some())
+    }
+
+    /// Removes dedupe entries recorded before `before_ms`, at most `limit`.
+    pub fn prune_dedupe(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for item in self.events.scan_prefix([DEDUPE]) {
+            if removed >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            if decode_dedupe(&v).is_none_or(|(_, at)| at < before_ms) {
+                // Only if nobody refreshed it meanwhile.
+                if self.events.compare_and_swap(&k, Some(v), None as Option<&[u8]>)?.is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 }
 
