@@ -20,6 +20,9 @@ use fieldhook::store::{Ingested, NewEvent, Store, StoreError};
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 
+#[path = "bench/plugin_overhead.rs"]
+mod plugin_overhead;
+
 #[derive(Parser)]
 #[command(name = "fieldhook-bench", about = "Benchmarks for fieldhook")]
 struct Cli {
@@ -41,6 +44,8 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         body_bytes: usize,
     },
+    /// Per-language plugin overhead: compile, cached load, call p50/p99.
+    PluginOverhead(plugin_overhead::Args),
 }
 
 const SECRET_B64: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -54,6 +59,7 @@ fn main() -> anyhow::Result<()> {
             connections,
             body_bytes,
         } => rt.block_on(ingest(requests, connections, body_bytes)),
+        Command::PluginOverhead(args) => rt.block_on(plugin_overhead::run(args)),
     }
 }
 
