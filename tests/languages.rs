@@ -72,7 +72,14 @@ impl Plugin {
             .join("plugins")
             .join(self.name)
             .join("plugin.toml");
-        let mut doc: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        // A test fixture has no manifest of its own: it takes every event.
+        let text = std::fs::read_to_string(path).unwrap_or_else(|_| {
+            format!(
+                "name = \"{}\"\nversion = \"0.0.1\"\n[[subscriptions]]\nsource = \"*\"\n",
+                self.name
+            )
+        });
+        let mut doc: toml::Table = toml::from_str(&text).unwrap();
         let config = doc
             .entry("config")
             .or_insert_with(|| toml::Table::new().into());
@@ -443,4 +450,55 @@ async fn a_javascript_or_python_plugin_error_fails_the_job_with_the_plugins_mess
         let expected = format!("config `{key}` is not set: add it under [config] in plugin.toml");
         assert!(job.history[0].outcome.contains(&expected), "{job:?}");
     }
+}
+
+/// Outbound HTTP during `handle` reaches the host's policy from both SDKs
+/// (JS `fetch`, Python `fieldhook.http`), and the policy denies it today:
+/// nothing is fetched or delivered and the job fails with the reason.
+/// Python sees the `http-request-denied` error code and fails at once;
+/// StarlingMonkey's `fetch` reports only a NetworkError, which the JS SDK
+/// treats as retryable, so that job dead-letters after its retries.
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_http_from_javascript_and_python_reaches_the_host_policy_which_denies_it() {
+    let dest = FakeDestination::start().await;
+    let vendor_url = format!("{}/vendor/api/job/1", dest.url);
+    let config = vec![
+        ("url", Some(vendor_url.clone())),
+        ("endpoint", Some(format!("{}/out", dest.url))),
+    ];
+    let fixture = |name: &'static str, component: PathBuf| Plugin {
+        name,
+        component,
+        config: config.clone(),
+    };
+    let plugins = [
+        fixture("fetcher-js", js_guest("tests/guests/fetcher-js/plugin.js")),
+        fixture("fetcher-py", py_guest("tests/guests/fetcher-py")),
+    ];
+    let setup = Setup::new(&plugins);
+    let daemon = DaemonProcess::start(&setup.config());
+    let body = sample("hcp-invoice-accounting", "invoice-paid.json");
+    assert_eq!(post_hcp(&daemon, &body).await, 200);
+
+    // Let the JS job's retries run out.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let jobs = settle(daemon, &setup).await;
+    assert!(dest.received().is_empty(), "{:?}", dest.received());
+    let job = |name: &str| {
+        jobs.iter()
+            .find(|j| j.id.ends_with(name))
+            .unwrap_or_else(|| panic!("{name}: {jobs:?}"))
+    };
+    let py = job(".fetcher-py");
+    assert_eq!((py.state, py.attempts), (TaskState::Dead, 1), "{py:?}");
+    let denied = format!("the host denied {vendor_url}: grant it in plugin.toml");
+    assert!(py.history[0].outcome.contains(&denied), "{py:?}");
+    let js = job(".fetcher-js");
+    assert_eq!((js.state, js.attempts), (TaskState::Dead, 3), "{js:?}");
+    assert!(
+        js.history
+            .iter()
+            .all(|a| a.outcome.contains("(retryable): fetch failed")),
+        "{js:?}"
+    );
 }
