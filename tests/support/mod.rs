@@ -399,7 +399,7 @@ fn hash_tree(h: &mut impl sha2::Digest, path: &Path) {
     }
 }
 
-/// `npm ci` in guest-sdk-js when its node_modules is missing (pinned by
+/// `npm install` in guest-sdk-js when its node_modules is missing (pinned by
 /// package-lock.json).
 fn ensure_js_tools(sdk: &Path) {
     static READY: OnceLock<()> = OnceLock::new();
@@ -411,14 +411,14 @@ fn ensure_js_tools(sdk: &Path) {
             return;
         }
         let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
+            .args(["install", "--no-audit", "--no-fund"])
             .current_dir(sdk)
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
         assert!(
             ok,
-            "`npm ci` in guest-sdk-js failed: install Node.js 18+ and npm"
+            "`npm install` in guest-sdk-js failed: install Node.js 18+ and npm"
         );
     });
 }
