@@ -15,7 +15,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_owned()
 }
 
 /// Builds a guest crate of the workspace for wasm32-wasip2 (once per test
@@ -36,7 +39,15 @@ pub fn guest(package: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", package, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            package,
+            "--target-dir",
+        ])
         .arg(&target_dir)
         // Small components load faster; guests need no debug info here.
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
@@ -66,7 +77,10 @@ fn ensure_wasm_target() {
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        assert!(ok, "the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`");
+        assert!(
+            ok,
+            "the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`"
+        );
     }
 }
 
@@ -111,12 +125,20 @@ impl FakeDestination {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { url: format!("http://{addr}"), state, _task: task }
+        Self {
+            url: format!("http://{addr}"),
+            state,
+            _task: task,
+        }
     }
 
     /// Answer the next requests with these statuses.
     pub fn answer_with(&self, statuses: &[u16]) {
-        self.state.script.lock().unwrap().extend(statuses.iter().copied());
+        self.state
+            .script
+            .lock()
+            .unwrap()
+            .extend(statuses.iter().copied());
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -142,7 +164,11 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    state.received.lock().unwrap().push(Received { path: uri.path().to_owned(), headers, body });
+    state.received.lock().unwrap().push(Received {
+        path: uri.path().to_owned(),
+        headers,
+        body,
+    });
     let status = state.script.lock().unwrap().pop_front().unwrap_or(200);
     StatusCode::from_u16(status).unwrap()
 }
@@ -177,12 +203,19 @@ impl DaemonProcess {
         let url = rx
             .recv_timeout(Duration::from_secs(120))
             .expect("the daemon printed its listening address");
-        Self { child, url, config: config.to_owned() }
+        Self {
+            child,
+            url,
+            config: config.to_owned(),
+        }
     }
 
     /// SIGTERM and wait: the graceful path.
     pub fn stop(mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 
@@ -231,4 +264,259 @@ pub fn http_grant(url: &str) -> String {
     format!(
         "[[http]]\nscheme = \"http\"\nhost = \"{host}\"\nport = {port}\nmethods = [\"GET\", \"POST\", \"PUT\"]\n"
     )
+}
+
+// ---- JavaScript and Python guests ----------------------------------------
+//
+// Built with the SDKs' own build scripts (guest-sdk-js/build.mjs,
+// guest-sdk-py/build.py), once per test process, and cached under
+// `<target>/guests/{js,py}/` keyed by a hash of every input (the plugin's
+// directory, the SDK, the WIT and the tool's pinned version), so a CI run
+// whose sources did not change reuses the last build (each takes 30-60 s).
+
+/// The componentize-py version the harness installs when none is on PATH
+/// (keep in step with `.ci/run` and docs/plugin-guide.md).
+pub const COMPONENTIZE_PY_VERSION: &str = "0.25.0";
+
+/// Builds a JavaScript plugin (`entry` relative to the workspace root, e.g.
+/// `plugins/servicetrade-job-status/plugin.js`) and returns the component.
+pub fn js_guest(entry: &str) -> PathBuf {
+    let root = workspace_root();
+    let entry_path = root.join(entry);
+    let plugin_dir = entry_path
+        .parent()
+        .expect("entry has a directory")
+        .to_owned();
+    let sdk = root.join("guest-sdk-js");
+    let inputs = [
+        plugin_dir.clone(),
+        sdk.join("fieldhook.js"),
+        sdk.join("build.mjs"),
+        sdk.join("package-lock.json"),
+        root.join("wit"),
+    ];
+    cached_build("js", entry, &inputs, |out| {
+        ensure_js_tools(&sdk);
+        let status = Command::new("node")
+            .arg(sdk.join("build.mjs"))
+            .arg(&entry_path)
+            .arg("-o")
+            .arg(out)
+            .status()
+            .expect("node runs (install Node.js 18+)");
+        assert!(
+            status.success(),
+            "building the JavaScript guest {entry} failed"
+        );
+    })
+}
+
+/// Builds a Python plugin (`dir` relative to the workspace root, holding
+/// `app.py`) and returns the component.
+pub fn py_guest(dir: &str) -> PathBuf {
+    let root = workspace_root();
+    let plugin_dir = root.join(dir);
+    let sdk = root.join("guest-sdk-py");
+    let inputs = [
+        plugin_dir.clone(),
+        sdk.join("fieldhook"),
+        sdk.join("build.py"),
+        root.join("wit"),
+    ];
+    cached_build("py", dir, &inputs, |out| {
+        let tool = componentize_py();
+        let status = Command::new("python3")
+            .arg(sdk.join("build.py"))
+            .arg(&plugin_dir)
+            .arg("-o")
+            .arg(out)
+            .arg("--componentize-py")
+            .arg(&tool)
+            .status()
+            .expect("python3 runs");
+        assert!(status.success(), "building the Python guest {dir} failed");
+    })
+}
+
+fn guests_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("guests")
+}
+
+/// Runs `build` into `<target>/guests/<lang>/<name>-<hash>.wasm` unless that
+/// file exists; concurrent tests wait for one build of the same guest.
+fn cached_build(lang: &str, name: &str, inputs: &[PathBuf], build: impl FnOnce(&Path)) -> PathBuf {
+    type Slots = Mutex<std::collections::HashMap<String, Arc<OnceLock<PathBuf>>>>;
+    static SLOTS: OnceLock<Slots> = OnceLock::new();
+    let key = format!("{lang}:{name}");
+    let slot = SLOTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_default()
+        .clone();
+    slot.get_or_init(|| {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(lang.as_bytes());
+        h.update(COMPONENTIZE_PY_VERSION.as_bytes());
+        for input in inputs {
+            hash_tree(&mut h, input);
+        }
+        let hash = hex::encode(&h.finalize()[..8]);
+        let dir = guests_dir().join(lang);
+        std::fs::create_dir_all(&dir).unwrap();
+        let stem = name.trim_end_matches(".js").replace(['/', '.'], "_");
+        let out = dir.join(format!("{stem}-{hash}.wasm"));
+        if !out.exists() {
+            let partial = dir.join(format!("{stem}-{hash}.wasm.partial-{}", std::process::id()));
+            build(&partial);
+            std::fs::rename(&partial, &out).unwrap();
+        }
+        out
+    })
+    .clone()
+}
+
+/// Hashes file names and contents under `path` in a stable order, skipping
+/// build outputs.
+fn hash_tree(h: &mut impl sha2::Digest, path: &Path) {
+    if path.is_dir() {
+        let mut entries: Vec<_> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if matches!(name, "node_modules" | "__pycache__" | "target" | ".git")
+                || name.ends_with(".wasm")
+            {
+                continue;
+            }
+            hash_tree(h, &p);
+        }
+    } else if let Ok(bytes) = std::fs::read(path) {
+        h.update(
+            path.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+}
+
+/// `npm install` in guest-sdk-js when its node_modules is missing (pinned by
+/// package-lock.json).
+fn ensure_js_tools(sdk: &Path) {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        if sdk
+            .join("node_modules/@bytecodealliance/componentize-js")
+            .exists()
+        {
+            return;
+        }
+        let ok = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund"])
+            .current_dir(sdk)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "`npm install` in guest-sdk-js failed: install Node.js 18+ and npm"
+        );
+    });
+}
+
+/// componentize-py from PATH when it is the pinned version, else installed
+/// into a virtualenv under the target dir.
+fn componentize_py() -> PathBuf {
+    static TOOL: OnceLock<PathBuf> = OnceLock::new();
+    TOOL.get_or_init(|| {
+        let pinned = |tool: &Path| {
+            Command::new(tool)
+                .arg("--version")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains(COMPONENTIZE_PY_VERSION))
+                .unwrap_or(false)
+        };
+        let on_path = PathBuf::from("componentize-py");
+        if pinned(&on_path) {
+            return on_path;
+        }
+        let venv = guests_dir().join("py-tools");
+        let tool = venv.join("bin/componentize-py");
+        if !pinned(&tool) {
+            let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().map(|s| s.success()).unwrap_or(false)
+                && Command::new(venv.join("bin/pip"))
+                    .args(["install", "-q", &format!("componentize-py=={COMPONENTIZE_PY_VERSION}")])
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false);
+            assert!(ok, "installing componentize-py {COMPONENTIZE_PY_VERSION} failed: pip install componentize-py=={COMPONENTIZE_PY_VERSION}");
+        }
+        tool
+    })
+    .clone()
+}
+
+/// The compiled-code cache shared by the end-to-end tests: a daemon's
+/// `data_dir/compiled` links here (see [`link_compiled_cache`]), so a 12-18 MB
+/// JS/Python component is compiled once per machine, not once per daemon.
+pub fn shared_compiled_cache() -> PathBuf {
+    guests_dir().join("compiled")
+}
+
+/// Compiles `component` into [`shared_compiled_cache`] with the daemon's own
+/// runtime (once per test process per component; a no-op when cached).
+/// JS/Python take 15 s or more each to compile; parallel tests wait here
+/// instead of each daemon compiling the same code at once.
+pub fn precompile(component: &Path) {
+    type Slots = Mutex<std::collections::HashMap<PathBuf, Arc<OnceLock<()>>>>;
+    static SLOTS: OnceLock<Slots> = OnceLock::new();
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let slot = SLOTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(component.to_owned())
+        .or_default()
+        .clone();
+    slot.get_or_init(|| {
+        // Compiling is parallel inside wasmtime already.
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let runtime = fieldhook::runtime::Runtime::new(fieldhook::runtime::CodeCache::new(
+            &shared_compiled_cache(),
+        ))
+        .expect("the runtime starts");
+        let manifest = fieldhook::manifest::Manifest::parse(
+            "name = \"precompile\"\nversion = \"0\"\n",
+            &component.with_file_name("plugin.toml"),
+        )
+        .expect("a minimal manifest");
+        let bytes = std::fs::read(component).expect("the component was built");
+        let started = Instant::now();
+        let loaded = runtime
+            .load_bytes(manifest, &bytes)
+            .expect("the component compiles");
+        eprintln!(
+            "precompiled {} ({:?}) in {:.1} s",
+            component.display(),
+            loaded.cache,
+            started.elapsed().as_secs_f64()
+        );
+    });
+}
+
+/// Makes `data_dir/compiled` a link to [`shared_compiled_cache`].
+pub fn link_compiled_cache(data_dir: &Path) {
+    std::fs::create_dir_all(data_dir).unwrap();
+    std::fs::create_dir_all(shared_compiled_cache()).unwrap();
+    std::os::unix::fs::symlink(shared_compiled_cache(), data_dir.join("compiled")).unwrap();
 }

@@ -28,6 +28,8 @@ use hmac::{Hmac, Mac};
 
 #[path = "fieldhook-bench/pipeline.rs"]
 mod pipeline;
+#[path = "bench/plugin_overhead.rs"]
+mod plugin_overhead;
 
 #[derive(Parser)]
 #[command(name = "fieldhook-bench", about = "Benchmarks for fieldhook")]
@@ -99,6 +101,8 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         stored: usize,
     },
+    /// Per-language plugin overhead: compile, cached load, call p50/p99.
+    PluginOverhead(plugin_overhead::Args),
 }
 
 const SECRET_B64: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -124,6 +128,7 @@ fn main() -> anyhow::Result<()> {
         Command::Filled { requests, connections, body_bytes, stored } => {
             rt.block_on(pipeline::filled(requests, connections, body_bytes, stored))
         }
+        Command::PluginOverhead(args) => rt.block_on(plugin_overhead::run(args)),
     }
 }
 
