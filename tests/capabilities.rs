@@ -26,7 +26,9 @@ use fieldhook::manifest::Manifest;
 use fieldhook::pipeline::DeliveryPayload;
 use fieldhook::pipeline::delivery::{Deliverer, Sent};
 use fieldhook::plugins::PluginSet;
-use fieldhook::runtime::{CallError, CallReport, CodeCache, Decision, LoadedPlugin, Outbound, Runtime};
+use fieldhook::runtime::{
+    CallError, CallReport, CodeCache, Decision, LoadedPlugin, Outbound, Runtime,
+};
 use fieldhook::store::EventRecord;
 use support::*;
 
@@ -73,7 +75,9 @@ impl Fake {
             refresh_token: Mutex::new("rt-0".into()),
             ..Default::default()
         });
-        let app = axum::Router::new().fallback(fake_vendor).with_state(vendor.clone());
+        let app = axum::Router::new()
+            .fallback(fake_vendor)
+            .with_state(vendor.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -97,7 +101,9 @@ impl Fake {
 
     /// `[[http]]` rule naming this fake explicitly (127.0.0.1 and its port).
     fn rule(&self, methods: &str, path: &str, credential: Option<&str>) -> String {
-        let cred = credential.map(|c| format!("credential = \"{c}\"\n")).unwrap_or_default();
+        let cred = credential
+            .map(|c| format!("credential = \"{c}\"\n"))
+            .unwrap_or_default();
         format!(
             "[[http]]\nscheme = \"http\"\nhost = \"127.0.0.1\"\nport = {}\nmethods = {methods}\npath = \"{path}\"\n{cred}",
             self.port
@@ -134,16 +140,21 @@ async fn fake_vendor(
                 "expires_in": v.expires_in.load(Ordering::SeqCst),
             });
             match form("grant_type").as_deref() {
-                Some("client_credentials") if form("client_secret").as_deref() == Some("cs-secret") => {}
+                Some("client_credentials")
+                    if form("client_secret").as_deref() == Some("cs-secret") => {}
                 Some("refresh_token") => {
                     let mut current = v.refresh_token.lock().unwrap();
                     if form("refresh_token").as_deref() != Some(current.as_str()) {
-                        return (StatusCode::BAD_REQUEST, "{\"error\":\"invalid_grant\"}").into_response();
+                        return (StatusCode::BAD_REQUEST, "{\"error\":\"invalid_grant\"}")
+                            .into_response();
                     }
                     *current = format!("rt-{n}");
                     answer["refresh_token"] = current.clone().into();
                 }
-                _ => return (StatusCode::UNAUTHORIZED, "{\"error\":\"invalid_client\"}").into_response(),
+                _ => {
+                    return (StatusCode::UNAUTHORIZED, "{\"error\":\"invalid_client\"}")
+                        .into_response();
+                }
             }
             v.valid.lock().unwrap().push(format!("Bearer at-{n}"));
             axum::Json(answer).into_response()
@@ -151,7 +162,8 @@ async fn fake_vendor(
         ("POST", "/api/auth") => {
             let n = v.sessions_open.fetch_add(1, Ordering::SeqCst) + 1;
             v.valid.lock().unwrap().push(format!("PHPSESSID=sess-{n}"));
-            axum::Json(serde_json::json!({"data": {"authToken": format!("sess-{n}")}})).into_response()
+            axum::Json(serde_json::json!({"data": {"authToken": format!("sess-{n}")}}))
+                .into_response()
         }
         ("DELETE", "/api/auth") => {
             let cookie = header(&headers, "cookie");
@@ -159,9 +171,11 @@ async fn fake_vendor(
             v.sessions_open.fetch_sub(1, Ordering::SeqCst);
             StatusCode::OK.into_response()
         }
-        (_, "/redirect") => {
-            (StatusCode::FOUND, [("location", "http://127.0.0.1:1/secret")]).into_response()
-        }
+        (_, "/redirect") => (
+            StatusCode::FOUND,
+            [("location", "http://127.0.0.1:1/secret")],
+        )
+            .into_response(),
         (_, "/slow") => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             "late".into_response()
@@ -169,14 +183,22 @@ async fn fake_vendor(
         (_, "/big") => "x".repeat(64 * 1024).into_response(),
         (_, p) if p.starts_with("/open/") => "open".into_response(),
         (_, p) if p.starts_with("/api/") || p.starts_with("/deliver/") => {
-            let presented = [header(&headers, "authorization"), header(&headers, "cookie")];
+            let presented = [
+                header(&headers, "authorization"),
+                header(&headers, "cookie"),
+            ];
             if v.reject_next.swap(false, Ordering::SeqCst) {
                 v.valid.lock().unwrap().retain(|t| !presented.contains(t));
                 return StatusCode::UNAUTHORIZED.into_response();
             }
-            let static_key = header(&headers, "x-api-key") == "sm8-key"
-                || presented[0] == "Token hcp-key";
-            let valid = v.valid.lock().unwrap().iter().any(|t| presented.contains(t));
+            let static_key =
+                header(&headers, "x-api-key") == "sm8-key" || presented[0] == "Token hcp-key";
+            let valid = v
+                .valid
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|t| presented.contains(t));
             if static_key || valid {
                 "ok".into_response()
             } else {
@@ -188,7 +210,10 @@ async fn fake_vendor(
 }
 
 fn header(h: &HeaderMap, name: &str) -> String {
-    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 // ---------------------------------------------------------------- host
@@ -205,7 +230,9 @@ struct Host {
 }
 
 fn cache_dir() -> PathBuf {
-    workspace_root().join("target").join("capabilities-test-cache")
+    workspace_root()
+        .join("target")
+        .join("capabilities-test-cache")
 }
 
 impl Host {
@@ -284,9 +311,14 @@ password_file = "strade.password"
                 Err(e) => panic!("cannot reopen the store: {e}"),
             }
         };
-        let creds = Credentials::new(config.credentials.clone(), Some(db.open_tree("credentials").unwrap()));
+        let creds = Credentials::new(
+            config.credentials.clone(),
+            Some(db.open_tree("credentials").unwrap()),
+        );
         let caps = Arc::new(Capabilities::new(config.sandbox.clone(), creds, Some(&db)));
-        let runtime = Runtime::new(CodeCache::new(&cache_dir())).unwrap().with_capabilities(caps.clone());
+        let runtime = Runtime::new(CodeCache::new(&cache_dir()))
+            .unwrap()
+            .with_capabilities(caps.clone());
         Self {
             _dir: None,
             path: path.to_owned(),
@@ -304,8 +336,11 @@ password_file = "strade.password"
             "name = \"{name}\"\nversion = \"0.0.1\"\ncomponent = \"{}\"\n{extra}\n[config]\nmode = \"{mode}\"\nurl = \"{url}\"\n",
             wasm.display()
         );
-        let manifest = Manifest::parse(&text, &self.path.join("plugin.toml")).expect("valid manifest");
-        self.caps.check_manifest(&manifest).expect("credentials exist");
+        let manifest =
+            Manifest::parse(&text, &self.path.join("plugin.toml")).expect("valid manifest");
+        self.caps
+            .check_manifest(&manifest)
+            .expect("credentials exist");
         self.runtime.load(manifest).expect("loads")
     }
 
@@ -350,13 +385,26 @@ fn failure(r: &CallReport) -> String {
 async fn a_granted_request_goes_through_and_anything_else_is_denied_naming_the_rule_to_add() {
     let fake = Fake::start().await;
     let host = Host::new(&fake, "");
-    let granted = host.plugin("granted", "fetch", &format!("{}/open/a", fake.url), &fake.rule("[\"GET\"]", "/open/", None));
+    let granted = host.plugin(
+        "granted",
+        "fetch",
+        &format!("{}/open/a", fake.url),
+        &fake.rule("[\"GET\"]", "/open/", None),
+    );
     assert_eq!(dropped(&host.call(&granted).await), "200 open");
 
-    let p = host.plugin("ungranted", "fetch", "https://not-granted.example/v1/jobs", "");
+    let p = host.plugin(
+        "ungranted",
+        "fetch",
+        "https://not-granted.example/v1/jobs",
+        "",
+    );
     let reason = failure(&host.call(&p).await);
     assert!(reason.contains("HttpRequestDenied"), "{reason}");
-    assert!(reason.contains("GET https://not-granted.example:443/v1/jobs is not granted"), "{reason}");
+    assert!(
+        reason.contains("GET https://not-granted.example:443/v1/jobs is not granted"),
+        "{reason}"
+    );
     assert!(
         reason.contains("[[http]]\nscheme = \"https\"\nhost = \"not-granted.example\"\nmethods = [\"GET\"]\npath = \"/v1/jobs\""),
         "{reason}"
@@ -368,19 +416,39 @@ async fn loopback_is_refused_without_a_rule_naming_it_before_any_connection() {
     let fake = Fake::start().await;
     let host = Host::new(&fake, "");
     // A rule for some other host does not open 127.0.0.1.
-    let p = host.plugin("loopback", "fetch", &format!("{}/open/x", fake.url), "[[http]]\nhost = \"*.example.com\"\n");
+    let p = host.plugin(
+        "loopback",
+        "fetch",
+        &format!("{}/open/x", fake.url),
+        "[[http]]\nhost = \"*.example.com\"\n",
+    );
     let reason = failure(&host.call(&p).await);
-    assert!(reason.contains(&format!("host = \"127.0.0.1\"\nport = {}", fake.port)), "{reason}");
-    assert!(fake.seen().is_empty(), "nothing may reach the fake: {:?}", fake.seen());
+    assert!(
+        reason.contains(&format!("host = \"127.0.0.1\"\nport = {}", fake.port)),
+        "{reason}"
+    );
+    assert!(
+        fake.seen().is_empty(),
+        "nothing may reach the fake: {:?}",
+        fake.seen()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redirect_to_a_denied_destination_is_not_followed() {
     let fake = Fake::start().await;
     let host = Host::new(&fake, "");
-    let p = host.plugin("redirect", "redirect", &format!("{}/redirect", fake.url), &fake.rule("[\"GET\"]", "/redirect", None));
+    let p = host.plugin(
+        "redirect",
+        "redirect",
+        &format!("{}/redirect", fake.url),
+        &fake.rule("[\"GET\"]", "/redirect", None),
+    );
     let reason = failure(&host.call(&p).await);
-    assert!(reason.contains("http://127.0.0.1:1/secret is not granted"), "{reason}");
+    assert!(
+        reason.contains("http://127.0.0.1:1/secret is not granted"),
+        "{reason}"
+    );
     assert_eq!(fake.seen().len(), 1, "only the granted request was sent");
 }
 
@@ -388,7 +456,12 @@ async fn a_redirect_to_a_denied_destination_is_not_followed() {
 async fn a_plugin_cannot_set_its_own_authorization_header() {
     let fake = Fake::start().await;
     let host = Host::new(&fake, "");
-    let p = host.plugin("forger", "auth-header", &format!("{}/api/x", fake.url), &fake.rule("[\"GET\"]", "/api/", None));
+    let p = host.plugin(
+        "forger",
+        "auth-header",
+        &format!("{}/api/x", fake.url),
+        &fake.rule("[\"GET\"]", "/api/", None),
+    );
     let reason = failure(&host.call(&p).await);
     assert!(reason.contains("Forbidden"), "{reason}");
     assert!(fake.seen().is_empty());
@@ -398,7 +471,12 @@ async fn a_plugin_cannot_set_its_own_authorization_header() {
 async fn responses_over_the_size_cap_are_refused() {
     let fake = Fake::start().await;
     let host = Host::new(&fake, "[sandbox]\nmax_response_bytes = 4096\n");
-    let p = host.plugin("big", "fetch", &format!("{}/big", fake.url), &fake.rule("[\"GET\"]", "/big", None));
+    let p = host.plugin(
+        "big",
+        "fetch",
+        &format!("{}/big", fake.url),
+        &fake.rule("[\"GET\"]", "/big", None),
+    );
     let reason = failure(&host.call(&p).await);
     assert!(reason.contains("HttpResponseBodySize"), "{reason}");
 }
@@ -424,7 +502,11 @@ async fn a_memory_bomb_traps_at_the_memory_limit() {
     let host = Host::new(&fake, "");
     let p = host.plugin("bomb", "memory", "", "[limits]\nmemory_mb = 32\n");
     let r = host.call(&p).await;
-    assert!(matches!(r.result, Err(CallError::Trap(_))), "{:?}", r.result);
+    assert!(
+        matches!(r.result, Err(CallError::Trap(_))),
+        "{:?}",
+        r.result
+    );
     assert!(r.peak_memory_bytes <= 32 << 20, "{}", r.peak_memory_bytes);
 }
 
@@ -432,7 +514,12 @@ async fn a_memory_bomb_traps_at_the_memory_limit() {
 async fn an_endless_loop_is_stopped_by_its_cpu_limit() {
     let fake = Fake::start().await;
     let host = Host::new(&fake, "");
-    let p = host.plugin("spin", "spin", "", "[limits]\ncpu_ms = 200\ntimeout_ms = 20000\n");
+    let p = host.plugin(
+        "spin",
+        "spin",
+        "",
+        "[limits]\ncpu_ms = 200\ntimeout_ms = 20000\n",
+    );
     let r = host.call(&p).await;
     assert_eq!(r.result, Err(CallError::CpuLimit(200)));
     assert!(r.elapsed < Duration::from_secs(5), "{:?}", r.elapsed);
@@ -443,7 +530,12 @@ async fn waiting_on_http_counts_against_wall_time_not_cpu() {
     let fake = Fake::start().await;
     let host = Host::new(&fake, "");
     let rule = fake.rule("[\"GET\"]", "/slow", None);
-    let p = host.plugin("waiter", "fetch", &format!("{}/slow", fake.url), &format!("[limits]\ncpu_ms = 100\ntimeout_ms = 1000\n{rule}"));
+    let p = host.plugin(
+        "waiter",
+        "fetch",
+        &format!("{}/slow", fake.url),
+        &format!("[limits]\ncpu_ms = 100\ntimeout_ms = 1000\n{rule}"),
+    );
     let r = host.call(&p).await;
     assert_eq!(r.result, Err(CallError::Timeout(1000)));
 }
@@ -452,7 +544,12 @@ async fn waiting_on_http_counts_against_wall_time_not_cpu() {
 async fn the_operator_ceiling_caps_what_a_manifest_asks_for() {
     let fake = Fake::start().await;
     let host = Host::new(&fake, "[sandbox]\nmax_cpu_ms = 150\n");
-    let p = host.plugin("greedy", "spin", "", "[limits]\ncpu_ms = 60000\ntimeout_ms = 20000\n");
+    let p = host.plugin(
+        "greedy",
+        "spin",
+        "",
+        "[limits]\ncpu_ms = 60000\ntimeout_ms = 20000\n",
+    );
     assert_eq!(host.call(&p).await.result, Err(CallError::CpuLimit(150)));
 }
 
@@ -462,7 +559,11 @@ async fn a_trap_fails_the_call_and_the_runtime_carries_on() {
     let host = Host::new(&fake, "");
     let trap = host.plugin("trap", "trap", "", "");
     let r = host.call(&trap).await;
-    assert!(matches!(r.result, Err(CallError::Trap(_))), "{:?}", r.result);
+    assert!(
+        matches!(r.result, Err(CallError::Trap(_))),
+        "{:?}",
+        r.result
+    );
     let ok = host.plugin("ok", "kv", "", "");
     assert_eq!(dropped(&host.call(&ok).await), "count=1");
 }
@@ -484,9 +585,19 @@ async fn the_key_value_store_persists_per_plugin() {
 async fn static_api_keys_are_added_by_the_host_in_their_header_templates() {
     let fake = Fake::start().await;
     let host = Host::new(&fake, "");
-    let hcp = host.plugin("hcp", "fetch", &format!("{}/api/jobs", fake.url), &fake.rule("[\"GET\"]", "/api/", Some("hcp")));
+    let hcp = host.plugin(
+        "hcp",
+        "fetch",
+        &format!("{}/api/jobs", fake.url),
+        &fake.rule("[\"GET\"]", "/api/", Some("hcp")),
+    );
     assert_eq!(dropped(&host.call(&hcp).await), "200 ok");
-    let sm8 = host.plugin("sm8", "fetch", &format!("{}/api/job.json", fake.url), &fake.rule("[\"GET\"]", "/api/", Some("sm8")));
+    let sm8 = host.plugin(
+        "sm8",
+        "fetch",
+        &format!("{}/api/job.json", fake.url),
+        &fake.rule("[\"GET\"]", "/api/", Some("sm8")),
+    );
     assert_eq!(dropped(&host.call(&sm8).await), "200 ok");
     let seen = fake.seen();
     assert_eq!(header(&seen[0].headers, "authorization"), "Token hcp-key");
@@ -497,7 +608,12 @@ async fn static_api_keys_are_added_by_the_host_in_their_header_templates() {
 async fn client_credentials_are_fetched_once_for_concurrent_calls_with_extra_headers() {
     let fake = Fake::start().await;
     let host = Arc::new(Host::new(&fake, ""));
-    let p = Arc::new(host.plugin("st", "fetch", &format!("{}/api/jpm", fake.url), &fake.rule("[\"GET\"]", "/api/", Some("servicetitan"))));
+    let p = Arc::new(host.plugin(
+        "st",
+        "fetch",
+        &format!("{}/api/jpm", fake.url),
+        &fake.rule("[\"GET\"]", "/api/", Some("servicetitan")),
+    ));
     let calls: Vec<_> = (0..4)
         .map(|_| {
             let (host, p) = (host.clone(), p.clone());
@@ -507,7 +623,11 @@ async fn client_credentials_are_fetched_once_for_concurrent_calls_with_extra_hea
     for c in calls {
         assert_eq!(dropped(&c.await.unwrap()), "200 ok");
     }
-    assert_eq!(fake.vendor.tokens_issued.load(Ordering::SeqCst), 1, "one shared token request");
+    assert_eq!(
+        fake.vendor.tokens_issued.load(Ordering::SeqCst),
+        1,
+        "one shared token request"
+    );
     for s in fake.seen_at("/api/jpm") {
         assert_eq!(header(&s.headers, "authorization"), "Bearer at-1");
         assert_eq!(header(&s.headers, "st-app-key"), "app-key-1");
@@ -518,12 +638,20 @@ async fn client_credentials_are_fetched_once_for_concurrent_calls_with_extra_hea
 async fn a_401_gets_one_retry_with_a_fresh_token() {
     let fake = Fake::start().await;
     let host = Host::new(&fake, "");
-    let p = host.plugin("st", "fetch", &format!("{}/api/jpm", fake.url), &fake.rule("[\"GET\"]", "/api/", Some("servicetitan")));
+    let p = host.plugin(
+        "st",
+        "fetch",
+        &format!("{}/api/jpm", fake.url),
+        &fake.rule("[\"GET\"]", "/api/", Some("servicetitan")),
+    );
     assert_eq!(dropped(&host.call(&p).await), "200 ok");
     fake.vendor.reject_next.store(true, Ordering::SeqCst);
     assert_eq!(dropped(&host.call(&p).await), "200 ok");
     let api = fake.seen_at("/api/jpm");
-    let used: Vec<String> = api.iter().map(|s| header(&s.headers, "authorization")).collect();
+    let used: Vec<String> = api
+        .iter()
+        .map(|s| header(&s.headers, "authorization"))
+        .collect();
     assert_eq!(used, ["Bearer at-1", "Bearer at-1", "Bearer at-2"]);
 }
 
@@ -539,11 +667,19 @@ async fn refresh_tokens_are_used_ahead_of_expiry_and_rotations_survive_a_restart
         let host = Host::at(dir.path(), &fake, "");
         let p = host.plugin("jobber", "fetch", &url, &rule);
         assert_eq!(dropped(&host.call(&p).await), "200 ok");
-        assert_eq!(dropped(&host.call(&p).await), "200 ok", "still fresh: no refresh");
+        assert_eq!(
+            dropped(&host.call(&p).await),
+            "200 ok",
+            "still fresh: no refresh"
+        );
         assert_eq!(fake.vendor.tokens_issued.load(Ordering::SeqCst), 1);
         tokio::time::sleep(Duration::from_millis(1200)).await;
         assert_eq!(dropped(&host.call(&p).await), "200 ok");
-        assert_eq!(fake.vendor.tokens_issued.load(Ordering::SeqCst), 2, "refreshed ahead of expiry");
+        assert_eq!(
+            fake.vendor.tokens_issued.load(Ordering::SeqCst),
+            2,
+            "refreshed ahead of expiry"
+        );
     }
     // A restarted daemon uses the rotated refresh token (rt-2): the vendor
     // has invalidated the configured one (rt-0) and the first rotation.
@@ -554,7 +690,12 @@ async fn refresh_tokens_are_used_ahead_of_expiry_and_rotations_survive_a_restart
     let refreshes: Vec<String> = fake
         .seen_at("/token")
         .iter()
-        .filter_map(|s| s.body.split('&').find_map(|kv| kv.strip_prefix("refresh_token=")).map(str::to_owned))
+        .filter_map(|s| {
+            s.body
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("refresh_token="))
+                .map(str::to_owned)
+        })
         .collect();
     assert_eq!(refreshes, ["rt-0", "rt-1", "rt-2"]);
 }
@@ -563,13 +704,22 @@ async fn refresh_tokens_are_used_ahead_of_expiry_and_rotations_survive_a_restart
 async fn a_servicetrade_session_is_opened_for_the_job_and_closed_after_it() {
     let fake = Fake::start().await;
     let host = Host::new(&fake, "");
-    let p = host.plugin("strade", "fetch", &format!("{}/api/job/1", fake.url), &fake.rule("[\"GET\"]", "/api/job/", Some("servicetrade")));
+    let p = host.plugin(
+        "strade",
+        "fetch",
+        &format!("{}/api/job/1", fake.url),
+        &fake.rule("[\"GET\"]", "/api/job/", Some("servicetrade")),
+    );
     assert_eq!(dropped(&host.call(&p).await), "200 ok");
     let deadline = Instant::now() + Duration::from_secs(5);
     while fake.vendor.sessions_open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let calls: Vec<(String, String)> = fake.seen().iter().map(|s| (s.method.clone(), s.path.clone())).collect();
+    let calls: Vec<(String, String)> = fake
+        .seen()
+        .iter()
+        .map(|s| (s.method.clone(), s.path.clone()))
+        .collect();
     assert_eq!(
         calls,
         [
@@ -586,7 +736,12 @@ async fn a_servicetrade_session_is_opened_for_the_job_and_closed_after_it() {
 
 // ---------------------------------------------------------------- deliveries
 
-async fn deliver(host: &Host, plugin: LoadedPlugin, url: &str, headers: Vec<(String, Vec<u8>)>) -> Sent {
+async fn deliver(
+    host: &Host,
+    plugin: LoadedPlugin,
+    url: &str,
+    headers: Vec<(String, Vec<u8>)>,
+) -> Sent {
     let set = Arc::new(PluginSet::default());
     let name = plugin.manifest.name.clone();
     set.insert(plugin);
@@ -594,18 +749,21 @@ async fn deliver(host: &Host, plugin: LoadedPlugin, url: &str, headers: Vec<(Str
         .unwrap()
         .with_guard(DeliveryGuard::new(host.caps.clone(), set));
     deliverer
-        .send(&DeliveryPayload {
-            event_id: "evt_01TEST".into(),
-            plugin: name,
-            request: Outbound {
-                method: "POST".into(),
-                url: url.into(),
-                headers,
-                body: b"{}".to_vec(),
-                idempotency_key: None,
+        .send(
+            &DeliveryPayload {
+                event_id: "evt_01TEST".into(),
+                plugin: name,
+                request: Outbound {
+                    method: "POST".into(),
+                    url: url.into(),
+                    headers,
+                    body: b"{}".to_vec(),
+                    idempotency_key: None,
+                },
+                idempotency_key: "k".into(),
             },
-            idempotency_key: "k".into(),
-        }, &fieldhook::pipeline::delivery::retryable_status)
+            &fieldhook::pipeline::delivery::retryable_status,
+        )
         .await
 }
 
@@ -616,36 +774,80 @@ async fn deliveries_follow_the_same_grants_and_get_the_credentials() {
     let rule = fake.rule("[\"POST\"]", "/deliver/", Some("servicetitan"));
     let url = format!("{}/deliver/jobs", fake.url);
 
-    let sent = deliver(&host, host.plugin("d1", "deliver", &url, &rule), &url, vec![]).await;
+    let sent = deliver(
+        &host,
+        host.plugin("d1", "deliver", &url, &rule),
+        &url,
+        vec![],
+    )
+    .await;
     assert_eq!(sent, Sent::Ok(200));
-    assert_eq!(header(&fake.seen_at("/deliver/jobs")[0].headers, "authorization"), "Bearer at-1");
+    assert_eq!(
+        header(&fake.seen_at("/deliver/jobs")[0].headers, "authorization"),
+        "Bearer at-1"
+    );
 
     // One retry after a 401, with a new token.
     fake.vendor.reject_next.store(true, Ordering::SeqCst);
-    let sent = deliver(&host, host.plugin("d2", "deliver", &url, &rule), &url, vec![]).await;
+    let sent = deliver(
+        &host,
+        host.plugin("d2", "deliver", &url, &rule),
+        &url,
+        vec![],
+    )
+    .await;
     assert_eq!(sent, Sent::Ok(200));
 
     let other = format!("{}/elsewhere", fake.url);
-    let Sent::Permanent(reason) = deliver(&host, host.plugin("d3", "deliver", &url, &rule), &other, vec![]).await else {
+    let Sent::Permanent(reason) = deliver(
+        &host,
+        host.plugin("d3", "deliver", &url, &rule),
+        &other,
+        vec![],
+    )
+    .await
+    else {
         panic!("an ungranted delivery must be refused")
     };
-    assert!(reason.contains("refused by the host") && reason.contains("path = \"/elsewhere\""), "{reason}");
+    assert!(
+        reason.contains("refused by the host") && reason.contains("path = \"/elsewhere\""),
+        "{reason}"
+    );
 
     let forged = vec![("ST-App-Key".to_string(), b"mine".to_vec())];
-    let Sent::Permanent(reason) = deliver(&host, host.plugin("d4", "deliver", &url, &rule), &url, forged).await else {
+    let Sent::Permanent(reason) = deliver(
+        &host,
+        host.plugin("d4", "deliver", &url, &rule),
+        &url,
+        forged,
+    )
+    .await
+    else {
         panic!("a credential header set by the plugin must be refused")
     };
-    assert!(reason.contains("may not set the `ST-App-Key` header"), "{reason}");
+    assert!(
+        reason.contains("may not set the `ST-App-Key` header"),
+        "{reason}"
+    );
     assert_eq!(fake.seen_at("/elsewhere").len(), 0);
 
     // A token endpoint that refuses is worth retrying later (the operator
     // may fix the secret); the reason says what to check.
     let broken = fake.rule("[\"POST\"]", "/deliver/", Some("broken"));
-    let Sent::Retryable { reason, .. } = deliver(&host, host.plugin("d5", "deliver", &url, &broken), &url, vec![]).await
+    let Sent::Retryable { reason, .. } = deliver(
+        &host,
+        host.plugin("d5", "deliver", &url, &broken),
+        &url,
+        vec![],
+    )
+    .await
     else {
         panic!("a failing token endpoint is retryable")
     };
-    assert!(reason.contains("credential `broken`") && reason.contains("HTTP 401"), "{reason}");
+    assert!(
+        reason.contains("credential `broken`") && reason.contains("HTTP 401"),
+        "{reason}"
+    );
 }
 
 // ---------------------------------------------------------------- the real daemon
@@ -653,7 +855,8 @@ async fn deliveries_follow_the_same_grants_and_get_the_credentials() {
 const HCP_SECRET: &str = "hcp_webhook_signing_secret_EXAMPLE";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn in_the_daemon_hostile_plugins_fail_their_own_jobs_with_clear_reasons_and_the_others_deliver() {
+async fn in_the_daemon_hostile_plugins_fail_their_own_jobs_with_clear_reasons_and_the_others_deliver()
+ {
     use fieldhook::queue::{Queue, TaskState, Topic};
     use fieldhook::store::Store;
 
@@ -700,13 +903,48 @@ template = "Token {key}"
         "[[http]]\nscheme = \"http\"\nhost = \"127.0.0.1\"\nport = {port}\nmethods = [\"POST\"]\npath = \"/hcp/\"\ncredential = \"hcp\"\n"
     );
     for (name, mode, url, extra) in [
-        ("denied", "fetch", "https://not-granted.example/v1".to_string(), String::new()),
-        ("spin", "spin", String::new(), "[limits]\ncpu_ms = 200\n".to_string()),
-        ("bomb", "memory", String::new(), "[limits]\nmemory_mb = 16\n".to_string()),
-        ("gigantic", "gigantic", format!("{}/hcp/x", dest.url), deliver_rule.clone()),
-        ("many", "many", format!("{}/hcp/x", dest.url), deliver_rule.clone()),
-        ("forger", "auth-decision", format!("{}/hcp/x", dest.url), deliver_rule.clone()),
-        ("honest", "deliver", format!("{}/hcp/jobs", dest.url), deliver_rule.clone()),
+        (
+            "denied",
+            "fetch",
+            "https://not-granted.example/v1".to_string(),
+            String::new(),
+        ),
+        (
+            "spin",
+            "spin",
+            String::new(),
+            "[limits]\ncpu_ms = 200\n".to_string(),
+        ),
+        (
+            "bomb",
+            "memory",
+            String::new(),
+            "[limits]\nmemory_mb = 16\n".to_string(),
+        ),
+        (
+            "gigantic",
+            "gigantic",
+            format!("{}/hcp/x", dest.url),
+            deliver_rule.clone(),
+        ),
+        (
+            "many",
+            "many",
+            format!("{}/hcp/x", dest.url),
+            deliver_rule.clone(),
+        ),
+        (
+            "forger",
+            "auth-decision",
+            format!("{}/hcp/x", dest.url),
+            deliver_rule.clone(),
+        ),
+        (
+            "honest",
+            "deliver",
+            format!("{}/hcp/jobs", dest.url),
+            deliver_rule.clone(),
+        ),
     ] {
         install_plugin(
             &plugins,
@@ -725,7 +963,10 @@ template = "Token {key}"
         .post(format!("{}/hooks/hcp", daemon.url))
         .header("content-type", "application/json")
         .header("Api-Timestamp", &ts)
-        .header("Api-Signature", sign_housecall_pro(HCP_SECRET, &ts, body.as_bytes()))
+        .header(
+            "Api-Signature",
+            sign_housecall_pro(HCP_SECRET, &ts, body.as_bytes()),
+        )
         .body(body)
         .send()
         .await
@@ -737,7 +978,10 @@ template = "Token {key}"
     paths.sort();
     assert_eq!(paths, ["/books/jobs", "/hcp/jobs"]);
     let honest = got.iter().find(|r| r.path == "/hcp/jobs").unwrap();
-    assert_eq!(honest.headers.get("authorization").unwrap(), "Token hcp-key");
+    assert_eq!(
+        honest.headers.get("authorization").unwrap(),
+        "Token hcp-key"
+    );
     // Let the retried failures (3 attempts, short backoff) run out.
     tokio::time::sleep(Duration::from_secs(5)).await;
     daemon.stop();

@@ -71,7 +71,8 @@ secret_file = "hcp.secret"
             "accounting-sync",
             &guest("accounting-sync"),
             &format!(
-                "name = \"accounting-sync\"\nversion = \"0.1.0\"\n[[subscriptions]]\nsource = \"hcp\"\nkinds = [\"job.completed\"]\n{grant}[config]\nendpoint = \"{endpoint}\"\n", grant = http_grant(endpoint)
+                "name = \"accounting-sync\"\nversion = \"0.1.0\"\n[[subscriptions]]\nsource = \"hcp\"\nkinds = [\"job.completed\"]\n{grant}[config]\nendpoint = \"{endpoint}\"\n",
+                grant = http_grant(endpoint)
             ),
         );
         Self {
@@ -400,7 +401,10 @@ async fn a_refused_delivery_is_dead_lettered_with_its_reason_and_a_replay_delive
     assert!(ok && replayed.contains("1 events, 1 jobs"), "{replayed}");
     let got = dest.wait_for(3, Duration::from_secs(20)).await;
     assert_eq!(got.len(), 3, "the range replay delivered again");
-    assert_eq!(got[2].headers["idempotency-key"], got[1].headers["idempotency-key"]);
+    assert_eq!(
+        got[2].headers["idempotency-key"],
+        got[1].headers["idempotency-key"]
+    );
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -101,7 +101,12 @@ impl Plugin {
                         rule.insert("port".into(), port.parse::<i64>().unwrap().into());
                         rule.insert(
                             "methods".into(),
-                            toml::Value::Array(vec!["GET".into(), "POST".into(), "PUT".into(), "PATCH".into()]),
+                            toml::Value::Array(vec![
+                                "GET".into(),
+                                "POST".into(),
+                                "PUT".into(),
+                                "PATCH".into(),
+                            ]),
                         );
                         rule.insert("path".into(), format!("/{path}").into());
                         grants.push(toml::Value::Table(rule));

@@ -120,7 +120,10 @@ async fn a_servicetrade_burst_for_one_entity_runs_the_plugin_once_with_the_lates
     setup.plugin(
         "accounting-sync",
         "accounting-sync",
-        &format!("[[subscriptions]]\nsource = \"st\"\n{}[config]\nendpoint = \"http://127.0.0.1:9/x\"\n", http_grant("http://127.0.0.1:9/x")),
+        &format!(
+            "[[subscriptions]]\nsource = \"st\"\n{}[config]\nendpoint = \"http://127.0.0.1:9/x\"\n",
+            http_grant("http://127.0.0.1:9/x")
+        ),
     );
     let daemon = DaemonProcess::start(&setup.config());
     let client = reqwest::Client::new();

@@ -109,7 +109,11 @@ mode = "{mode}"
     }
 }
 
-async fn post_hcp(daemon: &DaemonProcess, body: &str, signature: Option<String>) -> reqwest::Response {
+async fn post_hcp(
+    daemon: &DaemonProcess,
+    body: &str,
+    signature: Option<String>,
+) -> reqwest::Response {
     let ts = unix_now();
     let sig = signature.unwrap_or_else(|| sign_housecall_pro(SECRET, &ts, body.as_bytes()));
     reqwest::Client::new()
@@ -139,7 +143,10 @@ async fn a_signed_webhook_is_stored_run_through_the_plugin_and_delivered_mapped(
     let resp = post_hcp(&daemon, JOB_COMPLETED, None).await;
     assert_eq!(resp.status(), 200);
     let answer: serde_json::Value = resp.json().await.unwrap();
-    let event_id = answer["stored"][0].as_str().expect("an event id").to_owned();
+    let event_id = answer["stored"][0]
+        .as_str()
+        .expect("an event id")
+        .to_owned();
     assert!(event_id.starts_with("evt_"), "{answer}");
 
     let got = dest.wait_for(1, Duration::from_secs(30)).await;
@@ -206,7 +213,10 @@ async fn an_unknown_source_is_404_and_an_oversized_body_is_413() {
         .unwrap();
     assert_eq!(resp.status(), 404);
 
-    let huge = format!(r#"{{"event":"job.completed","pad":"{}"}}"#, "x".repeat(70_000));
+    let huge = format!(
+        r#"{{"event":"job.completed","pad":"{}"}}"#,
+        "x".repeat(70_000)
+    );
     let resp = post_hcp(&daemon, &huge, None).await;
     assert_eq!(resp.status(), 413);
     daemon.stop();
@@ -226,7 +236,11 @@ async fn a_restarted_daemon_keeps_the_event_and_does_not_process_it_twice() {
     // Give the restarted workers time to (wrongly) pick the work up again.
     tokio::time::sleep(Duration::from_secs(2)).await;
     daemon.stop();
-    assert_eq!(dest.received().len(), 1, "a finished job is not run again after a restart");
+    assert_eq!(
+        dest.received().len(),
+        1,
+        "a finished job is not run again after a restart"
+    );
 
     let (events, queue) = inspect(&setup.db()).await;
     assert_eq!(events, 1, "the event is still stored");
@@ -235,7 +249,10 @@ async fn a_restarted_daemon_keeps_the_event_and_does_not_process_it_twice() {
     assert_eq!(jobs[0].state, TaskState::Done);
     let deliveries = queue.tasks(Topic::Deliveries).unwrap();
     assert_eq!(deliveries[0].state, TaskState::Done);
-    assert_eq!(deliveries[0].history.last().unwrap().outcome, "delivered: HTTP 200");
+    assert_eq!(
+        deliveries[0].history.last().unwrap().outcome,
+        "delivered: HTTP 200"
+    );
 }
 
 #[tokio::test]
@@ -251,15 +268,27 @@ async fn an_event_accepted_before_kill_9_is_processed_after_restart() {
 
     let daemon = DaemonProcess::start(&setup.config());
     let got = dest.wait_for(2, Duration::from_secs(30)).await;
-    assert!(got.len() >= 2, "delivered after the restart (first attempt 503, then 200)");
+    assert!(
+        got.len() >= 2,
+        "delivered after the restart (first attempt 503, then 200)"
+    );
     daemon.stop();
 
     let (events, queue) = inspect(&setup.db()).await;
     assert_eq!(events, 1);
     let deliveries = queue.tasks(Topic::Deliveries).unwrap();
-    assert_eq!(deliveries.len(), 1, "the job ran once and queued one delivery");
+    assert_eq!(
+        deliveries.len(),
+        1,
+        "the job ran once and queued one delivery"
+    );
     assert_eq!(deliveries[0].state, TaskState::Done, "{:?}", deliveries[0]);
-    assert!(deliveries[0].history.iter().any(|a| a.outcome.contains("503")));
+    assert!(
+        deliveries[0]
+            .history
+            .iter()
+            .any(|a| a.outcome.contains("503"))
+    );
 }
 
 #[tokio::test]
@@ -289,7 +318,11 @@ async fn a_trapping_plugin_fails_its_own_job_and_the_others_carry_on() {
     assert_eq!(trapped.len(), 2);
     for job in trapped {
         assert_eq!(job.state, TaskState::Dead, "{job:?}");
-        assert!(job.history.iter().all(|a| a.outcome.contains("trapped")), "{:?}", job.history);
+        assert!(
+            job.history.iter().all(|a| a.outcome.contains("trapped")),
+            "{:?}",
+            job.history
+        );
     }
 }
 
@@ -311,5 +344,9 @@ async fn an_endless_loop_is_stopped_at_the_plugin_time_limit() {
         .find(|t| t.id.ends_with(".trapper"))
         .expect("the trapper job exists");
     assert_eq!(job.state, TaskState::Dead, "{job:?}");
-    assert!(job.history[0].outcome.contains("time limit of 500 ms"), "{:?}", job.history);
+    assert!(
+        job.history[0].outcome.contains("time limit of 500 ms"),
+        "{:?}",
+        job.history
+    );
 }

@@ -68,7 +68,8 @@ struct Setup {
 impl Setup {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).expect("write");
+        let write =
+            |name: &str, text: &str| std::fs::write(dir.path().join(name), text).expect("write");
         write("m8.token", M8_TOKEN);
         write("st.token", ST_TOKEN);
         write("hcp.secret", HCP_SECRET);
@@ -283,7 +284,11 @@ async fn servicem8_handshake_is_answered_with_exactly_the_challenge_and_nothing_
     let a = d.post(&path, &form, M8_HANDSHAKE).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.body, "7f3c2a9e41b8", "the body is exactly the challenge");
-    assert!(a.content_type.starts_with("text/plain"), "{}", a.content_type);
+    assert!(
+        a.content_type.starts_with("text/plain"),
+        "{}",
+        a.content_type
+    );
     d.stop();
     assert_eq!(setup.store().event_count(), 0);
 }
@@ -314,7 +319,10 @@ async fn servicem8_object_webhook_is_stored_with_kind_entity_and_dedupe_and_a_re
     assert_eq!((e.source.as_str(), e.vendor.as_str()), ("m8", "servicem8"));
     assert_eq!(e.kind, "job.updated");
     let entity = e.entity.expect("entity");
-    assert_eq!((entity.kind.as_str(), entity.id.as_str()), ("job", "job-uuid-1"));
+    assert_eq!(
+        (entity.kind.as_str(), entity.id.as_str()),
+        ("job", "job-uuid-1")
+    );
     assert_eq!(
         entity.url.as_deref(),
         Some("https://api.servicem8.com/api_1.0/job/job-uuid-1.json")
@@ -423,7 +431,10 @@ async fn servicetrade_is_never_answered_4xx_for_an_oversized_or_malformed_delive
     let setup = Setup::new();
     let d = setup.start();
     let path = format!("/hooks/st/{ST_TOKEN}");
-    let huge = format!(r#"{{"messageId":"m","data":[],"pad":"{}"}}"#, "x".repeat(70_000));
+    let huge = format!(
+        r#"{{"messageId":"m","data":[],"pad":"{}"}}"#,
+        "x".repeat(70_000)
+    );
     let a = d.post(&path, &[], &huge).await;
     assert_eq!(
         a.status, 500,
@@ -480,12 +491,23 @@ async fn housecall_pro_public_vector_is_stored_once_and_a_changed_timestamp_is_4
         ("Api-Timestamp", HCP_PUBLIC_TS),
         ("Api-Signature", HCP_PUBLIC_SIG),
     ];
-    let id = d.post("/hooks/hcp", &headers, HCP_PUBLIC_BODY).await.stored_one();
+    let id = d
+        .post("/hooks/hcp", &headers, HCP_PUBLIC_BODY)
+        .await
+        .stored_one();
     let (stored, duplicates) = d.post("/hooks/hcp", &headers, HCP_PUBLIC_BODY).await.ids();
     assert!(stored.is_empty());
     assert_eq!(duplicates, std::slice::from_ref(&id));
-    let tampered = [("Api-Timestamp", "1784871496"), ("Api-Signature", HCP_PUBLIC_SIG)];
-    assert_eq!(d.post("/hooks/hcp", &tampered, HCP_PUBLIC_BODY).await.status, 401);
+    let tampered = [
+        ("Api-Timestamp", "1784871496"),
+        ("Api-Signature", HCP_PUBLIC_SIG),
+    ];
+    assert_eq!(
+        d.post("/hooks/hcp", &tampered, HCP_PUBLIC_BODY)
+            .await
+            .status,
+        401
+    );
     d.stop();
     let store = setup.store();
     assert_eq!(store.event_count(), 1);
@@ -544,7 +566,10 @@ async fn housecall_pro_signed_malformed_json_is_stored_unparsed_with_kind_unknow
         ("Api-Timestamp", HCP_BROKEN_TS),
         ("Api-Signature", HCP_BROKEN_SIG),
     ];
-    let id = d.post("/hooks/hcp", &headers, HCP_BROKEN).await.stored_one();
+    let id = d
+        .post("/hooks/hcp", &headers, HCP_BROKEN)
+        .await
+        .stored_one();
     d.stop();
     let store = setup.store();
     let e = event(&store, &id);
@@ -558,7 +583,11 @@ async fn housecall_pro_missing_or_duplicate_signature_headers_are_401_with_the_r
     let setup = Setup::new();
     let d = setup.start();
     let a = d
-        .post("/hooks/hcp", &[("Api-Timestamp", HCP_PUBLIC_TS)], HCP_PUBLIC_BODY)
+        .post(
+            "/hooks/hcp",
+            &[("Api-Timestamp", HCP_PUBLIC_TS)],
+            HCP_PUBLIC_BODY,
+        )
         .await;
     assert_eq!(a.status, 401);
     assert!(a.body.contains("Api-Signature"), "{}", a.body);
@@ -586,7 +615,11 @@ async fn jobber_public_vector_and_the_previous_secret_are_accepted_and_a_tampere
         .await
         .stored_one();
     let rotated = d
-        .post("/hooks/jobber", &h(JOBBER_INVOICE_SIG_PREVIOUS), JOBBER_INVOICE)
+        .post(
+            "/hooks/jobber",
+            &h(JOBBER_INVOICE_SIG_PREVIOUS),
+            JOBBER_INVOICE,
+        )
         .await
         .stored_one();
     let tampered = JOBBER_PUBLIC_BODY.replace("CLIENT_CREATE", "CLIENT_UPDATE");
@@ -596,7 +629,12 @@ async fn jobber_public_vector_and_the_previous_secret_are_accepted_and_a_tampere
             .status,
         401
     );
-    assert_eq!(d.post("/hooks/jobber", &[], JOBBER_PUBLIC_BODY).await.status, 401);
+    assert_eq!(
+        d.post("/hooks/jobber", &[], JOBBER_PUBLIC_BODY)
+            .await
+            .status,
+        401
+    );
     d.stop();
     let store = setup.store();
     assert_eq!(store.event_count(), 2);
@@ -693,7 +731,10 @@ async fn standard_webhooks_public_vector_is_accepted_and_stale_or_future_is_401(
     let store = setup.store();
     assert_eq!(store.event_count(), 2);
     let e = event(&store, &id);
-    assert_eq!(e.dedupe_key.as_deref(), Some("msg_p5jXN8AQM9LWM0D4loKWxJek"));
+    assert_eq!(
+        e.dedupe_key.as_deref(),
+        Some("msg_p5jXN8AQM9LWM0D4loKWxJek")
+    );
 }
 
 // ======================================================= generic HMAC, basic auth, API key
@@ -725,16 +766,23 @@ async fn generic_hmac_sha512_base64_prefix_and_sha1_hex_are_accepted_and_wrong_o
         401
     );
     assert_eq!(
-        d.post("/hooks/hmac1", &[("X-Signature", HMAC_SHA512_B64)], HMAC_BODY)
-            .await
-            .status,
+        d.post(
+            "/hooks/hmac1",
+            &[("X-Signature", HMAC_SHA512_B64)],
+            HMAC_BODY
+        )
+        .await
+        .status,
         401
     );
     // A signed timestamp outside the tolerance.
     let a = d
         .post(
             "/hooks/hmac-ts",
-            &[("X-Timestamp", HMAC_TS_OLD), ("X-Signature", HMAC_TS_OLD_SIG)],
+            &[
+                ("X-Timestamp", HMAC_TS_OLD),
+                ("X-Signature", HMAC_TS_OLD_SIG),
+            ],
             HMAC_BODY,
         )
         .await;
@@ -755,9 +803,13 @@ async fn basic_auth_and_api_key_accept_the_secret_and_refuse_anything_else() {
         .await
         .stored_one();
     assert_eq!(
-        d.post("/hooks/basic", &[("Authorization", BASIC_WRONG_HEADER)], body)
-            .await
-            .status,
+        d.post(
+            "/hooks/basic",
+            &[("Authorization", BASIC_WRONG_HEADER)],
+            body
+        )
+        .await
+        .status,
         401
     );
     assert_eq!(d.post("/hooks/basic", &[], body).await.status, 401);
@@ -799,7 +851,9 @@ async fn an_unknown_source_is_404_and_nothing_is_stored() {
             .status,
         404
     );
-    let a = d.post(&format!("/hooks/m8/{M8_TOKEN}/extra"), &[], "{}").await;
+    let a = d
+        .post(&format!("/hooks/m8/{M8_TOKEN}/extra"), &[], "{}")
+        .await;
     assert_eq!(a.status, 404);
     assert!(a.body.contains("/hooks/{source}/{token}"), "{}", a.body);
     d.stop();
@@ -917,7 +971,14 @@ fn verify_accepts_every_public_vector_and_exits_0() {
         ),
         (
             with(
-                &["--vendor", "servicem8", "--secret", M8_TOKEN, "--token", M8_TOKEN],
+                &[
+                    "--vendor",
+                    "servicem8",
+                    "--secret",
+                    M8_TOKEN,
+                    "--token",
+                    M8_TOKEN,
+                ],
                 &[("Content-Type", "application/x-www-form-urlencoded")],
             ),
             M8_HANDSHAKE,
@@ -968,7 +1029,10 @@ fn verify_rejects_every_altered_public_vector_with_the_reason_and_exits_1() {
                     "--at",
                     HCP_PUBLIC_TS,
                 ],
-                &[("Api-Timestamp", "1784871496"), ("Api-Signature", HCP_PUBLIC_SIG)],
+                &[
+                    ("Api-Timestamp", "1784871496"),
+                    ("Api-Signature", HCP_PUBLIC_SIG),
+                ],
             ),
             HCP_PUBLIC_BODY.to_owned(),
             "signature mismatch",
@@ -1014,7 +1078,14 @@ fn verify_rejects_every_altered_public_vector_with_the_reason_and_exits_1() {
         ),
         (
             with(
-                &["--vendor", "servicem8", "--secret", M8_TOKEN, "--token", "wrong"],
+                &[
+                    "--vendor",
+                    "servicem8",
+                    "--secret",
+                    M8_TOKEN,
+                    "--token",
+                    "wrong",
+                ],
                 &[],
             ),
             M8_HANDSHAKE.to_owned(),
@@ -1083,7 +1154,11 @@ fn verify_uses_a_configured_source() {
     );
     let out = verify(&strs(&args), JOBBER_INVOICE);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("secret #2 (previous)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("secret #2 (previous)"),
+        "{}",
+        out.stdout
+    );
     let args = with(
         &["--config", config, "--source", "hcp"],
         &[
@@ -1112,7 +1187,14 @@ fn verify_exits_2_for_a_bad_invocation_and_says_what_to_fix() {
         (&["--vendor", "jobber"], "--secret"),
         (&["--vendor", "jobbr", "--secret", "x"], "known vendors"),
         (
-            &["--vendor", "jobber", "--secret", "x", "--header", "no colon here"],
+            &[
+                "--vendor",
+                "jobber",
+                "--secret",
+                "x",
+                "--header",
+                "no colon here",
+            ],
             "Name: value",
         ),
         (

@@ -373,7 +373,12 @@ mod tests {
     #[test]
     fn a_secret_comes_from_the_environment() {
         // SAFETY: tests in this module use distinct variable names.
-        unsafe { std::env::set_var("FIELDHOOK_TEST_SECRET_A", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") };
+        unsafe {
+            std::env::set_var(
+                "FIELDHOOK_TEST_SECRET_A",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            )
+        };
         let c = parse(
             r#"
             [[sources]]

@@ -13,11 +13,11 @@ use crate::capabilities::delivery::DeliveryGuard;
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::ingress::{self, StoreSink};
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::pipeline::delivery::Deliverer;
-use crate::plugins::{self, LoadFailure, PluginSet};
-use crate::metrics::Metrics;
 use crate::pipeline::policy::Destinations;
+use crate::plugins::{self, LoadFailure, PluginSet};
 use crate::queue::{Queue, TaskLog};
 use crate::runtime::{CodeCache, Runtime};
 use crate::store::Store;
@@ -76,38 +76,56 @@ pub struct Daemon {
 
 impl std::fmt::Debug for Daemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Daemon").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Daemon")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
 impl Daemon {
     /// Opens the store, loads plugins, starts workers and the listener.
     pub async fn start(config: Config) -> Result<Self, DaemonError> {
-        let store = Store::open(&config.data_dir.join("db")).map_err(|source| DaemonError::Store {
-            dir: config.data_dir.clone(),
-            source,
-        })?;
-        let queue: Arc<dyn TaskLog> = Arc::new(Queue::open(store.db()).map_err(DaemonError::Queue)?);
+        let store =
+            Store::open(&config.data_dir.join("db")).map_err(|source| DaemonError::Store {
+                dir: config.data_dir.clone(),
+                source,
+            })?;
+        let queue: Arc<dyn TaskLog> =
+            Arc::new(Queue::open(store.db()).map_err(DaemonError::Queue)?);
         let recovered = queue.recover(now_ms())?;
         if recovered > 0 {
-            tracing::warn!(recovered, "re-queued work that was running when the daemon stopped");
+            tracing::warn!(
+                recovered,
+                "re-queued work that was running when the daemon stopped"
+            );
         }
-        let credentials = Credentials::new(config.credentials.clone(), store.db().open_tree("credentials").ok());
-        let capabilities = Arc::new(Capabilities::new(config.sandbox.clone(), credentials, Some(store.db())));
+        let credentials = Credentials::new(
+            config.credentials.clone(),
+            store.db().open_tree("credentials").ok(),
+        );
+        let capabilities = Arc::new(Capabilities::new(
+            config.sandbox.clone(),
+            credentials,
+            Some(store.db()),
+        ));
         let runtime = Arc::new(
             Runtime::new(CodeCache::new(&config.data_dir.join("compiled")))?
                 .with_capabilities(capabilities.clone()),
         );
         let plugin_set = Arc::new(PluginSet::default());
         // Watch before the first load, so nothing landing meanwhile is missed.
-        let plugins_watch = plugins::watch(runtime.clone(), config.plugins_dir.clone(), plugin_set.clone())
-            .inspect_err(|e| {
-                tracing::error!(
-                    dir = %config.plugins_dir.display(), error = %e,
-                    "cannot watch the plugins directory; plugins load at start only"
-                )
-            })
-            .ok();
+        let plugins_watch = plugins::watch(
+            runtime.clone(),
+            config.plugins_dir.clone(),
+            plugin_set.clone(),
+        )
+        .inspect_err(|e| {
+            tracing::error!(
+                dir = %config.plugins_dir.display(), error = %e,
+                "cannot watch the plugins directory; plugins load at start only"
+            )
+        })
+        .ok();
         let load_failures = {
             let runtime = runtime.clone();
             let set = plugin_set.clone();
@@ -143,11 +161,21 @@ impl Daemon {
             deliveries: Notify::new(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut workers = pipeline.spawn(config.workers.jobs, config.workers.deliveries, shutdown_rx.clone());
+        let mut workers = pipeline.spawn(
+            config.workers.jobs,
+            config.workers.deliveries,
+            shutdown_rx.clone(),
+        );
         {
             let p = pipeline.clone();
-            let (r, window, stop) = (config.retention.clone(), config.dedupe_window_secs * 1000, shutdown_rx.clone());
-            workers.push(tokio::spawn(async move { p.retention_loop(r, window, stop).await }));
+            let (r, window, stop) = (
+                config.retention.clone(),
+                config.dedupe_window_secs * 1000,
+                shutdown_rx.clone(),
+            );
+            workers.push(tokio::spawn(async move {
+                p.retention_loop(r, window, stop).await
+            }));
         }
 
         let wake = pipeline.clone();
@@ -156,8 +184,10 @@ impl Daemon {
             dedupe_window_ms: config.dedupe_window_secs * 1000,
             on_stored: Box::new(move || wake.inbox.notify_one()),
         });
-        let app = ingress::router(&config, sink)
-            .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track_ingress));
+        let app = ingress::router(&config, sink).layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track_ingress,
+        ));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| DaemonError::Bind {
@@ -171,22 +201,36 @@ impl Daemon {
         let mut stop = shutdown_rx;
         let server = tokio::spawn(async move {
             // Connect info gives the ingress the peer address (`allowed_ips`).
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
         });
         let ready = Arc::new(AtomicBool::new(false));
         let plugin_failures = Arc::new(RwLock::new(load_failures.clone()));
         let admin_addr = match &config.admin {
             None => None,
             Some(settings) => {
-                let app = crate::admin::router(settings, pipeline.clone(), plugin_failures.clone(), ready.clone());
+                let app = crate::admin::router(
+                    settings,
+                    pipeline.clone(),
+                    plugin_failures.clone(),
+                    ready.clone(),
+                );
                 let listener = tokio::net::TcpListener::bind(settings.listen)
                     .await
-                    .map_err(|source| DaemonError::Bind { addr: settings.listen, source })?;
-                let admin_addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: settings.listen, source })?;
+                    .map_err(|source| DaemonError::Bind {
+                        addr: settings.listen,
+                        source,
+                    })?;
+                let admin_addr = listener.local_addr().map_err(|source| DaemonError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
                 let mut stop = shutdown.subscribe();
                 workers.push(tokio::spawn(async move {
                     let served = axum::serve(listener, app)
@@ -227,7 +271,10 @@ impl Daemon {
         // Workers finish the task they hold (bounded by plugin and delivery
         // timeouts); anything unfinished is re-run after restart anyway.
         let workers = futures::future::join_all(self.workers);
-        if tokio::time::timeout(std::time::Duration::from_secs(30), workers).await.is_err() {
+        if tokio::time::timeout(std::time::Duration::from_secs(30), workers)
+            .await
+            .is_err()
+        {
             tracing::warn!("workers still busy after 30 s; their tasks will re-run after restart");
         }
         if let Err(e) = self.pipeline.store.sync().await {

@@ -8,7 +8,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "fieldhook", version, about = "Webhooks from field-service platforms, verified, stored durably, and run through WebAssembly plugins")]
+#[command(
+    name = "fieldhook",
+    version,
+    about = "Webhooks from field-service platforms, verified, stored durably, and run through WebAssembly plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -155,20 +159,58 @@ fn main() -> anyhow::Result<()> {
         } => rt.block_on(cmd::send::send(config, source, body_file, url)),
         Command::Verify(args) => std::process::exit(cmd::verify::verify(args)),
         Command::Plugin { command } => rt.block_on(cmd::plugin::plugin(command)),
-        Command::Events { config, id, source, after, limit } => {
-            rt.block_on(cmd::events::events(&config, id, source, after, limit))
-        }
-        Command::Dlq { config, topic, plugin, source, reason, limit, json } => rt.block_on(cmd::dlq::dlq(
+        Command::Events {
+            config,
+            id,
+            source,
+            after,
+            limit,
+        } => rt.block_on(cmd::events::events(&config, id, source, after, limit)),
+        Command::Dlq {
+            config,
+            topic,
+            plugin,
+            source,
+            reason,
+            limit,
+            json,
+        } => rt.block_on(cmd::dlq::dlq(
             &config,
-            cmd::dlq::Filter { topic, plugin, source, reason },
+            cmd::dlq::Filter {
+                topic,
+                plugin,
+                source,
+                reason,
+            },
             limit,
             json,
         )),
-        Command::Replay { config, event, dlq, topic, plugin, source, reason, from, to } => rt.block_on(
-            cmd::replay::replay(&config, cmd::replay::Replay { event, dlq, topic, plugin, source, reason, from, to }),
-        ),
+        Command::Replay {
+            config,
+            event,
+            dlq,
+            topic,
+            plugin,
+            source,
+            reason,
+            from,
+            to,
+        } => rt.block_on(cmd::replay::replay(
+            &config,
+            cmd::replay::Replay {
+                event,
+                dlq,
+                topic,
+                plugin,
+                source,
+                reason,
+                from,
+                to,
+            },
+        )),
         Command::Stats { config, metrics } => rt.block_on(cmd::stats::stats(&config, metrics)),
-        Command::Store { command: StoreCommand::Verify { data_dir } } => cmd::store::verify(&data_dir),
+        Command::Store {
+            command: StoreCommand::Verify { data_dir },
+        } => cmd::store::verify(&data_dir),
     }
 }
-

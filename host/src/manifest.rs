@@ -241,7 +241,9 @@ impl Manifest {
         }
         let http = Allowlist::new(raw.http).map_err(|e| invalid(e.to_string()))?;
         if raw.runtime.recycle_after_calls == 0 {
-            return Err(invalid("runtime.recycle_after_calls must be at least 1".into()));
+            return Err(invalid(
+                "runtime.recycle_after_calls must be at least 1".into(),
+            ));
         }
         if let Some(mb) = raw.runtime.recycle_memory_mb
             && (mb == 0 || mb > raw.limits.memory_mb)
@@ -320,7 +322,11 @@ mod tests {
 
     #[test]
     fn a_plugin_without_subscriptions_receives_nothing() {
-        assert!(!manifest(BASE).unwrap().subscribes_to("hcp", "job.completed"));
+        assert!(
+            !manifest(BASE)
+                .unwrap()
+                .subscribes_to("hcp", "job.completed")
+        );
     }
 
     #[test]
@@ -345,8 +351,10 @@ mod tests {
 
     #[test]
     fn config_values_are_strings_numbers_or_booleans() {
-        let m = manifest(&format!("{BASE}[config]\nendpoint = \"http://x\"\nretries = 3\ndry = true\n"))
-            .unwrap();
+        let m = manifest(&format!(
+            "{BASE}[config]\nendpoint = \"http://x\"\nretries = 3\ndry = true\n"
+        ))
+        .unwrap();
         assert_eq!(m.config["endpoint"], "http://x");
         assert_eq!(m.config["retries"], "3");
         assert_eq!(m.config["dry"], "true");
@@ -375,7 +383,10 @@ mod tests {
     #[test]
     fn the_runtime_section_picks_the_instance_policy() {
         assert_eq!(manifest(BASE).unwrap().runtime, RuntimeSettings::default());
-        let m = manifest(&format!("{BASE}[runtime]\ninstances = \"reuse\"\nrecycle_after_calls = 5\n")).unwrap();
+        let m = manifest(&format!(
+            "{BASE}[runtime]\ninstances = \"reuse\"\nrecycle_after_calls = 5\n"
+        ))
+        .unwrap();
         assert_eq!(m.runtime.instances, Some(InstanceMode::Reuse));
         assert_eq!(m.runtime.recycle_after_calls, 5);
         assert!(manifest(&format!("{BASE}[runtime]\ninstances = \"warm\"\n")).is_err());

@@ -144,7 +144,11 @@ impl PluginSet {
         };
         self.clear_failure(dir);
 
-        let gone: Vec<PathBuf> = dirs.keys().filter(|d| !found.contains(d)).cloned().collect();
+        let gone: Vec<PathBuf> = dirs
+            .keys()
+            .filter(|d| !found.contains(d))
+            .cloned()
+            .collect();
         for d in gone {
             if let Some(name) = dirs.remove(&d).and_then(|s| s.serving) {
                 self.remove(&name);
@@ -163,7 +167,9 @@ impl PluginSet {
                     // Unreadable (often: still being written); retried on
                     // the next change.
                     state.fingerprint = None;
-                    report.failed.push(self.fail(&d, reason, serving.as_deref()));
+                    report
+                        .failed
+                        .push(self.fail(&d, reason, serving.as_deref()));
                     continue;
                 }
             };
@@ -174,7 +180,9 @@ impl PluginSet {
             let manifest = match candidate.manifest {
                 Ok(m) => m,
                 Err(reason) => {
-                    report.failed.push(self.fail(&d, reason, serving.as_deref()));
+                    report
+                        .failed
+                        .push(self.fail(&d, reason, serving.as_deref()));
                     continue;
                 }
             };
@@ -185,7 +193,9 @@ impl PluginSet {
                     "a plugin named `{name}` is already loaded from {}; give this one another name",
                     other.display()
                 );
-                report.failed.push(self.fail(&d, reason, serving.as_deref()));
+                report
+                    .failed
+                    .push(self.fail(&d, reason, serving.as_deref()));
                 continue;
             }
             match runtime.load_bytes(manifest, &candidate.component) {
@@ -209,14 +219,21 @@ impl PluginSet {
                     }
                     report.loaded.push(name);
                 }
-                Err(e) => report.failed.push(self.fail(&d, e.to_string(), serving.as_deref())),
+                Err(e) => report
+                    .failed
+                    .push(self.fail(&d, e.to_string(), serving.as_deref())),
             }
         }
         report
     }
 
     /// The directory other than `dir` that serves `name`, if any.
-    fn owner_of(&self, dirs: &BTreeMap<PathBuf, DirState>, name: &str, dir: &Path) -> Option<PathBuf> {
+    fn owner_of(
+        &self,
+        dirs: &BTreeMap<PathBuf, DirState>,
+        name: &str,
+        dir: &Path,
+    ) -> Option<PathBuf> {
         dirs.iter()
             .find(|(d, s)| d.as_path() != dir && s.serving.as_deref() == Some(name))
             .map(|(d, _)| d.clone())
@@ -335,15 +352,33 @@ mod tests {
         let runtime = Runtime::new(CodeCache::new(&tmp.path().join("compiled"))).unwrap();
         let root = tmp.path().join("plugins");
         let empty_component = b"\0asm\x0d\0\x01\0";
-        let bad = plugin_dir(&root, "bad-manifest", "name = \"Bad Name\"\nversion = \"1\"\n", empty_component);
-        let alien = plugin_dir(&root, "alien", "name = \"alien\"\nversion = \"1\"\n", empty_component);
+        let bad = plugin_dir(
+            &root,
+            "bad-manifest",
+            "name = \"Bad Name\"\nversion = \"1\"\n",
+            empty_component,
+        );
+        let alien = plugin_dir(
+            &root,
+            "alien",
+            "name = \"alien\"\nversion = \"1\"\n",
+            empty_component,
+        );
         let set = PluginSet::default();
 
         let report = set.sync(&runtime, &root);
         assert!(report.loaded.is_empty());
         let failures = set.failures();
-        assert_eq!(failures.iter().map(|f| f.dir.clone()).collect::<Vec<_>>(), vec![alien.clone(), bad.clone()]);
-        assert!(failures[0].reason.contains("does not export `fieldhook:plugin/handler`"), "{failures:?}");
+        assert_eq!(
+            failures.iter().map(|f| f.dir.clone()).collect::<Vec<_>>(),
+            vec![alien.clone(), bad.clone()]
+        );
+        assert!(
+            failures[0]
+                .reason
+                .contains("does not export `fieldhook:plugin/handler`"),
+            "{failures:?}"
+        );
         assert!(failures[1].reason.contains("Bad Name"), "{failures:?}");
 
         // Unchanged content is not retried, and stays reported.
@@ -352,7 +387,13 @@ mod tests {
 
         std::fs::remove_dir_all(&bad).unwrap();
         set.sync(&runtime, &root);
-        assert_eq!(set.failures().iter().map(|f| f.dir.clone()).collect::<Vec<_>>(), vec![alien]);
+        assert_eq!(
+            set.failures()
+                .iter()
+                .map(|f| f.dir.clone())
+                .collect::<Vec<_>>(),
+            vec![alien]
+        );
         assert!(set.snapshot().is_empty());
     }
 
@@ -361,7 +402,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let runtime = Runtime::new(CodeCache::new(&tmp.path().join("compiled"))).unwrap();
         let root = tmp.path().join("plugins");
-        plugin_dir(&root, ".staging", "name = \"x\"\nversion = \"1\"\n", b"half");
+        plugin_dir(
+            &root,
+            ".staging",
+            "name = \"x\"\nversion = \"1\"\n",
+            b"half",
+        );
         let set = PluginSet::default();
         let report = set.sync(&runtime, &root);
         assert_eq!(report, SyncReport::default());

@@ -61,7 +61,11 @@ fn us(d: Duration) -> f64 {
 }
 
 /// `fieldhook-bench plugin-call`.
-pub async fn call(component: PathBuf, baseline: Option<PathBuf>, iterations: usize) -> anyhow::Result<()> {
+pub async fn call(
+    component: PathBuf,
+    baseline: Option<PathBuf>,
+    iterations: usize,
+) -> anyhow::Result<()> {
     let bytes = std::fs::read(&component)
         .with_context(|| format!("cannot read {}", component.display()))?;
     let dir = super::tempfile_dir()?;
@@ -75,8 +79,13 @@ pub async fn call(component: PathBuf, baseline: Option<PathBuf>, iterations: usi
     );
     measure(&runtime, &dir, &bytes, &event, iterations, true).await?;
     if let Some(baseline) = baseline {
-        let bytes = std::fs::read(&baseline).with_context(|| format!("cannot read {}", baseline.display()))?;
-        println!("baseline: {} ({} bytes), a guest that drops every event", baseline.display(), bytes.len());
+        let bytes = std::fs::read(&baseline)
+            .with_context(|| format!("cannot read {}", baseline.display()))?;
+        println!(
+            "baseline: {} ({} bytes), a guest that drops every event",
+            baseline.display(),
+            bytes.len()
+        );
         measure(&runtime, &dir, &bytes, &event, iterations, false).await?;
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -114,7 +123,11 @@ async fn measure(
         let (p50, p90, p99) = percentiles(samples);
         println!(
             "{:<24} p50 {:>8.1} us   p90 {:>8.1} us   p99 {:>8.1} us   {:>9.0} calls/s",
-            if mode == "fresh" { "fresh pooled instance" } else { "warm reused instance" },
+            if mode == "fresh" {
+                "fresh pooled instance"
+            } else {
+                "warm reused instance"
+            },
             us(p50),
             us(p90),
             us(p99),

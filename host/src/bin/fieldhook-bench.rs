@@ -87,7 +87,10 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         body_bytes: usize,
         /// The accounting-sync component (built by the end-to-end tests).
-        #[arg(long, default_value = "target/guests/wasm32-wasip2/release/accounting_sync.wasm")]
+        #[arg(
+            long,
+            default_value = "target/guests/wasm32-wasip2/release/accounting_sync.wasm"
+        )]
         component: std::path::PathBuf,
     },
     /// Ingest into an empty store vs. one already holding `--stored` events.
@@ -109,7 +112,9 @@ const SECRET_B64: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Ingest {
             requests,
@@ -121,13 +126,26 @@ fn main() -> anyhow::Result<()> {
             baseline,
             iterations,
         } => rt.block_on(plugin::call(component, baseline, iterations)),
-        Command::HotReload { component, rounds } => rt.block_on(plugin::hot_reload(component, rounds)),
-        Command::Pipeline { requests, connections, body_bytes, component } => {
-            rt.block_on(pipeline::pipeline(requests, connections, body_bytes, component))
+        Command::HotReload { component, rounds } => {
+            rt.block_on(plugin::hot_reload(component, rounds))
         }
-        Command::Filled { requests, connections, body_bytes, stored } => {
-            rt.block_on(pipeline::filled(requests, connections, body_bytes, stored))
-        }
+        Command::Pipeline {
+            requests,
+            connections,
+            body_bytes,
+            component,
+        } => rt.block_on(pipeline::pipeline(
+            requests,
+            connections,
+            body_bytes,
+            component,
+        )),
+        Command::Filled {
+            requests,
+            connections,
+            body_bytes,
+            stored,
+        } => rt.block_on(pipeline::filled(requests, connections, body_bytes, stored)),
         Command::PluginOverhead(args) => rt.block_on(plugin_overhead::run(args)),
     }
 }
@@ -246,7 +264,12 @@ async fn run(url: &str, requests: Arc<Vec<Signed>>, connections: usize) -> RunRe
 fn report(name: &str, r: &mut RunResult) {
     r.latencies_us.sort_unstable();
     let n = r.latencies_us.len().max(1);
-    let pct = |p: f64| r.latencies_us.get(((n as f64 * p) as usize).min(n - 1)).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        r.latencies_us
+            .get(((n as f64 * p) as usize).min(n - 1))
+            .copied()
+            .unwrap_or(0)
+    };
     println!(
         "{name:<22} {:>9.0} req/s   p50 {:>6.2} ms   p90 {:>6.2} ms   p99 {:>6.2} ms   max {:>7.2} ms   errors {}",
         r.latencies_us.len() as f64 / r.elapsed.as_secs_f64(),
@@ -293,11 +316,18 @@ async fn ingest(requests: usize, connections: usize, body_bytes: usize) -> anyho
 
     println!(
         "fieldhook-bench ingest: {requests} requests, {connections} connections, {body_bytes}-byte bodies, {} cores",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
     let signed = Arc::new(make_requests(requests, body_bytes)?);
     // Warm-up on the baseline, then the two measured runs.
-    let _ = run(&urls[0], Arc::new(make_requests(2_000.min(requests), body_bytes)?), connections).await;
+    let _ = run(
+        &urls[0],
+        Arc::new(make_requests(2_000.min(requests), body_bytes)?),
+        connections,
+    )
+    .await;
     let mut base = run(&urls[0], signed.clone(), connections).await;
     report("baseline (no store)", &mut base);
     let before = store.commit_stats();

@@ -6,15 +6,24 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use fieldhook::config::Config;
 
-pub async fn send(config_path: PathBuf, source: String, body_file: PathBuf, url: Option<String>) -> anyhow::Result<()> {
+pub async fn send(
+    config_path: PathBuf,
+    source: String,
+    body_file: PathBuf,
+    url: Option<String>,
+) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
     let Some(src) = config.source(&source) else {
         bail!("no source named `{source}` in {}", config_path.display());
     };
-    let body = std::fs::read(&body_file).with_context(|| format!("cannot read {}", body_file.display()))?;
+    let body = std::fs::read(&body_file)
+        .with_context(|| format!("cannot read {}", body_file.display()))?;
     let now = fieldhook::ingress::vendors::Inbound::now_unix();
     let Some(signed) = src.vendor.sign_sample(&body, now) else {
-        bail!("`fieldhook send` cannot sign for vendor `{}`", src.vendor.name());
+        bail!(
+            "`fieldhook send` cannot sign for vendor `{}`",
+            src.vendor.name()
+        );
     };
     let base = url.unwrap_or_else(|| format!("http://{}", config.listen));
     let target = match &signed.path_token {
@@ -25,7 +34,10 @@ pub async fn send(config_path: PathBuf, source: String, body_file: PathBuf, url:
     for (k, v) in &signed.headers {
         req = req.header(k, v);
     }
-    let resp = req.send().await.with_context(|| format!("cannot reach {target}"))?;
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {target}"))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     // The URL token is a secret: show where it went, not what it is.

@@ -49,7 +49,10 @@ pub(super) async fn receive(
     "ok\n"
 }
 
-pub(super) async fn list(State(s): State<Arc<Ingress>>, Path(name): Path<String>) -> Json<Vec<serde_json::Value>> {
+pub(super) async fn list(
+    State(s): State<Arc<Ingress>>,
+    Path(name): Path<String>,
+) -> Json<Vec<serde_json::Value>> {
     let Some(sink) = &s.dev_sink else {
         return Json(vec![]);
     };
@@ -57,5 +60,9 @@ pub(super) async fn list(State(s): State<Arc<Ingress>>, Path(name): Path<String>
         Ok(m) => m,
         Err(p) => p.into_inner(),
     };
-    Json(map.get(&name).map(|l| l.iter().cloned().collect()).unwrap_or_default())
+    Json(
+        map.get(&name)
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default(),
+    )
 }

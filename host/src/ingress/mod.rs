@@ -80,10 +80,7 @@ pub fn router(config: &Config, sink: Arc<dyn EventSink>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(no_such_endpoint);
     if state.dev_sink.is_some() {
-        router = router.route(
-            "/_sink/{name}",
-            post(dev_sink::receive).get(dev_sink::list),
-        );
+        router = router.route("/_sink/{name}", post(dev_sink::receive).get(dev_sink::list));
     }
     router
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -157,7 +154,12 @@ fn text(status: u16, message: impl Into<String>) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut body = message.into();
     body.push('\n');
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 async fn handle(
@@ -223,7 +225,11 @@ async fn handle(
             content_type,
             body,
         }) => {
-            tracing::info!(source = source_name, vendor = vendor.name(), "answered a handshake");
+            tracing::info!(
+                source = source_name,
+                vendor = vendor.name(),
+                "answered a handshake"
+            );
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             return (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
         }
@@ -289,7 +295,10 @@ async fn handle(
         }
         Err(e) => {
             tracing::error!(source = source_name, error = %e, "cannot store webhook");
-            text(vendor.status_for(Failure::StoreUnavailable), "temporarily unable to store")
+            text(
+                vendor.status_for(Failure::StoreUnavailable),
+                "temporarily unable to store",
+            )
         }
     }
 }

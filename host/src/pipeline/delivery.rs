@@ -80,7 +80,11 @@ impl Deliverer {
     /// Sends one delivery: authorized and decorated by the guard, once more
     /// with fresh credentials after a 401; `retryable` says which failing
     /// statuses are worth another try (the destination's policy).
-    pub async fn send(&self, d: &DeliveryPayload, retryable: &(dyn Fn(u16) -> bool + Sync)) -> Sent {
+    pub async fn send(
+        &self,
+        d: &DeliveryPayload,
+        retryable: &(dyn Fn(u16) -> bool + Sync),
+    ) -> Sent {
         let Some(guard) = &self.guard else {
             return self.send_once(d, &[], retryable).await.0;
         };
@@ -107,11 +111,19 @@ impl Deliverer {
         let r = &d.request;
         let method = match Method::from_bytes(r.method.as_bytes()) {
             Ok(m) => m,
-            Err(_) => return (Sent::Permanent(format!("invalid method `{}`", r.method)), None),
+            Err(_) => {
+                return (
+                    Sent::Permanent(format!("invalid method `{}`", r.method)),
+                    None,
+                );
+            }
         };
         let mut req = self.client.request(method, &r.url).body(r.body.clone());
         for (name, value) in &r.headers {
-            let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) else {
+            let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(value),
+            ) else {
                 return (Sent::Permanent(format!("invalid header `{name}`")), None);
             };
             req = req.header(n, v);
@@ -122,7 +134,14 @@ impl Deliverer {
         req = req.header("idempotency-key", &d.idempotency_key);
         let sent = match req.send().await {
             Err(e) => Sent::Retryable {
-                reason: format!("{}: {e}", if e.is_timeout() { "timed out" } else { "network error" }),
+                reason: format!(
+                    "{}: {e}",
+                    if e.is_timeout() {
+                        "timed out"
+                    } else {
+                        "network error"
+                    }
+                ),
                 retry_after_ms: None,
             },
             Ok(resp) => {
@@ -137,10 +156,14 @@ impl Deliverer {
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(|secs| (secs * 1000).min(MAX_RETRY_AFTER_MS));
                 let body = resp.bytes().await.unwrap_or_default();
-                let snippet = String::from_utf8_lossy(&body[..body.len().min(REASON_BODY_BYTES)]).into_owned();
+                let snippet = String::from_utf8_lossy(&body[..body.len().min(REASON_BODY_BYTES)])
+                    .into_owned();
                 let reason = format!("destination answered HTTP {}: {snippet}", status.as_u16());
                 let sent = if retryable(status.as_u16()) {
-                    Sent::Retryable { reason, retry_after_ms }
+                    Sent::Retryable {
+                        reason,
+                        retry_after_ms,
+                    }
                 } else {
                     Sent::Permanent(reason)
                 };
@@ -169,8 +192,12 @@ pub fn retryable_status(status: u16) -> bool {
 /// Checks a plugin's request before it is queued, so a bad one fails the
 /// job with a reason instead of failing every delivery attempt.
 pub fn validate(r: &Outbound) -> Result<(), String> {
-    Method::from_bytes(r.method.as_bytes()).map_err(|_| format!("invalid method `{}`", r.method))?;
-    let uri: http::Uri = r.url.parse().map_err(|e| format!("invalid URL `{}`: {e}", r.url))?;
+    Method::from_bytes(r.method.as_bytes())
+        .map_err(|_| format!("invalid method `{}`", r.method))?;
+    let uri: http::Uri = r
+        .url
+        .parse()
+        .map_err(|e| format!("invalid URL `{}`: {e}", r.url))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
         _ => return Err(format!("URL `{}` must be absolute http or https", r.url)),
@@ -185,8 +212,12 @@ pub fn validate(r: &Outbound) -> Result<(), String> {
         ));
     }
     for (name, value) in &r.headers {
-        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name `{name}`"))?;
-        if n == http::header::AUTHORIZATION || n == http::header::PROXY_AUTHORIZATION || n == http::header::COOKIE {
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name `{name}`"))?;
+        if n == http::header::AUTHORIZATION
+            || n == http::header::PROXY_AUTHORIZATION
+            || n == http::header::COOKIE
+        {
             return Err(format!(
                 "plugins may not set `{name}`; name a credential in the [[http]] rule and the host adds it"
             ));
@@ -231,7 +262,8 @@ mod tests {
     #[test]
     fn a_plugin_cannot_set_its_own_authorization() {
         let mut r = request("POST", "https://books.example.com/jobs");
-        r.headers.push(("Authorization".into(), b"Bearer stolen".to_vec()));
+        r.headers
+            .push(("Authorization".into(), b"Bearer stolen".to_vec()));
         assert!(validate(&r).unwrap_err().contains("credential"));
     }
 }

@@ -129,12 +129,16 @@ impl Pipeline {
         for _ in 0..jobs.max(1) {
             let p = self.clone();
             let s = shutdown.clone();
-            handles.push(tokio::spawn(async move { p.worker_loop(Topic::Jobs, s).await }));
+            handles.push(tokio::spawn(
+                async move { p.worker_loop(Topic::Jobs, s).await },
+            ));
         }
         for _ in 0..deliveries.max(1) {
             let p = self.clone();
             let s = shutdown.clone();
-            handles.push(tokio::spawn(async move { p.worker_loop(Topic::Deliveries, s).await }));
+            handles.push(tokio::spawn(async move {
+                p.worker_loop(Topic::Deliveries, s).await
+            }));
         }
         handles
     }
@@ -197,9 +201,11 @@ impl Pipeline {
                     continue;
                 }
                 let latest = id.clone();
-                let merged = self.queue.coalesce(&task, &key, rule.debounce_ms, now, &|old| {
-                    merge_into(old, &latest)
-                })?;
+                let merged = self
+                    .queue
+                    .coalesce(&task, &key, rule.debounce_ms, now, &|old| {
+                        merge_into(old, &latest)
+                    })?;
                 if let Coalesced::Merged(into) = merged {
                     self.metrics.coalesced();
                     tracing::debug!(event = %id, job = %into, "coalesced into a waiting job");
@@ -297,12 +303,17 @@ impl Pipeline {
             Err(e) => return self.retry_job(lease, &job.plugin, format!("cannot read event: {e}")),
         };
         let Some(plugin) = self.plugins.get(&job.plugin) else {
-            return self.retry_job(lease, &job.plugin, format!("plugin `{}` is not loaded", job.plugin));
+            return self.retry_job(
+                lease,
+                &job.plugin,
+                format!("plugin `{}` is not loaded", job.plugin),
+            );
         };
         if job.coalesced > 1 {
-            event
-                .headers
-                .push((COALESCED_HEADER.into(), job.coalesced.to_string().into_bytes()));
+            event.headers.push((
+                COALESCED_HEADER.into(),
+                job.coalesced.to_string().into_bytes(),
+            ));
         }
         let report = self.runtime.call(&plugin, &event, lease.attempt).await;
         self.metrics.plugin_latency.observe(report.elapsed);
@@ -312,7 +323,9 @@ impl Pipeline {
             n => format!(" ({n} events coalesced)"),
         };
         match report.result {
-            Ok(Decision::Filtered) => End::Done(format!("filtered out by the plugin{burst}"), vec![]),
+            Ok(Decision::Filtered) => {
+                End::Done(format!("filtered out by the plugin{burst}"), vec![])
+            }
             Ok(Decision::Drop(reason)) => End::Done(format!("dropped: {reason}{burst}"), vec![]),
             Ok(Decision::Deliver(requests)) => match self.deliveries_for(lease, &job, requests) {
                 Ok(tasks) => End::Done(format!("queued {} deliveries{burst}", tasks.len()), tasks),
@@ -324,7 +337,12 @@ impl Pipeline {
     }
 
     /// Checks a decision's requests and turns them into delivery tasks.
-    fn deliveries_for(&self, lease: &Lease, job: &JobPayload, requests: Vec<Outbound>) -> Result<Vec<NewTask>, String> {
+    fn deliveries_for(
+        &self,
+        lease: &Lease,
+        job: &JobPayload,
+        requests: Vec<Outbound>,
+    ) -> Result<Vec<NewTask>, String> {
         if requests.len() > MAX_REQUESTS_PER_DECISION {
             return Err(format!(
                 "the plugin asked for {} requests; at most {MAX_REQUESTS_PER_DECISION} per event",
@@ -390,11 +408,18 @@ impl Pipeline {
                 }
                 End::Done(format!("delivered: HTTP {status}"), vec![])
             }
-            delivery::Sent::Retryable { reason, retry_after_ms } => {
+            delivery::Sent::Retryable {
+                reason,
+                retry_after_ms,
+            } => {
                 if lease.attempt >= policy.max_attempts {
-                    End::Dead(format!("gave up after {} attempts: {reason}", lease.attempt))
+                    End::Dead(format!(
+                        "gave up after {} attempts: {reason}",
+                        lease.attempt
+                    ))
                 } else {
-                    let delay = retry_after_ms.unwrap_or_else(|| policy.backoff.delay_ms(lease.attempt));
+                    let delay =
+                        retry_after_ms.unwrap_or_else(|| policy.backoff.delay_ms(lease.attempt));
                     End::Retry(reason, delay)
                 }
             }
@@ -453,11 +478,17 @@ impl Pipeline {
     fn retry_job(&self, lease: &Lease, plugin: &str, reason: String) -> End {
         let policy = self.job_policies.get(plugin);
         if lease.attempt >= policy.max_attempts {
-            return End::Dead(format!("gave up after {} attempts: {reason}", lease.attempt));
+            return End::Dead(format!(
+                "gave up after {} attempts: {reason}",
+                lease.attempt
+            ));
         }
         let age = now_ms().saturating_sub(lease.created_ms);
         if policy.max_age_ms.is_some_and(|max| age > max) {
-            return End::Dead(format!("gave up after {} attempts (older than max_age_secs): {reason}", lease.attempt));
+            return End::Dead(format!(
+                "gave up after {} attempts (older than max_age_secs): {reason}",
+                lease.attempt
+            ));
         }
         End::Retry(reason, policy.backoff.delay_ms(lease.attempt))
     }

@@ -965,7 +965,10 @@ mod tests {
         let (_d, db, q) = queue();
         q.publish(&[job("a")], 7).unwrap();
         assert!(verify(&db).unwrap().is_empty());
-        db.open_tree("queue").unwrap().remove(due_key(Topic::Jobs, 7, "a")).unwrap();
+        db.open_tree("queue")
+            .unwrap()
+            .remove(due_key(Topic::Jobs, 7, "a"))
+            .unwrap();
         let problems = verify(&db).unwrap();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("never run"), "{problems:?}");

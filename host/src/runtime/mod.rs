@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use bindings::fieldhook::plugin::{config as wit_config, kv as wit_kv, log as wit_log, types as wit};
+use bindings::fieldhook::plugin::{
+    config as wit_config, kv as wit_kv, log as wit_log, types as wit,
+};
 pub use cache::{CacheOutcome, CodeCache};
 pub use instances::InstancePolicy;
 use instances::{Warm, WarmPool};
@@ -159,8 +161,14 @@ impl LoadedPlugin {
     /// Names the component imports and exports, as its WIT world states them.
     pub fn interfaces(&self, runtime: &Runtime) -> (Vec<String>, Vec<String>) {
         let ty = self.component.component_type();
-        let imports = ty.imports(&runtime.engine).map(|(n, _)| n.to_owned()).collect();
-        let exports = ty.exports(&runtime.engine).map(|(n, _)| n.to_owned()).collect();
+        let imports = ty
+            .imports(&runtime.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let exports = ty
+            .exports(&runtime.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
         (imports, exports)
     }
 
@@ -238,11 +246,25 @@ impl Runtime {
         let mut linker: Linker<PluginState> = Linker::new(&engine);
         let add = |r: wasmtime::Result<()>| r.map_err(|e| RuntimeError::Engine(e.to_string()));
         add(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
-        add(wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))?;
-        add(wit::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s))?;
-        add(wit_log::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s))?;
-        add(wit_config::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s))?;
-        add(wit_kv::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s))?;
+        add(wasmtime_wasi_http::p2::add_only_http_to_linker_async(
+            &mut linker,
+        ))?;
+        add(wit::add_to_linker::<_, HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        ))?;
+        add(wit_log::add_to_linker::<_, HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        ))?;
+        add(wit_config::add_to_linker::<_, HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        ))?;
+        add(wit_kv::add_to_linker::<_, HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        ))?;
 
         // Epoch ticker: time limits are counted in ticks.
         let ticking = Arc::new(AtomicBool::new(true));
@@ -282,7 +304,8 @@ impl Runtime {
     ) -> Result<Self, RuntimeError> {
         let mut runtime = Self::new(cache)?;
         responder::install(responder);
-        responder::add_to_linker(&mut runtime.linker).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        responder::add_to_linker(&mut runtime.linker)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         Ok(runtime)
     }
 
@@ -317,7 +340,8 @@ impl Runtime {
             .cache
             .load(&self.engine, bytes)
             .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
-        let wit_version = version::detect(&self.engine, &component).map_err(|e| invalid(e.to_string()))?;
+        let wit_version =
+            version::detect(&self.engine, &component).map_err(|e| invalid(e.to_string()))?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             invalid(format!(
                 "imports something fieldhook does not provide (it targets {wit_version}): {e:#}"
@@ -346,9 +370,17 @@ impl Runtime {
 
     /// Runs `filter` then `handle` for one event, on a fresh instance or a
     /// warm one as the plugin's [`InstancePolicy`] says.
-    pub async fn call(&self, plugin: &LoadedPlugin, event: &EventRecord, attempt: u32) -> CallReport {
+    pub async fn call(
+        &self,
+        plugin: &LoadedPlugin,
+        event: &EventRecord,
+        attempt: u32,
+    ) -> CallReport {
         let started = Instant::now();
-        let limits = self.capabilities.sandbox.effective_limits(plugin.manifest.limits);
+        let limits = self
+            .capabilities
+            .sandbox
+            .effective_limits(plugin.manifest.limits);
         let warm = match plugin.instances {
             InstancePolicy::Reuse(_) => plugin.warm.take(),
             InstancePolicy::Fresh => None,
@@ -372,7 +404,9 @@ impl Runtime {
                 None => {
                     let mut store = self.new_store(plugin);
                     let instance = match &plugin.pre {
-                        VersionedPre::V0_1(pre) => VersionedInstance::V0_1(pre.instantiate(&mut store).await?),
+                        VersionedPre::V0_1(pre) => {
+                            VersionedInstance::V0_1(pre.instantiate(&mut store).await?)
+                        }
                     };
                     store_slot.insert(Live { store, instance })
                 }
@@ -420,7 +454,10 @@ impl Runtime {
     }
 
     fn new_store(&self, plugin: &LoadedPlugin) -> Store<PluginState> {
-        let mut store = Store::new(&self.engine, PluginState::new(plugin.manifest.clone(), &self.capabilities));
+        let mut store = Store::new(
+            &self.engine,
+            PluginState::new(plugin.manifest.clone(), &self.capabilities),
+        );
         state::enforce_limits(&mut store);
         store
     }

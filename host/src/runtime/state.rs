@@ -97,9 +97,17 @@ impl PluginState {
 
     /// Adds what the host refused during the call to a failed call's reason,
     /// so a job dead-lettered after a denied request says which rule to add.
-    pub fn explain(&self, result: Result<super::Decision, super::CallError>) -> Result<super::Decision, super::CallError> {
+    pub fn explain(
+        &self,
+        result: Result<super::Decision, super::CallError>,
+    ) -> Result<super::Decision, super::CallError> {
         use super::CallError;
-        let denials = self.hooks.call.denials.lock().unwrap_or_else(|p| p.into_inner());
+        let denials = self
+            .hooks
+            .call
+            .denials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let Some(first) = denials.first() else {
             return result;
         };
@@ -262,20 +270,23 @@ impl kv::Host for PluginState {
     }
 
     fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), kv::KvError> {
-        self.store()?.set(&self.manifest.name, &key, &value, ttl_ms).map_err(to_wit)
+        self.store()?
+            .set(&self.manifest.name, &key, &value, ttl_ms)
+            .map_err(to_wit)
     }
 
     fn delete(&mut self, key: String) -> Result<bool, kv::KvError> {
-        self.store()?.delete(&self.manifest.name, &key).map_err(to_wit)
+        self.store()?
+            .delete(&self.manifest.name, &key)
+            .map_err(to_wit)
     }
 }
 
 impl PluginState {
     fn store(&self) -> Result<&crate::capabilities::kv::KvStore, kv::KvError> {
-        self.caps
-            .kv
-            .as_ref()
-            .ok_or_else(|| kv::KvError::Unavailable("this host runs without a key-value store".into()))
+        self.caps.kv.as_ref().ok_or_else(|| {
+            kv::KvError::Unavailable("this host runs without a key-value store".into())
+        })
     }
 }
 

@@ -100,7 +100,9 @@ async fn flusher(db: sled::Db, mut rx: mpsc::UnboundedReceiver<Waiter>, stats: A
             tracing::error!(error = %e, waiters = batch.len(), "store flush failed");
         }
         stats.flushes.fetch_add(1, Ordering::Relaxed);
-        stats.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats
+            .writes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         for waiter in batch.drain(..) {
             // A waiter that gave up (client disconnected) is fine to skip.
             let _ = waiter.send(result.clone());

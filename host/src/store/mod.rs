@@ -187,12 +187,14 @@ impl Store {
     pub fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
         match self.events.get(key(EVENT, id.as_bytes()))? {
             None => Ok(None),
-            Some(bytes) => EventRecord::decode(&bytes).map(Some).map_err(|message| {
-                StoreError::Corrupt {
-                    key: id.to_owned(),
-                    message,
-                }
-            }),
+            Some(bytes) => {
+                EventRecord::decode(&bytes)
+                    .map(Some)
+                    .map_err(|message| StoreError::Corrupt {
+                        key: id.to_owned(),
+                        message,
+                    })
+            }
         }
     }
 
@@ -309,7 +311,11 @@ impl Store {
             let (k, v) = item?;
             if decode_dedupe(&v).is_none_or(|(_, at)| at < before_ms) {
                 // Only if nobody refreshed it meanwhile.
-                if self.events.compare_and_swap(&k, Some(v), None as Option<&[u8]>)?.is_ok() {
+                if self
+                    .events
+                    .compare_and_swap(&k, Some(v), None as Option<&[u8]>)?
+                    .is_ok()
+                {
                     removed += 1;
                 }
             }
@@ -358,7 +364,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let out = store.ingest(vec![event("a", None, 1)], 1000).await.unwrap();
-        let Ingested::Stored(id) = &out[0] else { panic!("{out:?}") };
+        let Ingested::Stored(id) = &out[0] else {
+            panic!("{out:?}")
+        };
         let back = store.event(id).unwrap().expect("stored");
         assert_eq!(back.body, br#"{"a":1}"#);
         assert_eq!(back.kind, "job.completed");
@@ -371,12 +379,24 @@ mod tests {
     async fn a_duplicate_inside_the_window_is_stored_once_and_outside_it_again() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let first = store.ingest(vec![event("a", Some("k"), 1_000)], 500).await.unwrap();
-        let dup = store.ingest(vec![event("a", Some("k"), 1_400)], 500).await.unwrap();
+        let first = store
+            .ingest(vec![event("a", Some("k"), 1_000)], 500)
+            .await
+            .unwrap();
+        let dup = store
+            .ingest(vec![event("a", Some("k"), 1_400)], 500)
+            .await
+            .unwrap();
         assert_eq!(dup[0], Ingested::Duplicate(first[0].id().to_owned()));
-        let other_source = store.ingest(vec![event("b", Some("k"), 1_400)], 500).await.unwrap();
+        let other_source = store
+            .ingest(vec![event("b", Some("k"), 1_400)], 500)
+            .await
+            .unwrap();
         assert!(matches!(other_source[0], Ingested::Stored(_)));
-        let later = store.ingest(vec![event("a", Some("k"), 2_000)], 500).await.unwrap();
+        let later = store
+            .ingest(vec![event("a", Some("k"), 2_000)], 500)
+            .await
+            .unwrap();
         assert!(matches!(later[0], Ingested::Stored(_)));
         assert_eq!(store.event_count(), 3);
     }

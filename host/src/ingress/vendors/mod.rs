@@ -455,7 +455,9 @@ pub fn explain_with(vendor: &dyn Vendor, req: &Inbound<'_>) -> Report {
                 "absent"
             },
             req.now,
-            req.peer.map(|ip| format!(", peer {ip}")).unwrap_or_default(),
+            req.peer
+                .map(|ip| format!(", peer {ip}"))
+                .unwrap_or_default(),
             if names.is_empty() {
                 "(none)".to_owned()
             } else {
@@ -759,7 +761,11 @@ mod tests {
             ),
             ("servicem8", &["tok", "tok2"], ""),
             ("servicetrade", &["tok"], ""),
-            ("servicetrade", &["tok"], "allowed_ips = [\"127.0.0.0/8\", \"::1\"]"),
+            (
+                "servicetrade",
+                &["tok"],
+                "allowed_ips = [\"127.0.0.0/8\", \"::1\"]",
+            ),
             (
                 "basic-auth",
                 &["user:pass", "u2:p2"],
@@ -955,8 +961,7 @@ mod tests {
                 .map(|(n, v)| (n.as_str(), v.as_str()))
                 .collect();
             let headers = testkit::headers(&pairs);
-            let mut req =
-                testkit::req(&headers, body, sample.path_token.as_deref(), 1_700_000_000);
+            let mut req = testkit::req(&headers, body, sample.path_token.as_deref(), 1_700_000_000);
             // Inside the `allowed_ips` of the configurations that set one.
             req.peer = Some(IpAddr::from([127, 0, 0, 1]));
             let result = vendor.check(&req);

@@ -28,10 +28,10 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::allowlist::Allowlist;
 use super::payload::{
     composite_key, form_pairs, form_value, parse_json, scalar, slug, str_at, unparsed,
 };
-use super::allowlist::Allowlist;
 use super::signature::{ct_eq, decode_base64, hmac_sha256, matching_secret, secret_label, shorten};
 use super::{
     EntityRef, Failure, Inbound, Normalized, Rejection, Secret, SignedSample, Trace, Vendor,

@@ -15,8 +15,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::payload::{composite_key, parse_json, scalar, scalar_at, slug, str_at, unparsed};
 use super::allowlist::Allowlist;
+use super::payload::{composite_key, parse_json, scalar, scalar_at, slug, str_at, unparsed};
 use super::signature::{matching_secret, secret_label};
 use super::{
     EntityRef, Failure, Inbound, Normalized, Rejection, Secret, SignedSample, Trace, Vendor,
@@ -274,9 +274,17 @@ mod tests {
 
     #[test]
     fn allowed_ips_accept_only_listed_peers() {
-        let v = build_with(NAME, &[TOKEN], "allowed_ips = [\"127.0.0.1\", \"2001:db8::/32\"]");
+        let v = build_with(
+            NAME,
+            &[TOKEN],
+            "allowed_ips = [\"127.0.0.1\", \"2001:db8::/32\"]",
+        );
         let h = headers(&[]);
-        for (ip, ok) in [("127.0.0.1", true), ("2001:db8::5", true), ("127.0.0.2", false)] {
+        for (ip, ok) in [
+            ("127.0.0.1", true),
+            ("2001:db8::5", true),
+            ("127.0.0.2", false),
+        ] {
             let mut r = req(&h, MESSAGE.as_bytes(), Some(TOKEN), 0);
             r.peer = Some(ip.parse().expect("test ip"));
             assert_eq!(v.check(&r).is_ok(), ok, "{ip}");

@@ -26,25 +26,36 @@ impl Plugin for Hostile {
         match config::get("mode").as_deref().unwrap_or("") {
             "fetch" => {
                 let r = http::get(&url)?;
-                Ok(Decision::drop(format!("{} {}", r.status, String::from_utf8_lossy(&r.body))))
+                Ok(Decision::drop(format!(
+                    "{} {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                )))
             }
             "redirect" => {
                 let r = http::get(&url)?;
                 let next = r
                     .header("location")
-                    .ok_or_else(|| PluginError::fatal(format!("expected a redirect, got {}", r.status)))?
+                    .ok_or_else(|| {
+                        PluginError::fatal(format!("expected a redirect, got {}", r.status))
+                    })?
                     .to_owned();
                 let r = http::get(&next)?;
                 Ok(Decision::drop(format!("followed to {next}: {}", r.status)))
             }
             "auth-header" => {
                 let r = http::send(&Request::get(&url).header("Authorization", "Bearer forged"))?;
-                Ok(Decision::drop(format!("sent with my own Authorization: {}", r.status)))
+                Ok(Decision::drop(format!(
+                    "sent with my own Authorization: {}",
+                    r.status
+                )))
             }
-            "auth-decision" => Ok(Decision::deliver([
-                Request::post(&url).header("Authorization", "Bearer forged").body("x")
+            "auth-decision" => Ok(Decision::deliver([Request::post(&url)
+                .header("Authorization", "Bearer forged")
+                .body("x")])),
+            "deliver" => Ok(Decision::deliver([
+                Request::post(&url).body("{\"hello\":1}")
             ])),
-            "deliver" => Ok(Decision::deliver([Request::post(&url).body("{\"hello\":1}")])),
             "env-files" => Ok(Decision::drop(env_files())),
             "memory" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
@@ -60,8 +71,12 @@ impl Plugin for Hostile {
                     std::hint::black_box(n);
                 }
             }
-            "gigantic" => Ok(Decision::deliver([Request::post(&url).body(vec![b'x'; 20 << 20])])),
-            "many" => Ok(Decision::deliver((0..10_000).map(|i| Request::post(format!("{url}/{i}"))))),
+            "gigantic" => Ok(Decision::deliver([
+                Request::post(&url).body(vec![b'x'; 20 << 20])
+            ])),
+            "many" => Ok(Decision::deliver(
+                (0..10_000).map(|i| Request::post(format!("{url}/{i}"))),
+            )),
             "kv" => {
                 let n: u64 = kv::get_json("count")?.unwrap_or(0) + 1;
                 kv::set_json("count", &n, None)?;
