@@ -298,7 +298,7 @@ fn build_source(raw: RawSource, base: &Path) -> Result<Source, ConfigError> {
         ));
     }
     let current = load_secret(raw.secret_env.as_deref(), raw.secret_file.as_deref(), base)
-        .map_err(|m| err(m))?
+        .map_err(&err)?
         .ok_or_else(|| {
             err("no secret: set `secret_env = \"VAR\"` or `secret_file = \"path\"`".into())
         })?;

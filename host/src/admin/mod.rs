@@ -410,15 +410,12 @@ fn dlq_filter(
     plugin: Option<String>,
     source: Option<String>,
     reason: Option<String>,
-) -> Result<DlqFilter, Response> {
+) -> Result<DlqFilter, String> {
     let topic = match topic {
         None => None,
-        Some(t) => Some(Topic::parse(t).ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("unknown topic `{t}`: jobs or deliveries"),
-            )
-        })?),
+        Some(t) => Some(
+            Topic::parse(t).ok_or_else(|| format!("unknown topic `{t}`: jobs or deliveries"))?,
+        ),
     };
     Ok(DlqFilter {
         topic,
@@ -432,7 +429,7 @@ fn dlq_filter(
 async fn dlq(State(s): State<Arc<AdminState>>, Query(q): Query<DlqQuery>) -> Response {
     let filter = match dlq_filter(q.topic.as_deref(), q.plugin, q.source, q.reason) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     match s.pipeline.dead_letters(&filter, limit(q.limit)) {
         Ok(list) => Json(json!({
@@ -490,7 +487,7 @@ async fn replay(State(s): State<Arc<AdminState>>, Json(r): Json<ReplayRequest>) 
                 d.reason.clone(),
             ) {
                 Ok(f) => f,
-                Err(resp) => return resp,
+                Err(message) => return error(StatusCode::BAD_REQUEST, message),
             };
             filter.id_prefix = d.event_id.as_ref().map(|e| format!("{e}."));
             p.replay_dlq(&filter).map_err(internal)

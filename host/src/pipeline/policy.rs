@@ -381,10 +381,10 @@ impl Drop for Permit<'_> {
         let mut map = self.owner.lock();
         if let Some(s) = map.get_mut(&self.origin) {
             s.in_flight = s.in_flight.saturating_sub(1);
-            if !self.recorded {
-                if let Breaker::HalfOpen { probing } = &mut s.breaker {
-                    *probing = false;
-                }
+            if !self.recorded
+                && let Breaker::HalfOpen { probing } = &mut s.breaker
+            {
+                *probing = false;
             }
         }
     }

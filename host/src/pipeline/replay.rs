@@ -205,16 +205,16 @@ pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, String> {
     if let Ok(ms) = t.parse::<u64>() {
         return Ok(ms);
     }
-    if let Some(unit) = t.chars().last().filter(|c| "smhd".contains(*c)) {
-        if let Ok(n) = t[..t.len() - 1].parse::<u64>() {
-            let per = match unit {
-                's' => 1_000,
-                'm' => 60_000,
-                'h' => 3_600_000,
-                _ => 86_400_000,
-            };
-            return Ok(now_ms.saturating_sub(n.saturating_mul(per)));
-        }
+    if let Some(unit) = t.chars().last().filter(|c| "smhd".contains(*c))
+        && let Ok(n) = t[..t.len() - 1].parse::<u64>()
+    {
+        let per = match unit {
+            's' => 1_000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            _ => 86_400_000,
+        };
+        return Ok(now_ms.saturating_sub(n.saturating_mul(per)));
     }
     rfc3339_utc(t).ok_or_else(|| {
         format!("cannot read time `{t}`: use RFC 3339 UTC (2026-11-22T21:00:00Z), Unix ms, or an age like 2h")

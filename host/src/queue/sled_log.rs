@@ -131,14 +131,13 @@ fn leave_order(tx: &TransactionalTree, topic: Topic, task: &Task, now_ms: u64) -
     let was_head = ids.first() == Some(&task.id);
     ids.retain(|id| id != &task.id);
     write_order(tx, topic, key, &ids)?;
-    if was_head {
-        if let Some(next) = ids.first() {
-            if let Some(mut next) = read(tx, topic, next)? {
-                next.due_ms = next.due_ms.max(now_ms);
-                tx.insert(due_key(topic, next.due_ms, &next.id), &[][..])?;
-                write(tx, topic, &next)?;
-            }
-        }
+    if was_head
+        && let Some(next) = ids.first()
+        && let Some(mut next) = read(tx, topic, next)?
+    {
+        next.due_ms = next.due_ms.max(now_ms);
+        tx.insert(due_key(topic, next.due_ms, &next.id), &[][..])?;
+        write(tx, topic, &next)?;
     }
     Ok(())
 }
@@ -359,17 +358,17 @@ impl TaskLog for Queue {
             let ck = coalesce_key(topic, key);
             if let Some(id) = tx.get(&ck)? {
                 let id = String::from_utf8_lossy(&id).into_owned();
-                if let Some(mut task) = read(tx, topic, &id)? {
-                    if task.state == TaskState::Ready {
-                        let had_due = tx.remove(due_key(topic, task.due_ms, &id))?.is_some();
-                        task.payload = merge(&task.payload);
-                        task.due_ms = now_ms + delay_ms;
-                        if had_due {
-                            tx.insert(due_key(topic, task.due_ms, &id), &[][..])?;
-                        }
-                        write(tx, topic, &task)?;
-                        return Ok((Coalesced::Merged(id), vec![]));
+                if let Some(mut task) = read(tx, topic, &id)?
+                    && task.state == TaskState::Ready
+                {
+                    let had_due = tx.remove(due_key(topic, task.due_ms, &id))?.is_some();
+                    task.payload = merge(&task.payload);
+                    task.due_ms = now_ms + delay_ms;
+                    if had_due {
+                        tx.insert(due_key(topic, task.due_ms, &id), &[][..])?;
                     }
+                    write(tx, topic, &task)?;
+                    return Ok((Coalesced::Merged(id), vec![]));
                 }
             }
             if read(tx, topic, &new.id)?.is_some() {

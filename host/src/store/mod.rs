@@ -158,13 +158,12 @@ impl Store {
             for (event, id, bytes) in &prepared {
                 if let Some(dk) = &event.dedupe_key {
                     let k = dedupe_key(&event.source, dk);
-                    if let Some(prev) = tx.get(&k)? {
-                        if let Some((prev_id, at)) = decode_dedupe(&prev) {
-                            if event.received_at_ms.saturating_sub(at) < dedupe_window_ms {
-                                out.push(Ingested::Duplicate(prev_id));
-                                continue;
-                            }
-                        }
+                    if let Some(prev) = tx.get(&k)?
+                        && let Some((prev_id, at)) = decode_dedupe(&prev)
+                        && event.received_at_ms.saturating_sub(at) < dedupe_window_ms
+                    {
+                        out.push(Ingested::Duplicate(prev_id));
+                        continue;
                     }
                     tx.insert(k, encode_dedupe(id, event.received_at_ms))?;
                 }

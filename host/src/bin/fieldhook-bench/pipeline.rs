@@ -51,16 +51,15 @@ async fn destination(arrivals: Arc<Arrivals>) -> anyhow::Result<String> {
         let a = arrivals.clone();
         async move {
             let now_ms = fieldhook::time::now_ms();
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-                if let Some(at) = v["fieldhook_event_id"]
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+                && let Some(at) = v["fieldhook_event_id"]
                     .as_str()
                     .and_then(fieldhook::pipeline::event_time_ms)
-                {
-                    a.e2e_ms
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(now_ms.saturating_sub(at));
-                }
+            {
+                a.e2e_ms
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(now_ms.saturating_sub(at));
             }
             a.count.fetch_add(1, Ordering::Relaxed);
             *a.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
