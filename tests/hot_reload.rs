@@ -42,18 +42,7 @@ impl Daemon {
                 sink.lock().unwrap().push(strip_ansi(&line));
             }
         });
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("fieldhook listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("the daemon printed its listening address");
+        let url = wait_until_listening(&mut child);
         Self { child, url, log }
     }
 

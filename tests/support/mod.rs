@@ -173,6 +173,22 @@ async fn record(
     StatusCode::from_u16(status).unwrap()
 }
 
+/// Reads a just-started daemon's stdout until it prints the address it
+/// listens on (`fieldhook listening on http://...`), and returns that URL.
+pub fn wait_until_listening(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("fieldhook listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("the daemon printed its listening address")
+}
+
 /// The real `fieldhook` binary, serving a configuration in a temp dir.
 pub struct DaemonProcess {
     child: Child,
@@ -191,18 +207,7 @@ impl DaemonProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("fieldhook starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("fieldhook listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("the daemon printed its listening address");
+        let url = wait_until_listening(&mut child);
         Self {
             child,
             url,
