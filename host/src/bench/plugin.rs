@@ -12,12 +12,13 @@ use fieldhook::plugins::{self, PluginSet};
 use fieldhook::runtime::{CodeCache, Decision, Runtime};
 use fieldhook::store::{EntityRecord, EventRecord};
 
-/// A 1 KiB Housecall Pro job-completed event, as the store holds it.
-fn event_1kib() -> EventRecord {
+/// A Housecall Pro job-completed event of `body_bytes` (at least the
+/// record itself), as the store holds it. Shared by the plugin benchmarks.
+pub(crate) fn event(body_bytes: usize) -> EventRecord {
     let mut body = String::from(
         r#"{"event":"job.completed","event_occurred_at":"2026-11-20T15:04:05Z","company_id":"233b75f9-4b4f-4a83-b21b-c1ed9e571daa","job":{"id":"job_7f3e","invoice_number":"1042","total_amount":24500,"customer":{"id":"cus_d892","first_name":"Dana","last_name":"Reyes","email":"dana@example.com"},"notes":""#,
     );
-    while body.len() < 1024 - 3 {
+    while body.len() < body_bytes.saturating_sub(3) {
         body.push('x');
     }
     body.push_str("\"}}");
@@ -70,7 +71,7 @@ pub async fn call(
         .with_context(|| format!("cannot read {}", component.display()))?;
     let dir = super::tempfile_dir()?;
     let runtime = Runtime::new(CodeCache::new(&dir.join("compiled")))?;
-    let event = event_1kib();
+    let event = event(1024);
     println!(
         "plugin {} ({} bytes), event body {} bytes, {iterations} sequential calls each",
         component.display(),

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use fieldhook::manifest::Manifest;
 use fieldhook::runtime::{CacheOutcome, CodeCache, Decision, LoadedPlugin, Runtime};
-use fieldhook::store::{EntityRecord, EventRecord};
 
 /// Options of the subcommand.
 #[derive(clap::Args)]
@@ -62,7 +61,7 @@ struct Row {
 
 /// Runs the benchmark and prints one row per language.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let event = event(args.body_bytes);
+    let event = crate::plugin::event(args.body_bytes);
     let components = [
         ("rust", args.rust.clone().map_or_else(build_rust, Ok)?),
         ("javascript", args.js.clone().map_or_else(build_js, Ok)?),
@@ -262,28 +261,5 @@ fn same_decision(a: &Decision, b: &Decision) -> bool {
                 })
         }
         _ => a == b,
-    }
-}
-
-fn event(body_bytes: usize) -> EventRecord {
-    let head = r#"{"event":"job.completed","event_occurred_at":"2026-11-20T15:04:05Z","company_id":"233b75f9-4b4f-4a83-b21b-c1ed9e571daa","job":{"id":"job_7f3e","invoice_number":"1042","total_amount":24500,"customer":{"id":"cus_d892","first_name":"Dana","last_name":"Reyes","email":"dana@example.com"}},"notes":""#;
-    let pad = body_bytes.saturating_sub(head.len() + 2);
-    let body = format!("{head}{}\"}}", "x".repeat(pad)).into_bytes();
-    EventRecord {
-        id: "evt_01JBENCHOVERHEAD0000000000".into(),
-        source: "hcp".into(),
-        vendor: "housecall-pro".into(),
-        kind: "job.completed".into(),
-        entity: Some(EntityRecord {
-            kind: "job".into(),
-            id: "job_7f3e".into(),
-            url: None,
-        }),
-        occurred_at: Some("2026-11-20T15:04:05Z".into()),
-        dedupe_key: None,
-        parsed: true,
-        received_at_ms: 1_795_000_000_000,
-        headers: vec![("content-type".into(), b"application/json".to_vec())],
-        body,
     }
 }
