@@ -71,16 +71,8 @@ enum Command {
     Dlq {
         #[arg(long, short, default_value = "fieldhook.toml")]
         config: PathBuf,
-        /// `jobs` or `deliveries`.
-        #[arg(long)]
-        topic: Option<String>,
-        #[arg(long)]
-        plugin: Option<String>,
-        #[arg(long)]
-        source: Option<String>,
-        /// Only those whose reason contains this text.
-        #[arg(long)]
-        reason: Option<String>,
+        #[command(flatten)]
+        filter: cmd::dlq::Filter,
         #[arg(long, default_value_t = 100)]
         limit: usize,
         /// Print the full records as JSON.
@@ -97,14 +89,10 @@ enum Command {
         event: Option<String>,
         #[arg(long)]
         dlq: bool,
-        #[arg(long)]
-        topic: Option<String>,
-        #[arg(long)]
-        plugin: Option<String>,
-        #[arg(long)]
-        source: Option<String>,
-        #[arg(long)]
-        reason: Option<String>,
+        // With `--dlq`, which dead letters; `--source` also selects the
+        // source of a time-range replay.
+        #[command(flatten)]
+        filter: cmd::dlq::Filter,
         #[arg(long)]
         from: Option<String>,
         #[arg(long)]
@@ -168,31 +156,15 @@ fn main() -> anyhow::Result<()> {
         } => rt.block_on(cmd::events::events(&config, id, source, after, limit)),
         Command::Dlq {
             config,
-            topic,
-            plugin,
-            source,
-            reason,
+            filter,
             limit,
             json,
-        } => rt.block_on(cmd::dlq::dlq(
-            &config,
-            cmd::dlq::Filter {
-                topic,
-                plugin,
-                source,
-                reason,
-            },
-            limit,
-            json,
-        )),
+        } => rt.block_on(cmd::dlq::dlq(&config, filter, limit, json)),
         Command::Replay {
             config,
             event,
             dlq,
-            topic,
-            plugin,
-            source,
-            reason,
+            filter,
             from,
             to,
         } => rt.block_on(cmd::replay::replay(
@@ -200,10 +172,7 @@ fn main() -> anyhow::Result<()> {
             cmd::replay::Replay {
                 event,
                 dlq,
-                topic,
-                plugin,
-                source,
-                reason,
+                filter,
                 from,
                 to,
             },

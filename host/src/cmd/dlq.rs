@@ -6,10 +6,18 @@ use fieldhook::admin::client::AdminClient;
 
 use super::events::encode;
 
+/// Which dead letters: the flags `fieldhook dlq` and `fieldhook replay --dlq` share.
+#[derive(clap::Args)]
 pub struct Filter {
+    /// `jobs` or `deliveries`.
+    #[arg(long)]
     pub topic: Option<String>,
+    #[arg(long)]
     pub plugin: Option<String>,
+    #[arg(long)]
     pub source: Option<String>,
+    /// Only those whose reason contains this text.
+    #[arg(long)]
     pub reason: Option<String>,
 }
 

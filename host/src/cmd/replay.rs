@@ -12,10 +12,7 @@ use serde_json::json;
 pub struct Replay {
     pub event: Option<String>,
     pub dlq: bool,
-    pub topic: Option<String>,
-    pub plugin: Option<String>,
-    pub source: Option<String>,
-    pub reason: Option<String>,
+    pub filter: super::dlq::Filter,
     pub from: Option<String>,
     pub to: Option<String>,
 }
@@ -24,7 +21,8 @@ pub async fn replay(config: &Path, r: Replay) -> anyhow::Result<()> {
     let body = match (&r.event, r.dlq, &r.from) {
         (Some(id), false, None) => json!({ "event_id": id }),
         (None, true, None) => json!({ "dlq": {
-            "topic": r.topic, "plugin": r.plugin, "source": r.source, "reason": r.reason,
+            "topic": r.filter.topic, "plugin": r.filter.plugin,
+            "source": r.filter.source, "reason": r.filter.reason,
         }}),
         (None, false, Some(from)) => {
             let now = now_ms();
@@ -33,7 +31,7 @@ pub async fn replay(config: &Path, r: Replay) -> anyhow::Result<()> {
                 Some(t) => parse_time(t, now).map_err(anyhow::Error::msg)?,
                 None => now + 1,
             };
-            json!({ "source": r.source, "from_ms": from, "to_ms": to })
+            json!({ "source": r.filter.source, "from_ms": from, "to_ms": to })
         }
         _ => bail!(
             "give exactly one of --event ID, --dlq [filters], or --from TIME [--to TIME] [--source S]"
