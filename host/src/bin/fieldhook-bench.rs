@@ -13,6 +13,11 @@
 #[path = "../bench/plugin.rs"]
 mod plugin;
 
+// glibc malloc was about 15% of the ingest path's CPU (lock contention,
+// consolidation, page faults from trimming); mimalloc keeps per-thread heaps.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -328,11 +333,20 @@ async fn ingest(requests: usize, connections: usize, body_bytes: usize) -> anyho
         connections,
     )
     .await;
+    let cpu = cpu_seconds();
     let mut base = run(&urls[0], signed.clone(), connections).await;
     report("baseline (no store)", &mut base);
+    let base_cpu = cpu_seconds() - cpu;
     let before = store.commit_stats();
+    let cpu = cpu_seconds();
     let mut stored = run(&urls[1], signed, connections).await;
     report("durable (group commit)", &mut stored);
+    let stored_cpu = cpu_seconds() - cpu;
+    println!(
+        "cpu (server + load generator): baseline {:.0} us/request, durable {:.0} us/request",
+        base_cpu * 1e6 / requests as f64,
+        stored_cpu * 1e6 / requests as f64
+    );
     let after = store.commit_stats();
     let flushes = after.flushes - before.flushes;
     println!(
@@ -344,6 +358,27 @@ async fn ingest(requests: usize, connections: usize, body_bytes: usize) -> anyho
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// User + system CPU time of this process so far, from /proc (Linux); 0
+/// elsewhere.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces): utime is
+    // the 12th, stime the 13th, in clock ticks (100 per second on Linux).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

@@ -9,20 +9,19 @@
 //! | `d` + source + `\0` + key    | event id + received-at (ms)   |
 //! | `i` + event id               | empty: not yet fanned out     |
 //!
-//! Durability comes from [`GroupCommit`]: a request inserts, then waits for
-//! the next flush; concurrent requests share that flush.
+//! Durability comes from [`GroupCommit`]: one committer thread writes the
+//! events of all waiting requests as one batch and answers them after one
+//! flush.
 
 mod group_commit;
 mod record;
 pub mod verify;
 
-use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
 
 pub use group_commit::{GroupCommit, GroupCommitStats};
 pub use record::{EntityRecord, EventRecord, NewEvent};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +106,7 @@ impl Store {
             .flush_every_ms(Some(200))
             .open()?;
         let events = db.open_tree("events")?;
-        let commit = GroupCommit::start(db.clone());
+        let commit = GroupCommit::start(db.clone(), events.clone())?;
         Ok(Self { db, events, commit })
     }
 
@@ -145,41 +144,7 @@ impl Store {
         events: Vec<NewEvent>,
         dedupe_window_ms: u64,
     ) -> Result<Vec<Ingested>, StoreError> {
-        let prepared: Vec<(NewEvent, String, Vec<u8>)> = events
-            .into_iter()
-            .map(|e| {
-                let id = format!("evt_{}", ulid::Ulid::new());
-                let bytes = e.encode(&id);
-                (e, id, bytes)
-            })
-            .collect();
-        let result = self.events.transaction(|tx| {
-            let mut out = Vec::with_capacity(prepared.len());
-            for (event, id, bytes) in &prepared {
-                if let Some(dk) = &event.dedupe_key {
-                    let k = dedupe_key(&event.source, dk);
-                    if let Some(prev) = tx.get(&k)?
-                        && let Some((prev_id, at)) = decode_dedupe(&prev)
-                        && event.received_at_ms.saturating_sub(at) < dedupe_window_ms
-                    {
-                        out.push(Ingested::Duplicate(prev_id));
-                        continue;
-                    }
-                    tx.insert(k, encode_dedupe(id, event.received_at_ms))?;
-                }
-                tx.insert(key(EVENT, id.as_bytes()), bytes.as_slice())?;
-                tx.insert(key(INBOX, id.as_bytes()), &[][..])?;
-                out.push(Ingested::Stored(id.clone()));
-            }
-            Ok::<_, ConflictableTransactionError<Infallible>>(out)
-        });
-        let out = match result {
-            Ok(out) => out,
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
-            Err(TransactionError::Abort(never)) => match never {},
-        };
-        self.sync().await?;
-        Ok(out)
+        self.commit.ingest(events, dedupe_window_ms).await
     }
 
     /// One stored event.
@@ -411,6 +376,49 @@ mod tests {
         };
         let store = Store::open(dir.path()).unwrap();
         assert!(store.event(&id).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn concurrent_copies_of_one_delivery_are_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..50u64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .ingest(vec![event("a", Some("same"), 1_000 + i)], 60_000)
+                    .await
+                    .unwrap()
+                    .remove(0)
+            }));
+        }
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.push(t.await.unwrap());
+        }
+        let stored: Vec<_> = outcomes
+            .iter()
+            .filter(|o| matches!(o, Ingested::Stored(_)))
+            .collect();
+        assert_eq!(stored.len(), 1, "{outcomes:?}");
+        assert!(outcomes.iter().all(|o| o.id() == stored[0].id()));
+        assert_eq!(store.event_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_a_repeated_key_stores_the_first_copy_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let out = store
+            .ingest(
+                vec![event("a", Some("k"), 1), event("a", Some("k"), 2)],
+                60_000,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(out[0], Ingested::Stored(_)));
+        assert_eq!(out[1], Ingested::Duplicate(out[0].id().to_owned()));
     }
 
     #[tokio::test]
