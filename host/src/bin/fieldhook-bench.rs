@@ -109,6 +109,16 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         stored: usize,
     },
+    /// The store alone: concurrent writers ingesting 1 KiB events, no HTTP.
+    Store {
+        #[arg(long, default_value_t = 40_000)]
+        events: usize,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 64)]
+        writers: usize,
+        #[arg(long, default_value_t = 1024)]
+        body_bytes: usize,
+    },
     /// Per-language plugin overhead: compile, cached load, call p50/p99.
     PluginOverhead(plugin_overhead::Args),
 }
@@ -131,6 +141,11 @@ fn main() -> anyhow::Result<()> {
             baseline,
             iterations,
         } => rt.block_on(plugin::call(component, baseline, iterations)),
+        Command::Store {
+            events,
+            writers,
+            body_bytes,
+        } => rt.block_on(store_only(events, writers, body_bytes)),
         Command::HotReload { component, rounds } => {
             rt.block_on(plugin::hot_reload(component, rounds))
         }
@@ -211,42 +226,63 @@ struct RunResult {
     errors: usize,
 }
 
+/// Sends every request once, over `connections` keep-alive HTTP/1.1
+/// connections, and records each request's latency.
+///
+/// The client writes pre-serialised request bytes on raw TCP and parses
+/// only the status line and `content-length` of each answer: it shares the
+/// two cores with the server under test, so it must cost as little CPU as
+/// possible (a reqwest client took about half of the machine).
 async fn run(url: &str, requests: Arc<Vec<Signed>>, connections: usize) -> RunResult {
+    let (addr, path) = match split_url(url) {
+        Ok(parts) => parts,
+        Err(e) => {
+            eprintln!("fieldhook-bench: {e}");
+            return RunResult {
+                elapsed: Duration::ZERO,
+                latencies_us: Vec::new(),
+                errors: requests.len(),
+            };
+        }
+    };
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(1)
-            .http1_only()
-            .build()
-            .expect("client builds");
         let next = next.clone();
         let requests = requests.clone();
-        let url = url.to_owned();
+        let path = path.clone();
+        let addr = addr.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0;
+            let mut conn: Option<Connection> = None;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(r) = requests.get(i) else { break };
+                let bytes = r.http1(&addr, &path);
                 let t = Instant::now();
-                let resp = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("webhook-id", &r.id)
-                    .header("webhook-timestamp", &r.timestamp)
-                    .header("webhook-signature", &r.signature)
-                    .body(r.body.clone())
-                    .send()
-                    .await;
-                match resp {
-                    Ok(resp) if resp.status() == 200 => {
-                        let _ = resp.bytes().await;
+                let c = match conn.take() {
+                    Some(c) => c,
+                    None => match Connection::open(&addr).await {
+                        Ok(c) => c,
+                        Err(_) => {
+                            errors += 1;
+                            continue;
+                        }
+                    },
+                };
+                match c.exchange(&bytes).await {
+                    Ok((c, 200)) => {
+                        conn = Some(c);
+                        lat.push(t.elapsed().as_micros() as u64);
                     }
-                    _ => errors += 1,
+                    Ok((c, _)) => {
+                        conn = Some(c);
+                        errors += 1;
+                    }
+                    Err(_) => errors += 1,
                 }
-                lat.push(t.elapsed().as_micros() as u64);
             }
             (lat, errors)
         }));
@@ -263,6 +299,82 @@ async fn run(url: &str, requests: Arc<Vec<Signed>>, connections: usize) -> RunRe
         elapsed: started.elapsed(),
         latencies_us,
         errors,
+    }
+}
+
+/// `http://host:port/path` -> (`host:port`, `/path`).
+fn split_url(url: &str) -> anyhow::Result<(String, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("only http:// URLs are supported: {url}"))?;
+    let (addr, path) = rest.split_once('/').unwrap_or((rest, ""));
+    Ok((addr.to_owned(), format!("/{path}")))
+}
+
+impl Signed {
+    fn http1(&self, host: &str, path: &str) -> Vec<u8> {
+        let mut out = format!(
+            "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n\
+             webhook-id: {}\r\nwebhook-timestamp: {}\r\nwebhook-signature: {}\r\n\
+             content-length: {}\r\n\r\n",
+            self.id,
+            self.timestamp,
+            self.signature,
+            self.body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// One keep-alive connection of the load generator.
+struct Connection {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(addr: &str) -> std::io::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Sends one request and reads its whole answer; returns the status.
+    async fn exchange(mut self, request: &[u8]) -> std::io::Result<(Self, u16)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.stream.write_all(request).await?;
+        self.buf.clear();
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut response = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head) = response
+                .parse(&self.buf)
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+            {
+                let status = response.code.unwrap_or(0);
+                let length = response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                while self.buf.len() < head + length {
+                    if self.stream.read_buf(&mut self.buf).await? == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+                return Ok((self, status));
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
     }
 }
 
@@ -356,6 +468,61 @@ async fn ingest(requests: usize, connections: usize, body_bytes: usize) -> anyho
         (after.writes - before.writes) as f64 / flushes.max(1) as f64,
         store.event_count()
     );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn store_only(events: usize, writers: usize, body_bytes: usize) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let store = Store::open(&dir.join("db")).context("open store")?;
+    let body = vec![b'x'; body_bytes];
+    let next = Arc::new(AtomicUsize::new(0));
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let (store, next, body) = (store.clone(), next.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < events {
+                let event = NewEvent {
+                    source: "bench".into(),
+                    vendor: "standard-webhooks".into(),
+                    kind: "job.completed".into(),
+                    entity: None,
+                    occurred_at: None,
+                    dedupe_key: Some(ulid::Ulid::new().to_string()),
+                    parsed: true,
+                    received_at_ms: fieldhook::time::now_ms(),
+                    headers: vec![("content-type".into(), b"application/json".to_vec())],
+                    body: body.clone(),
+                };
+                let t = Instant::now();
+                store.ingest(vec![event], 60_000).await?;
+                lat.push(t.elapsed().as_micros() as u64);
+            }
+            Ok::<_, StoreError>(lat)
+        }));
+    }
+    let mut r = RunResult {
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+        errors: 0,
+    };
+    for t in tasks {
+        r.latencies_us.extend(t.await??);
+    }
+    r.elapsed = started.elapsed();
+    let used = cpu_seconds() - cpu;
+    println!("fieldhook-bench store: {events} events of {body_bytes} bytes, {writers} writers");
+    report("store.ingest", &mut r);
+    let stats = store.commit_stats();
+    println!(
+        "cpu {:.0} us/event; {:.1} writes per fsync",
+        used * 1e6 / events as f64,
+        stats.writes as f64 / stats.flushes.max(1) as f64
+    );
+    store.close().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
