@@ -236,10 +236,13 @@ impl Runtime {
         pool.total_memories(512);
         pool.total_tables(512);
         pool.max_memory_size(crate::manifest::MAX_MEMORY_MB as usize * 1024 * 1024);
-        // A fresh instance per event reuses a slot: zeroing the first pages
-        // in place is cheaper than unmapping them and faulting them back.
+        // A fresh instance per event reuses a slot: resetting the pages it
+        // dirtied in place is cheaper than unmapping them and faulting them
+        // back. PAGEMAP_SCAN (Linux 6.7+) finds exactly those pages; without
+        // it wasmtime memsets the whole kept-resident prefix.
         pool.linear_memory_keep_resident(FRESH_KEEP_RESIDENT);
         pool.table_keep_resident(FRESH_KEEP_RESIDENT);
+        pool.pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
 
