@@ -2,7 +2,8 @@
 //!
 //! - `check` validates a component against the WIT world and its manifest,
 //!   without running it;
-//! - `run` runs it locally on a sample event and shows everything it did;
+//! - `run` runs it locally on a sample event, or on an event the daemon
+//!   stored, and shows everything it did (as text or JSON);
 //! - `new` scaffolds a working plugin with its manifest and a sample event.
 
 mod check;
