@@ -2,7 +2,8 @@
 //!
 //! - `check` validates a component against the WIT world and its manifest,
 //!   without running it;
-//! - `run` runs it locally on a sample event and shows everything it did;
+//! - `run` runs it locally on a sample event, or on an event the daemon
+//!   stored, and shows everything it did (as text or JSON);
 //! - `new` scaffolds a working plugin with its manifest and a sample event.
 
 mod check;
@@ -19,15 +20,37 @@ use fieldhook::runtime::CodeCache;
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
-    /// Run a plugin locally on a sample event: prints the decision, every
-    /// outbound request, the logs, and time and memory against the limits.
+    /// Run a plugin locally on a sample event or a stored one: prints the
+    /// decision, every outbound request, the logs, and time, CPU time and
+    /// memory against the limits.
     Run {
         /// The plugin's component (`.wasm`).
         component: PathBuf,
         /// Sample event: JSON with `source`, `kind`, `body`... (as written
         /// by `plugin new`), or any other file, taken as the raw body.
-        #[arg(long)]
-        event: PathBuf,
+        #[arg(
+            long,
+            required_unless_present = "event_id",
+            conflicts_with = "event_id"
+        )]
+        event: Option<PathBuf>,
+        /// Run on an event the daemon stored, by id (`evt_...`), read from
+        /// the store of `--data-dir` or `--config` (stop the daemon first:
+        /// it locks the store).
+        #[arg(long, value_name = "ID")]
+        event_id: Option<String>,
+        /// The daemon's data directory (holding `db/`), for `--event-id`.
+        #[arg(
+            long,
+            value_name = "DIR",
+            requires = "event_id",
+            conflicts_with = "config"
+        )]
+        data_dir: Option<PathBuf>,
+        /// The daemon's configuration, to find its data directory for
+        /// `--event-id`.
+        #[arg(long, value_name = "FILE", requires = "event_id")]
+        config: Option<PathBuf>,
         /// The plugin's manifest (limits, config); default: `plugin.toml`
         /// beside the component when there is one, else defaults.
         #[arg(long)]
@@ -37,6 +60,10 @@ pub enum PluginCommand {
         /// denied. Without it, requests go through the daemon's policy.
         #[arg(long)]
         responses: Option<PathBuf>,
+        /// Print one JSON document (plugin, event, outbound requests, logs,
+        /// usage, decision or error) instead of the report.
+        #[arg(long)]
+        json: bool,
     },
     /// Check a component against the WIT world and its manifest, without
     /// running it.
@@ -77,16 +104,27 @@ pub async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Run {
             component,
             event,
+            event_id,
+            data_dir,
+            config,
             manifest,
             responses,
+            json,
         } => {
-            run::run(
-                &component,
-                &event,
-                manifest.as_deref(),
-                responses.as_deref(),
-            )
-            .await
+            let event = match (event, event_id) {
+                (Some(file), _) => run::EventFrom::File(file),
+                (None, Some(id)) => run::EventFrom::Store {
+                    id,
+                    data_dir: run::data_dir(data_dir, config.as_deref())?,
+                },
+                (None, None) => anyhow::bail!("give --event FILE or --event-id ID"),
+            };
+            let options = run::Options {
+                manifest,
+                responses,
+                json,
+            };
+            run::run(&component, &event, &options).await
         }
         PluginCommand::Check {
             component,

@@ -138,6 +138,9 @@ pub struct CallReport {
     pub elapsed: Duration,
     /// Largest linear memory the plugin grew to, bytes.
     pub peak_memory_bytes: usize,
+    /// Time spent executing the plugin's code, as its CPU limit counts it
+    /// (epoch ticks; accurate to about a tick per host call).
+    pub cpu_time: Duration,
 }
 
 /// A plugin ready to run.
@@ -432,12 +435,14 @@ impl Runtime {
                 logs: Vec::new(),
                 elapsed: started.elapsed(),
                 peak_memory_bytes: 0,
+                cpu_time: Duration::ZERO,
             };
         };
         let result = live.store.data().explain(result);
         let logs = std::mem::take(&mut live.store.data_mut().logs);
         // Memory never shrinks: for a warm instance the peak is its size now.
         let peak_memory_bytes = live.store.data().limits.peak_bytes;
+        let cpu_time = live.store.data().cpu.used();
         if let (InstancePolicy::Reuse(recycle), true) = (plugin.instances, healthy) {
             // A trapped or interrupted instance is never reused.
             let warm = Warm {
@@ -453,6 +458,7 @@ impl Runtime {
             logs,
             elapsed: started.elapsed(),
             peak_memory_bytes,
+            cpu_time,
         }
     }
 

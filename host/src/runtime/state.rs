@@ -156,6 +156,13 @@ impl CpuMeter {
         }
     }
 
+    /// Guest time counted so far, with the interval since the last tick
+    /// counted by the same rule as a tick; for reports.
+    pub(crate) fn used(&self) -> Duration {
+        let (interval, tick) = (self.last.elapsed(), super::TICK);
+        self.used + if interval <= tick * 2 { interval } else { tick }
+    }
+
     fn tick(&mut self) -> wasmtime::Result<UpdateDeadline> {
         let now = Instant::now();
         let tick = super::TICK;
