@@ -56,6 +56,13 @@ enum Command {
         /// Body size in bytes.
         #[arg(long, default_value_t = 1024)]
         body_bytes: usize,
+        /// Offered load in requests/s (open loop: each request is sent at
+        /// its scheduled time and its latency counts from then, so falling
+        /// behind shows). Without it, each connection sends its next request
+        /// as soon as the previous answer arrives (closed loop: the most the
+        /// server can take).
+        #[arg(long)]
+        rate: Option<u32>,
     },
     /// One plugin call (filter + map of a 1 KiB event): fresh pooled
     /// instance against warm reused instance.
@@ -135,7 +142,8 @@ fn main() -> anyhow::Result<()> {
             requests,
             connections,
             body_bytes,
-        } => rt.block_on(ingest(requests, connections, body_bytes)),
+            rate,
+        } => rt.block_on(ingest(requests, connections, body_bytes, rate)),
         Command::PluginCall {
             component,
             baseline,
@@ -234,6 +242,17 @@ struct RunResult {
 /// two cores with the server under test, so it must cost as little CPU as
 /// possible (a reqwest client took about half of the machine).
 async fn run(url: &str, requests: Arc<Vec<Signed>>, connections: usize) -> RunResult {
+    run_at(url, requests, connections, None).await
+}
+
+/// [`run`], or at a fixed offered `rate` (requests/s): request `i` is due
+/// at `start + i / rate` and its latency counts from then.
+async fn run_at(
+    url: &str,
+    requests: Arc<Vec<Signed>>,
+    connections: usize,
+    rate: Option<u32>,
+) -> RunResult {
     let (addr, path) = match split_url(url) {
         Ok(parts) => parts,
         Err(e) => {
@@ -261,7 +280,14 @@ async fn run(url: &str, requests: Arc<Vec<Signed>>, connections: usize) -> RunRe
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(r) = requests.get(i) else { break };
                 let bytes = r.http1(&addr, &path);
-                let t = Instant::now();
+                let t = match rate {
+                    Some(rate) => {
+                        let due = started + Duration::from_secs_f64(i as f64 / rate.max(1) as f64);
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
+                };
                 let c = match conn.take() {
                     Some(c) => c,
                     None => match Connection::open(&addr).await {
@@ -398,7 +424,12 @@ fn report(name: &str, r: &mut RunResult) {
     );
 }
 
-async fn ingest(requests: usize, connections: usize, body_bytes: usize) -> anyhow::Result<()> {
+async fn ingest(
+    requests: usize,
+    connections: usize,
+    body_bytes: usize,
+    rate: Option<u32>,
+) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     std::fs::write(dir.join("bench.secret"), format!("whsec_{SECRET_B64}"))?;
     let config = Config::parse(
@@ -432,7 +463,11 @@ async fn ingest(requests: usize, connections: usize, body_bytes: usize) -> anyho
     }
 
     println!(
-        "fieldhook-bench ingest: {requests} requests, {connections} connections, {body_bytes}-byte bodies, {} cores",
+        "fieldhook-bench ingest: {requests} requests, {connections} connections, {body_bytes}-byte bodies, {}, {} cores",
+        match rate {
+            Some(r) => format!("open loop at {r} requests/s"),
+            None => "closed loop".to_owned(),
+        },
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -446,12 +481,12 @@ async fn ingest(requests: usize, connections: usize, body_bytes: usize) -> anyho
     )
     .await;
     let cpu = cpu_seconds();
-    let mut base = run(&urls[0], signed.clone(), connections).await;
+    let mut base = run_at(&urls[0], signed.clone(), connections, rate).await;
     report("baseline (no store)", &mut base);
     let base_cpu = cpu_seconds() - cpu;
     let before = store.commit_stats();
     let cpu = cpu_seconds();
-    let mut stored = run(&urls[1], signed, connections).await;
+    let mut stored = run_at(&urls[1], signed, connections, rate).await;
     report("durable (group commit)", &mut stored);
     let stored_cpu = cpu_seconds() - cpu;
     println!(
