@@ -37,6 +37,7 @@
 
 mod event;
 pub mod http;
+pub mod json;
 pub mod kv;
 mod request;
 #[cfg(not(target_arch = "wasm32"))]
