@@ -57,8 +57,36 @@ pub struct Envelope<'a> {
     pub created_at: Option<Text<'a>>,
     /// The record of the second envelope, as sent.
     pub data: Option<RawJson<'a>>,
-    /// The whole body, for the record under the event's first part.
-    pub body: RawJson<'a>,
+    /// The records under the usual keys, read in the same pass.
+    records: Records<'a>,
+    /// The body, searched for a record under another key.
+    body: &'a [u8],
+}
+
+/// The records under the usual keys of the first envelope (`job.*` →
+/// `job`); others are found by searching the body.
+#[derive(Debug, Clone, Copy)]
+struct Records<'a> {
+    job: Option<RawJson<'a>>,
+    invoice: Option<RawJson<'a>>,
+    customer: Option<RawJson<'a>>,
+    estimate: Option<RawJson<'a>>,
+    lead: Option<RawJson<'a>>,
+}
+
+impl<'a> Records<'a> {
+    /// `Some(record)` when `key` is one of these keys (the record itself may
+    /// be absent), `None` for any other key.
+    fn get(&self, key: &str) -> Option<Option<RawJson<'a>>> {
+        Some(match key {
+            "job" => self.job,
+            "invoice" => self.invoice,
+            "customer" => self.customer,
+            "estimate" => self.estimate,
+            "lead" => self.lead,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -75,6 +103,16 @@ struct Wire<'a> {
     created_at: Option<Text<'a>>,
     #[serde(borrow, default)]
     data: Option<RawJson<'a>>,
+    #[serde(borrow, default)]
+    job: Option<RawJson<'a>>,
+    #[serde(borrow, default)]
+    invoice: Option<RawJson<'a>>,
+    #[serde(borrow, default)]
+    customer: Option<RawJson<'a>>,
+    #[serde(borrow, default)]
+    estimate: Option<RawJson<'a>>,
+    #[serde(borrow, default)]
+    lead: Option<RawJson<'a>>,
 }
 
 impl<'a> Envelope<'a> {
@@ -90,7 +128,14 @@ impl<'a> Envelope<'a> {
             id: wire.id,
             created_at: wire.created_at,
             data: wire.data,
-            body: VENDOR_INFO.parse(body)?,
+            records: Records {
+                job: wire.job,
+                invoice: wire.invoice,
+                customer: wire.customer,
+                estimate: wire.estimate,
+                lead: wire.lead,
+            },
+            body,
         })
     }
 
@@ -112,8 +157,13 @@ impl<'a> Envelope<'a> {
     pub fn record(&self) -> Result<RawJson<'a>, PluginError> {
         let key = self.record_type();
         let objects = |v: &RawJson<'a>| v.is_object();
-        self.body
-            .get(key)
+        let under_key = match self.records.get(key) {
+            Some(record) => record,
+            None => serde_json::from_slice::<RawJson<'a>>(self.body)
+                .ok()
+                .and_then(|body| body.get(key)),
+        };
+        under_key
             .filter(objects)
             .or_else(|| self.data.and_then(|d| d.get(key)).filter(objects))
             .or_else(|| self.data.filter(objects))
@@ -384,6 +434,18 @@ mod tests {
         let nested = r#"{"event":"job.completed","data":{"job":{"id":"job_1"}}}"#;
         let envelope = Envelope::parse(nested.as_bytes()).unwrap();
         assert_eq!(envelope.job().unwrap().id, "job_1");
+    }
+
+    #[test]
+    fn a_record_under_a_less_common_key_is_found_too() {
+        let body =
+            r#"{"event":"employee.created","employee":{"id":"pro_18c3f7","first_name":"Marco"}}"#;
+        let envelope = Envelope::parse(body.as_bytes()).unwrap();
+        let record = envelope.record().unwrap();
+        assert_eq!(
+            record.get("id").and_then(|id| id.as_str()).as_deref(),
+            Some("pro_18c3f7")
+        );
     }
 
     #[test]
