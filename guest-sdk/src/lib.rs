@@ -26,6 +26,13 @@
 //! fieldhook_guest::export_plugin!(Forward);
 //! ```
 //!
+//! For a known vendor, read the body through its typed view in
+//! [`vendors`] (`event.housecall_pro()?`, `event.servicetrade()?`, ...)
+//! rather than as a `serde_json::Value`: the views borrow from the body and
+//! their errors name the vendor and what is missing. [`json`] holds the
+//! borrowed building blocks for a plugin's own `#[derive(Deserialize)]`
+//! structs.
+//!
 //! Build it with `cargo build --target wasm32-wasip2 --release`; the `.wasm`
 //! in `target/wasm32-wasip2/release/` is the component to install.
 //!
@@ -37,10 +44,12 @@
 
 mod event;
 pub mod http;
+pub mod json;
 pub mod kv;
 mod request;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod vendors;
 
 pub use request::{Decision, Request};
 

@@ -66,6 +66,23 @@ pub fn event(kind: &str, body: impl Into<Vec<u8>>) -> Event {
     }
 }
 
+/// An event from a source of `vendor` (`housecall-pro`, `servicetrade`,
+/// ...), otherwise as [`event`]: what the [`crate::vendors`] views expect.
+///
+/// ```
+/// use fieldhook_guest::testing;
+///
+/// let event = testing::event_from("housecall-pro", "job.completed", r#"{"event":"job.completed","job":{"id":"job_1"}}"#);
+/// assert_eq!(event.housecall_pro()?.job()?.id, "job_1");
+/// # Ok::<(), fieldhook_guest::PluginError>(())
+/// ```
+pub fn event_from(vendor: &str, kind: &str, body: impl Into<Vec<u8>>) -> Event {
+    Event {
+        vendor: vendor.into(),
+        ..event(kind, body)
+    }
+}
+
 pub(crate) fn config_get(key: &str) -> Option<String> {
     CONFIG.with(|config| config.borrow().get(key).cloned())
 }
