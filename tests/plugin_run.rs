@@ -143,6 +143,26 @@ fn assert_usage_within_limits(report: &Value, plugin: &str) {
 
 // ---------------------------------------------------------------- servicem8-job-sync
 
+/// Runs `plugin` on its sample event `sample_file` with no canned
+/// responses (any outbound HTTP would be denied), asserts it succeeded and
+/// stayed within its limits, and returns the report.
+fn run_sample_offline(component: &Path, plugin: &str, sample_file: &str) -> Value {
+    let tmp = tempfile::tempdir().unwrap();
+    let (report, ok) = run_json(
+        component,
+        plugin,
+        &[
+            "--event",
+            &sample(plugin, sample_file),
+            "--responses",
+            &responses(tmp.path(), json!([])),
+        ],
+    );
+    assert!(ok, "{report:#}");
+    assert_usage_within_limits(&report, plugin);
+    report
+}
+
 fn sm8_job() -> Value {
     let text =
         std::fs::read_to_string(plugin_dir("servicem8-job-sync").join("samples/job.json")).unwrap();
@@ -312,18 +332,7 @@ fn the_text_report_shows_the_error_and_cpu_time_against_the_limit() {
 #[test]
 fn accounting_sync_posts_the_completed_job_to_its_endpoint() {
     let component = guest("accounting-sync");
-    let tmp = tempfile::tempdir().unwrap();
-    let (report, ok) = run_json(
-        &component,
-        "accounting-sync",
-        &[
-            "--event",
-            &sample("accounting-sync", "job-completed.event.json"),
-            "--responses",
-            &responses(tmp.path(), json!([])),
-        ],
-    );
-    assert!(ok, "{report:#}");
+    let report = run_sample_offline(&component, "accounting-sync", "job-completed.event.json");
     assert_eq!(report["outbound"], json!([]), "no outbound HTTP in handle");
     let request = delivered(&report);
     assert_eq!(request["url"], "https://books.example.com/api/jobs");
@@ -333,24 +342,16 @@ fn accounting_sync_posts_the_completed_job_to_its_endpoint() {
     assert_eq!(record["total_cents"], 24500);
     assert_eq!(record["currency"], "USD");
     assert_eq!(record["source"], "hcp");
-    assert_usage_within_limits(&report, "accounting-sync");
 }
 
 #[test]
 fn servicetrade_job_status_posts_the_status_transition() {
     let component = js_guest("plugins/servicetrade-job-status/plugin.js");
-    let tmp = tempfile::tempdir().unwrap();
-    let (report, ok) = run_json(
+    let report = run_sample_offline(
         &component,
         "servicetrade-job-status",
-        &[
-            "--event",
-            &sample("servicetrade-job-status", "job-completed.event.json"),
-            "--responses",
-            &responses(tmp.path(), json!([])),
-        ],
+        "job-completed.event.json",
     );
-    assert!(ok, "{report:#}");
     assert_eq!(report["outbound"], json!([]));
     let request = delivered(&report);
     assert_eq!(
@@ -366,24 +367,16 @@ fn servicetrade_job_status_posts_the_status_transition() {
         request["idempotency_key"],
         "st-status:job:88123:scheduled->completed:1794999990"
     );
-    assert_usage_within_limits(&report, "servicetrade-job-status");
 }
 
 #[test]
 fn hcp_invoice_accounting_posts_the_payment() {
     let component = py_guest("plugins/hcp-invoice-accounting");
-    let tmp = tempfile::tempdir().unwrap();
-    let (report, ok) = run_json(
+    let report = run_sample_offline(
         &component,
         "hcp-invoice-accounting",
-        &[
-            "--event",
-            &sample("hcp-invoice-accounting", "invoice-paid.event.json"),
-            "--responses",
-            &responses(tmp.path(), json!([])),
-        ],
+        "invoice-paid.event.json",
     );
-    assert!(ok, "{report:#}");
     let request = delivered(&report);
     assert_eq!(request["url"], "https://books.example.com/api/v1/payments");
     assert_granted("hcp-invoice-accounting", request);
@@ -393,34 +386,22 @@ fn hcp_invoice_accounting_posts_the_payment() {
         request["idempotency_key"],
         "hcp:233b75f9-4b4f-4a83-b21b-c1ed9e571daa:invoice.paid:inv_51c0"
     );
-    assert_usage_within_limits(&report, "hcp-invoice-accounting");
 }
 
 #[test]
 fn schedulingpro_crm_lead_opens_a_lead_for_an_abandoned_session() {
     let component = py_guest("plugins/schedulingpro-crm-lead");
-    let tmp = tempfile::tempdir().unwrap();
-    let (report, ok) = run_json(
+    let report = run_sample_offline(
         &component,
         "schedulingpro-crm-lead",
-        &[
-            "--event",
-            &sample(
-                "schedulingpro-crm-lead",
-                "qualified-abandoned-session.event.json",
-            ),
-            "--responses",
-            &responses(tmp.path(), json!([])),
-        ],
+        "qualified-abandoned-session.event.json",
     );
-    assert!(ok, "{report:#}");
     let request = delivered(&report);
     assert_eq!(request["method"], "POST");
     assert_eq!(request["url"], "https://crm.example.com/api/leads");
     assert_granted("schedulingpro-crm-lead", request);
     assert_eq!(request["json"]["external_id"], "schedulingpro:42:sess_78");
     assert_eq!(request["json"]["abandoned_at"], "2026-11-21T18:02:11Z");
-    assert_usage_within_limits(&report, "schedulingpro-crm-lead");
 }
 
 // ---------------------------------------------------------------- --event-id
