@@ -19,6 +19,31 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Ingested, NewEvent, StoreError, decode_dedupe, dedupe_key, encode_dedupe, key};
 
+/// An event ready to write: id assigned and record encoded by the caller,
+/// so the one committer thread only checks dedupe keys and writes.
+struct Prepared {
+    id: String,
+    record: Vec<u8>,
+    /// The dedupe entry's key in the tree, when the event has one.
+    dedupe: Option<Vec<u8>>,
+    received_at_ms: u64,
+}
+
+impl Prepared {
+    fn new(event: NewEvent) -> Self {
+        let id = format!("evt_{}", ulid::Ulid::new());
+        Self {
+            record: event.encode(&id),
+            dedupe: event
+                .dedupe_key
+                .as_deref()
+                .map(|dk| dedupe_key(&event.source, dk)),
+            received_at_ms: event.received_at_ms,
+            id,
+        }
+    }
+}
+
 /// Requests in one group at most: bounds the latency a large backlog adds
 /// to the requests at its front.
 const MAX_GROUP: usize = 4096;
@@ -28,7 +53,7 @@ type Reply<T> = oneshot::Sender<Result<T, String>>;
 enum Request {
     /// Store these events (skipping duplicates), then answer once durable.
     Ingest {
-        events: Vec<NewEvent>,
+        events: Vec<Prepared>,
         window_ms: u64,
         reply: Reply<Vec<Ingested>>,
     },
@@ -99,6 +124,7 @@ impl GroupCommit {
         events: Vec<NewEvent>,
         window_ms: u64,
     ) -> Result<Vec<Ingested>, StoreError> {
+        let events = events.into_iter().map(Prepared::new).collect();
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Ingest {
@@ -196,9 +222,7 @@ fn write_group(
         let mut out = Vec::with_capacity(new_events.len());
         let mut failed = None;
         for event in new_events {
-            let id = format!("evt_{}", ulid::Ulid::new());
-            if let Some(dk) = &event.dedupe_key {
-                let k = dedupe_key(&event.source, dk);
+            if let Some(k) = event.dedupe {
                 let previous = match fresh.get(&k) {
                     Some(p) => Some(p.clone()),
                     None => match events.get(&k) {
@@ -215,12 +239,12 @@ fn write_group(
                     out.push(Ingested::Duplicate(prev_id));
                     continue;
                 }
-                batch.insert(k.clone(), encode_dedupe(&id, event.received_at_ms));
-                fresh.insert(k, (id.clone(), event.received_at_ms));
+                batch.insert(k.clone(), encode_dedupe(&event.id, event.received_at_ms));
+                fresh.insert(k, (event.id.clone(), event.received_at_ms));
             }
-            batch.insert(key(super::EVENT, id.as_bytes()), event.encode(&id));
-            batch.insert(key(super::INBOX, id.as_bytes()), &[][..]);
-            out.push(Ingested::Stored(id));
+            batch.insert(key(super::EVENT, event.id.as_bytes()), event.record);
+            batch.insert(key(super::INBOX, event.id.as_bytes()), &[][..]);
+            out.push(Ingested::Stored(event.id));
         }
         // A read error fails this request only; whatever it already added
         // to the batch is stored but unanswered, which a retry dedupes.
