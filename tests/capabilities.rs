@@ -78,11 +78,7 @@ impl Fake {
         let app = axum::Router::new()
             .fallback(fake_vendor)
             .with_state(vendor.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = serve_local(app).await;
         Self {
             url: format!("http://{addr}"),
             port: addr.port(),

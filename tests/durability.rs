@@ -21,15 +21,6 @@ fn job_completed(job_id: &str) -> String {
     )
 }
 
-/// A free port on 127.0.0.1 (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A daemon configuration in a temp dir: a Housecall Pro source, the
 /// accounting-sync plugin posting to `endpoint`, an admin API, and `extra`.
 struct Setup {

@@ -24,11 +24,7 @@ impl Setup {
         std::fs::write(dir.path().join("st.token"), ST_TOKEN).unwrap();
         std::fs::write(dir.path().join("hcp.secret"), HCP_SECRET).unwrap();
         std::fs::write(dir.path().join("admin.token"), ADMIN_TOKEN).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         std::fs::write(
             dir.path().join("fieldhook.toml"),
             format!(

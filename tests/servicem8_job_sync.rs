@@ -62,11 +62,7 @@ impl FakeServiceM8 {
                 calls: calls.clone(),
                 job,
             });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = serve_local(app).await;
         Self {
             url: format!("http://{addr}"),
             port: addr.port(),

@@ -120,11 +120,7 @@ impl FakeDestination {
         let app = axum::Router::new()
             .fallback(record)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = serve_local(app).await;
         Self {
             url: format!("http://{addr}"),
             state,
@@ -254,6 +250,27 @@ pub fn unix_now() -> String {
         .unwrap()
         .as_secs()
         .to_string()
+}
+
+/// A free port on 127.0.0.1 (bound, then released), for a listener the
+/// daemon opens itself (its admin API).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Serves `app` on 127.0.0.1 at a random port until the returned task is
+/// dropped or aborted: the fakes (vendor APIs, destinations) the tests run.
+pub async fn serve_local(app: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, task)
 }
 
 pub fn local(addr: SocketAddr) -> String {
