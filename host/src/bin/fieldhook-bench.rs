@@ -507,6 +507,23 @@ async fn ingest(
     Ok(())
 }
 
+/// A verified Standard Webhooks `job.completed` event as the listener hands
+/// it to the store, with its dedupe key and body.
+fn stored_event(dedupe_key: String, body: Vec<u8>) -> NewEvent {
+    NewEvent {
+        source: "bench".into(),
+        vendor: "standard-webhooks".into(),
+        kind: "job.completed".into(),
+        entity: None,
+        occurred_at: None,
+        dedupe_key: Some(dedupe_key),
+        parsed: true,
+        received_at_ms: fieldhook::time::now_ms(),
+        headers: vec![("content-type".into(), b"application/json".to_vec())],
+        body,
+    }
+}
+
 async fn store_only(events: usize, writers: usize, body_bytes: usize) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let store = Store::open(&dir.join("db")).context("open store")?;
@@ -520,18 +537,7 @@ async fn store_only(events: usize, writers: usize, body_bytes: usize) -> anyhow:
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < events {
-                let event = NewEvent {
-                    source: "bench".into(),
-                    vendor: "standard-webhooks".into(),
-                    kind: "job.completed".into(),
-                    entity: None,
-                    occurred_at: None,
-                    dedupe_key: Some(ulid::Ulid::new().to_string()),
-                    parsed: true,
-                    received_at_ms: fieldhook::time::now_ms(),
-                    headers: vec![("content-type".into(), b"application/json".to_vec())],
-                    body: body.clone(),
-                };
+                let event = stored_event(ulid::Ulid::new().to_string(), body.clone());
                 let t = Instant::now();
                 store.ingest(vec![event], 60_000).await?;
                 lat.push(t.elapsed().as_micros() as u64);

@@ -18,7 +18,7 @@ use fieldhook::daemon::Daemon;
 use fieldhook::ingress::{self, EventSink, StoreSink};
 use fieldhook::store::{NewEvent, Store};
 
-use super::{SECRET_B64, make_requests, report, run, tempfile_dir};
+use super::{SECRET_B64, make_requests, report, run, stored_event, tempfile_dir};
 
 fn config_text(plugins: bool) -> String {
     format!(
@@ -190,18 +190,7 @@ pub async fn filled(
             let mut done = 0;
             while done < prefill {
                 let batch: Vec<NewEvent> = (done..(done + 1000).min(prefill))
-                    .map(|i| NewEvent {
-                        source: "bench".into(),
-                        vendor: "standard-webhooks".into(),
-                        kind: "job.completed".into(),
-                        entity: None,
-                        occurred_at: None,
-                        dedupe_key: Some(format!("prefill_{i:010}")),
-                        parsed: true,
-                        received_at_ms: fieldhook::time::now_ms(),
-                        headers: vec![("content-type".into(), b"application/json".to_vec())],
-                        body: body.clone(),
-                    })
+                    .map(|i| stored_event(format!("prefill_{i:010}"), body.clone()))
                     .collect();
                 done += batch.len();
                 store
