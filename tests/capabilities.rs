@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use fieldhook::capabilities::Capabilities;
 use fieldhook::capabilities::delivery::DeliveryGuard;
 use fieldhook::config::{self, Config};
-use fieldhook::credentials::Credentials;
+use fieldhook::credentials::{Credentials, TokenTree};
 use fieldhook::manifest::Manifest;
 use fieldhook::pipeline::DeliveryPayload;
 use fieldhook::pipeline::delivery::{Deliverer, Sent};
@@ -29,7 +29,7 @@ use fieldhook::plugins::PluginSet;
 use fieldhook::runtime::{
     CallError, CallReport, CodeCache, Decision, LoadedPlugin, Outbound, Runtime,
 };
-use fieldhook::store::EventRecord;
+use fieldhook::store::{EventRecord, Store};
 use support::*;
 
 // ---------------------------------------------------------------- fakes
@@ -222,7 +222,7 @@ struct Host {
     runtime: Runtime,
     caps: Arc<Capabilities>,
     /// Held open for the host's lifetime, like the daemon's store.
-    _db: sled::Db,
+    _store: Store,
 }
 
 fn cache_dir() -> PathBuf {
@@ -297,9 +297,9 @@ password_file = "strade.password"
         let config = Config::parse(&text, path).expect("valid config");
         // The previous host's lock may take a moment to go.
         let deadline = Instant::now() + Duration::from_secs(10);
-        let db = loop {
-            match sled::open(path.join("db")) {
-                Ok(db) => break db,
+        let store = loop {
+            match Store::open(&path.join("db")) {
+                Ok(store) => break store,
                 Err(e) if Instant::now() < deadline => {
                     let _ = e;
                     std::thread::sleep(Duration::from_millis(50));
@@ -309,9 +309,13 @@ password_file = "strade.password"
         };
         let creds = Credentials::new(
             config.credentials.clone(),
-            Some(db.open_tree("credentials").unwrap()),
+            Some(TokenTree::open(&store).expect("credentials tree")),
         );
-        let caps = Arc::new(Capabilities::new(config.sandbox.clone(), creds, Some(&db)));
+        let caps = Arc::new(Capabilities::new(
+            config.sandbox.clone(),
+            creds,
+            Some(store.db()),
+        ));
         let runtime = Runtime::new(CodeCache::new(&cache_dir()))
             .unwrap()
             .with_capabilities(caps.clone());
@@ -320,7 +324,7 @@ password_file = "strade.password"
             path: path.to_owned(),
             runtime,
             caps,
-            _db: db,
+            _store: store,
         }
     }
 

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::capabilities::Capabilities;
 use crate::capabilities::delivery::DeliveryGuard;
 use crate::config::Config;
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, TokenTree};
 use crate::ingress::{self, StoreSink};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -101,7 +101,11 @@ impl Daemon {
         }
         let credentials = Credentials::new(
             config.credentials.clone(),
-            store.db().open_tree("credentials").ok(),
+            TokenTree::open(&store)
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "rotated OAuth tokens will not survive a restart")
+                })
+                .ok(),
         );
         let capabilities = Arc::new(Capabilities::new(
             config.sandbox.clone(),

@@ -23,6 +23,7 @@ pub use config::{
     CredentialConfigError, CredentialKind, CredentialSpec, RawCredential, SecretString,
 };
 
+use crate::store::{Store, StoreError};
 use crate::time::now_ms;
 
 /// Tokens are refreshed this long before they expire.
@@ -85,7 +86,43 @@ pub struct Credentials {
     entries: HashMap<String, Arc<Entry>>,
     forbidden: Vec<String>,
     client: reqwest::Client,
-    tree: Option<sled::Tree>,
+    tree: Option<TokenTree>,
+}
+
+/// Where rotated refresh tokens are kept: the store's `credentials` tree,
+/// synced through the store's committer like events are.
+#[derive(Clone)]
+pub struct TokenTree {
+    tree: sled::Tree,
+    store: Store,
+}
+
+impl TokenTree {
+    /// Opens the `credentials` tree of `store`.
+    pub fn open(store: &Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            tree: store.db().open_tree("credentials")?,
+            store: store.clone(),
+        })
+    }
+
+    fn get(&self, name: &str) -> Option<Stored> {
+        let bytes = self.tree.get(name.as_bytes()).ok().flatten()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Writes without waiting for the disk (for what a crash may lose).
+    fn put(&self, name: &str, record: &Stored) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).unwrap_or_default();
+        self.tree.insert(name.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// Writes and returns once the record is on disk.
+    async fn put_durable(&self, name: &str, record: &Stored) -> Result<(), StoreError> {
+        self.put(name, record)?;
+        self.store.sync().await
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -104,7 +141,7 @@ impl Default for Credentials {
 
 impl Credentials {
     /// Credentials from the configuration; `tree` keeps rotated tokens.
-    pub fn new(specs: Vec<CredentialSpec>, tree: Option<sled::Tree>) -> Self {
+    pub fn new(specs: Vec<CredentialSpec>, tree: Option<TokenTree>) -> Self {
         let mut forbidden: Vec<String> = vec![
             "authorization".into(),
             "proxy-authorization".into(),
@@ -201,14 +238,9 @@ impl Credentials {
                     *guard = None;
                     if let Some(tree) = &self.tree {
                         // Keep the refresh token, drop the rejected access token.
-                        if let Ok(Some(bytes)) = tree.get(name.as_bytes())
-                            && let Ok(mut s) = serde_json::from_slice::<Stored>(&bytes)
-                        {
+                        if let Some(mut s) = tree.get(name) {
                             s.access_token = None;
-                            let _ = tree.insert(
-                                name.as_bytes(),
-                                serde_json::to_vec(&s).unwrap_or_default(),
-                            );
+                            let _ = tree.put(name, &s);
                         }
                     }
                 }
@@ -286,8 +318,7 @@ impl Credentials {
         let stored = self
             .tree
             .as_ref()
-            .and_then(|t| t.get(name.as_bytes()).ok().flatten())
-            .and_then(|b| serde_json::from_slice::<Stored>(&b).ok())
+            .and_then(|t| t.get(name))
             .filter(|s| s.seed == fingerprint);
         if let Some(s) = &stored
             && let Some(access) = &s.access_token
@@ -317,11 +348,7 @@ impl Credentials {
                 access_token: Some(token.access.clone()),
                 expires_at_ms: token.expires_at_ms,
             };
-            let bytes = serde_json::to_vec(&record).unwrap_or_default();
-            let persisted = match tree.insert(name.as_bytes(), bytes) {
-                Ok(_) => tree.flush_async().await.map(|_| ()),
-                Err(e) => Err(e),
-            };
+            let persisted = tree.put_durable(name, &record).await;
             // The provider has already invalidated the old refresh token;
             // losing the new one would lock the integration out.
             persisted.map_err(|e| CredentialError {

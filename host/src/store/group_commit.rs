@@ -2,7 +2,8 @@
 //!
 //! Every ingest goes to one committer thread. It takes all requests queued
 //! so far, checks their dedupe keys, writes all their events as a single
-//! atomic sled batch, flushes once and answers them all. Requests that
+//! atomic sled batch, makes them durable once (sled flush, then fdatasync)
+//! and answers them all. Requests that
 //! arrive during a flush make up the next group, so under load each fsync
 //! covers as many requests as there are clients waiting.
 //!
@@ -12,6 +13,7 @@
 //! race-free without a transaction: nobody else inserts dedupe entries.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -89,14 +91,15 @@ fn stopped() -> StoreError {
 }
 
 impl GroupCommit {
-    /// Starts the committer thread for `events` in `db`.
-    pub fn start(db: sled::Db, events: sled::Tree) -> Result<Self, StoreError> {
+    /// Starts the committer thread for `events` in `db`, whose log file is
+    /// `log`.
+    pub fn start(db: sled::Db, events: sled::Tree, log: File) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Counters::default());
         let counters = stats.clone();
         let thread = std::thread::Builder::new()
             .name("fieldhook-commit".into())
-            .spawn(move || committer(db, events, rx, counters))
+            .spawn(move || committer(db, log, events, rx, counters))
             .map_err(|e| StoreError::Flush(format!("cannot start the committer thread: {e}")))?;
         Ok(Self {
             tx,
@@ -160,6 +163,7 @@ struct Pending {
 
 fn committer(
     db: sled::Db,
+    log: File,
     events: sled::Tree,
     mut rx: mpsc::UnboundedReceiver<Request>,
     stats: Arc<Counters>,
@@ -175,7 +179,7 @@ fn committer(
         }
         let count = group.len() as u64;
         let (pending, syncs) = write_group(&events, group.drain(..));
-        let flushed = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        let flushed = durable(&db, &log);
         if let Err(e) = &flushed {
             tracing::error!(error = %e, requests = count, "store flush failed");
         }
@@ -193,6 +197,19 @@ fn committer(
             let _ = s.send(flushed.clone());
         }
     }
+}
+
+/// Makes everything written so far durable. sled's flush writes out its
+/// buffers but ends in sync_file_range, which neither empties the disk's
+/// write cache nor records the log's new length, so an acknowledged event
+/// could be lost to a power cut; the fdatasync does both. Syncing once per
+/// group also leaves sled's 200 ms background fsync little to do: when it
+/// found 200 ms of unsynced log, the group flushing beside it stalled for
+/// 10-20 ms.
+fn durable(db: &sled::Db, log: &File) -> Result<(), String> {
+    db.flush().map_err(|e| format!("sled flush failed: {e}"))?;
+    log.sync_data()
+        .map_err(|e| format!("fdatasync of the store's log failed: {e}"))
 }
 
 /// Writes every event of the group as one atomic batch. Duplicates (of

@@ -88,6 +88,9 @@ fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The file sled 0.34 keeps its log in, inside the database directory.
+const SLED_LOG_FILE: &str = "db";
+
 fn dedupe_key(source: &str, dedupe: &str) -> Vec<u8> {
     let mut k = key(DEDUPE, source.as_bytes());
     k.push(0);
@@ -96,8 +99,7 @@ fn dedupe_key(source: &str, dedupe: &str) -> Vec<u8> {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`. Must be called inside a tokio
-    /// runtime: the group-commit flusher is a task.
+    /// Opens (or creates) the store in `dir` and starts its committer thread.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
@@ -106,7 +108,16 @@ impl Store {
             .flush_every_ms(Some(200))
             .open()?;
         let events = db.open_tree("events")?;
-        let commit = GroupCommit::start(db.clone(), events.clone())?;
+        // sled's own flush ends in sync_file_range, which neither empties
+        // the disk's write cache nor records the file's new length: the
+        // committer fdatasyncs sled's log file itself (see group_commit).
+        let log = std::fs::File::open(dir.join(SLED_LOG_FILE)).map_err(|e| {
+            StoreError::Flush(format!(
+                "cannot open {} to sync it: {e}",
+                dir.join(SLED_LOG_FILE).display()
+            ))
+        })?;
+        let commit = GroupCommit::start(db.clone(), events.clone(), log)?;
         Ok(Self { db, events, commit })
     }
 
