@@ -958,16 +958,8 @@ template = "Token {key}"
     }
     let daemon = DaemonProcess::start(&dir.path().join("fieldhook.toml"));
     let body = r#"{"event":"job.completed","job":{"id":"job_7f3e","invoice_number":"1042","total_amount":24500,"customer":{"id":"cus_d892","first_name":"Dana","last_name":"Reyes"}}}"#;
-    let ts = unix_now();
-    let resp = reqwest::Client::new()
-        .post(format!("{}/hooks/hcp", daemon.url))
-        .header("content-type", "application/json")
-        .header("Api-Timestamp", &ts)
-        .header(
-            "Api-Signature",
-            sign_housecall_pro(HCP_SECRET, &ts, body.as_bytes()),
-        )
-        .body(body)
+    let url = format!("{}/hooks/hcp", daemon.url);
+    let resp = signed_housecall_pro(&reqwest::Client::new(), &url, HCP_SECRET, body)
         .send()
         .await
         .unwrap();

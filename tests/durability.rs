@@ -13,7 +13,6 @@ use fieldhook::store::Store;
 use support::*;
 
 const SECRET: &str = "hcp_webhook_signing_secret_EXAMPLE";
-const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
 
 fn job_completed(job_id: &str) -> String {
     format!(
@@ -25,25 +24,22 @@ fn job_completed(job_id: &str) -> String {
 /// accounting-sync plugin posting to `endpoint`, an admin API, and `extra`.
 struct Setup {
     dir: tempfile::TempDir,
-    admin: String,
+    admin: AdminApi,
 }
 
 impl Setup {
     fn new(endpoint: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("hcp.secret"), SECRET).unwrap();
-        std::fs::write(dir.path().join("admin.token"), ADMIN_TOKEN).unwrap();
-        let port = free_port();
+        let admin = AdminApi::new(dir.path());
+        let admin_config = admin.config();
         std::fs::write(
             dir.path().join("fieldhook.toml"),
             format!(
                 r#"
 listen = "127.0.0.1:0"
 
-[admin]
-listen = "127.0.0.1:{port}"
-token_file = "admin.token"
-
+{admin_config}
 [workers]
 jobs = 2
 deliveries = 4
@@ -66,10 +62,7 @@ secret_file = "hcp.secret"
                 grant = http_grant(endpoint)
             ),
         );
-        Self {
-            dir,
-            admin: format!("http://127.0.0.1:{port}"),
-        }
+        Self { dir, admin }
     }
 
     fn config(&self) -> PathBuf {
@@ -93,18 +86,6 @@ secret_file = "hcp.secret"
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
     }
-
-    async fn admin_get(&self, path: &str) -> serde_json::Value {
-        reqwest::Client::new()
-            .get(format!("{}{path}", self.admin))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
 }
 
 async fn post_hcp(
@@ -112,16 +93,7 @@ async fn post_hcp(
     daemon_url: &str,
     body: &str,
 ) -> Result<reqwest::Response, reqwest::Error> {
-    let ts = unix_now();
-    client
-        .post(format!("{daemon_url}/hooks/hcp"))
-        .header("content-type", "application/json")
-        .header("Api-Timestamp", &ts)
-        .header(
-            "Api-Signature",
-            sign_housecall_pro(SECRET, &ts, body.as_bytes()),
-        )
-        .body(body.to_owned())
+    signed_housecall_pro(client, &format!("{daemon_url}/hooks/hcp"), SECRET, body)
         .timeout(Duration::from_secs(5))
         .send()
         .await
@@ -299,7 +271,7 @@ async fn a_destination_that_is_down_gets_the_delivery_once_it_is_up() {
     // Down: connection refused, the circuit opens.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let stats = setup.admin_get("/stats").await;
+        let stats = setup.admin.get_json("/stats").await;
         let open = stats["destinations"]
             .as_array()
             .into_iter()
@@ -354,7 +326,7 @@ async fn a_refused_delivery_is_dead_lettered_with_its_reason_and_a_replay_delive
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let dlq = loop {
-        let v = setup.admin_get("/dlq").await;
+        let v = setup.admin.get_json("/dlq").await;
         if v["dead_letters"].as_array().is_some_and(|l| !l.is_empty()) {
             break v;
         }
@@ -399,9 +371,9 @@ async fn a_refused_delivery_is_dead_lettered_with_its_reason_and_a_replay_delive
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = reqwest::Client::new()
-            .get(format!("{}/metrics", setup.admin))
-            .bearer_auth(ADMIN_TOKEN)
+        let metrics = setup
+            .admin
+            .get("/metrics")
             .send()
             .await
             .unwrap()
@@ -420,7 +392,7 @@ async fn a_refused_delivery_is_dead_lettered_with_its_reason_and_a_replay_delive
         assert!(Instant::now() < deadline, "{metrics}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let unauthorized = reqwest::get(format!("{}/metrics", setup.admin))
+    let unauthorized = reqwest::get(format!("{}/metrics", setup.admin.url))
         .await
         .unwrap();
     assert_eq!(unauthorized.status(), 401, "the admin API needs the token");

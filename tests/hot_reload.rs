@@ -180,14 +180,8 @@ async fn post_event(daemon: &str, n: usize) -> String {
         r#"{{"event":"job.completed","event_occurred_at":"2026-11-20T15:04:{:02}Z","job":{{"id":"job_{n}"}}}}"#,
         n % 60
     );
-    let ts = unix_now();
-    let sig = sign_housecall_pro(SECRET, &ts, body.as_bytes());
-    let resp = reqwest::Client::new()
-        .post(format!("{daemon}/hooks/hcp"))
-        .header("content-type", "application/json")
-        .header("Api-Timestamp", ts)
-        .header("Api-Signature", sig)
-        .body(body)
+    let client = reqwest::Client::new();
+    let resp = signed_housecall_pro(&client, &format!("{daemon}/hooks/hcp"), SECRET, &body)
         .send()
         .await
         .unwrap();

@@ -214,10 +214,12 @@ async fn post_servicetrade(daemon: &DaemonProcess, body: &str) -> reqwest::Statu
 }
 
 async fn post_hcp(daemon: &DaemonProcess, body: &str) -> reqwest::StatusCode {
-    let ts = unix_now();
-    let signature = sign_housecall_pro(HCP_SECRET, &ts, body.as_bytes());
-    let headers = [("Api-Timestamp", ts), ("Api-Signature", signature)];
-    post(format!("{}/hooks/hcp", daemon.url), &headers, body).await
+    let url = format!("{}/hooks/hcp", daemon.url);
+    signed_housecall_pro(&reqwest::Client::new(), &url, HCP_SECRET, body)
+        .send()
+        .await
+        .unwrap()
+        .status()
 }
 
 /// ServiceTitan (assumed scheme, shared/vendors.md): hex HMAC-SHA256 of the

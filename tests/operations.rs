@@ -10,11 +10,10 @@ use support::*;
 
 const ST_TOKEN: &str = "st-url-token-3b9e41c07d2a5f68";
 const HCP_SECRET: &str = "hcp_webhook_signing_secret_EXAMPLE";
-const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
 
 struct Setup {
     dir: tempfile::TempDir,
-    admin: String,
+    admin: AdminApi,
 }
 
 impl Setup {
@@ -23,18 +22,15 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("st.token"), ST_TOKEN).unwrap();
         std::fs::write(dir.path().join("hcp.secret"), HCP_SECRET).unwrap();
-        std::fs::write(dir.path().join("admin.token"), ADMIN_TOKEN).unwrap();
-        let port = free_port();
+        let admin = AdminApi::new(dir.path());
+        let admin_config = admin.config();
         std::fs::write(
             dir.path().join("fieldhook.toml"),
             format!(
                 r#"
 listen = "127.0.0.1:0"
 
-[admin]
-listen = "127.0.0.1:{port}"
-token_file = "admin.token"
-
+{admin_config}
 [workers]
 jobs = 4
 
@@ -55,10 +51,7 @@ secret_file = "hcp.secret"
             ),
         )
         .unwrap();
-        Self {
-            dir,
-            admin: format!("http://127.0.0.1:{port}"),
-        }
+        Self { dir, admin }
     }
 
     fn plugin(&self, name: &str, package: &str, manifest_rest: &str) {
@@ -75,15 +68,7 @@ secret_file = "hcp.secret"
     }
 
     async fn admin(&self, path: &str) -> Value {
-        reqwest::Client::new()
-            .get(format!("{}{path}", self.admin))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.admin.get_json(path).await
     }
 
     /// Polls `GET path` until `done` holds (at most `secs`).
@@ -208,15 +193,8 @@ async fn ordered_jobs_run_one_at_a_time_per_entity_while_other_entities_proceed(
         let body = format!(
             r#"{{"event":"job.updated","event_occurred_at":"2026-11-20T15:04:0{i}Z","company_id":"c1","job":{{"id":"{job}"}}}}"#
         );
-        let ts = unix_now();
-        let resp = client
-            .post(format!("{}/hooks/hcp", daemon.url))
-            .header("Api-Timestamp", &ts)
-            .header(
-                "Api-Signature",
-                sign_housecall_pro(HCP_SECRET, &ts, body.as_bytes()),
-            )
-            .body(body)
+        let url = format!("{}/hooks/hcp", daemon.url);
+        let resp = signed_housecall_pro(&client, &url, HCP_SECRET, &body)
             .send()
             .await
             .unwrap();
@@ -280,7 +258,7 @@ async fn the_admin_api_lists_plugins_and_failures_and_answers_health_checks() {
         "{v}"
     );
     for path in ["/healthz", "/readyz"] {
-        let r = reqwest::get(format!("{}{path}", setup.admin))
+        let r = reqwest::get(format!("{}{path}", setup.admin.url))
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{path} needs no token");

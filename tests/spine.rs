@@ -109,19 +109,17 @@ mode = "{mode}"
     }
 }
 
-async fn post_hcp(
+async fn post_hcp(daemon: &DaemonProcess, body: &str) -> reqwest::Response {
+    post_hcp_signed_with(daemon, body, SECRET).await
+}
+
+async fn post_hcp_signed_with(
     daemon: &DaemonProcess,
     body: &str,
-    signature: Option<String>,
+    secret: &str,
 ) -> reqwest::Response {
-    let ts = unix_now();
-    let sig = signature.unwrap_or_else(|| sign_housecall_pro(SECRET, &ts, body.as_bytes()));
-    reqwest::Client::new()
-        .post(format!("{}/hooks/hcp", daemon.url))
-        .header("content-type", "application/json")
-        .header("Api-Timestamp", ts)
-        .header("Api-Signature", sig)
-        .body(body.to_owned())
+    let url = format!("{}/hooks/hcp", daemon.url);
+    signed_housecall_pro(&reqwest::Client::new(), &url, secret, body)
         .send()
         .await
         .unwrap()
@@ -140,7 +138,7 @@ async fn a_signed_webhook_is_stored_run_through_the_plugin_and_delivered_mapped(
     let setup = Setup::new(&dest.url);
     let daemon = DaemonProcess::start(&setup.config());
 
-    let resp = post_hcp(&daemon, JOB_COMPLETED, None).await;
+    let resp = post_hcp(&daemon, JOB_COMPLETED).await;
     assert_eq!(resp.status(), 200);
     let answer: serde_json::Value = resp.json().await.unwrap();
     let event_id = answer["stored"][0]
@@ -173,8 +171,7 @@ async fn a_bad_signature_is_refused_with_401_and_nothing_is_stored() {
     let setup = Setup::new(&dest.url);
     let daemon = DaemonProcess::start(&setup.config());
 
-    let forged = sign_housecall_pro("not-the-secret", &unix_now(), JOB_COMPLETED.as_bytes());
-    let resp = post_hcp(&daemon, JOB_COMPLETED, Some(forged)).await;
+    let resp = post_hcp_signed_with(&daemon, JOB_COMPLETED, "not-the-secret").await;
     assert_eq!(resp.status(), 401);
 
     // Tampered body, signature of the original.
@@ -217,7 +214,7 @@ async fn an_unknown_source_is_404_and_an_oversized_body_is_413() {
         r#"{{"event":"job.completed","pad":"{}"}}"#,
         "x".repeat(70_000)
     );
-    let resp = post_hcp(&daemon, &huge, None).await;
+    let resp = post_hcp(&daemon, &huge).await;
     assert_eq!(resp.status(), 413);
     daemon.stop();
     assert_eq!(inspect(&setup.db()).await.0, 0);
@@ -228,7 +225,7 @@ async fn a_restarted_daemon_keeps_the_event_and_does_not_process_it_twice() {
     let dest = FakeDestination::start().await;
     let setup = Setup::new(&dest.url);
     let daemon = DaemonProcess::start(&setup.config());
-    assert_eq!(post_hcp(&daemon, JOB_COMPLETED, None).await.status(), 200);
+    assert_eq!(post_hcp(&daemon, JOB_COMPLETED).await.status(), 200);
     assert_eq!(dest.wait_for(1, Duration::from_secs(30)).await.len(), 1);
     daemon.stop();
 
@@ -263,7 +260,7 @@ async fn an_event_accepted_before_kill_9_is_processed_after_restart() {
     dest.answer_with(&[503]);
     let setup = Setup::new(&dest.url);
     let daemon = DaemonProcess::start(&setup.config());
-    assert_eq!(post_hcp(&daemon, JOB_COMPLETED, None).await.status(), 200);
+    assert_eq!(post_hcp(&daemon, JOB_COMPLETED).await.status(), 200);
     daemon.kill();
 
     let daemon = DaemonProcess::start(&setup.config());
@@ -298,11 +295,11 @@ async fn a_trapping_plugin_fails_its_own_job_and_the_others_carry_on() {
     setup.add_trapper("trap");
     let daemon = DaemonProcess::start(&setup.config());
 
-    assert_eq!(post_hcp(&daemon, JOB_COMPLETED, None).await.status(), 200);
+    assert_eq!(post_hcp(&daemon, JOB_COMPLETED).await.status(), 200);
     assert_eq!(dest.wait_for(1, Duration::from_secs(30)).await.len(), 1);
     // The daemon still takes webhooks after the trap.
     let second = JOB_COMPLETED.replace("job_7f3e", "job_8a41");
-    assert_eq!(post_hcp(&daemon, &second, None).await.status(), 200);
+    assert_eq!(post_hcp(&daemon, &second).await.status(), 200);
     assert_eq!(dest.wait_for(2, Duration::from_secs(30)).await.len(), 2);
     // Let the trapper's retries (3 attempts, short backoff) run out.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -332,7 +329,7 @@ async fn an_endless_loop_is_stopped_at_the_plugin_time_limit() {
     let setup = Setup::new(&dest.url);
     setup.add_trapper("loop");
     let daemon = DaemonProcess::start(&setup.config());
-    assert_eq!(post_hcp(&daemon, JOB_COMPLETED, None).await.status(), 200);
+    assert_eq!(post_hcp(&daemon, JOB_COMPLETED).await.status(), 200);
     assert_eq!(dest.wait_for(1, Duration::from_secs(30)).await.len(), 1);
     tokio::time::sleep(Duration::from_secs(4)).await;
     daemon.stop();
