@@ -3,9 +3,9 @@
 //! Every ingest goes to one committer thread. It takes all requests queued
 //! so far, checks their dedupe keys, writes all their events as a single
 //! atomic sled batch, makes them durable once (sled flush, then fdatasync)
-//! and answers them all. Requests that
-//! arrive during a flush make up the next group, so under load each fsync
-//! covers as many requests as there are clients waiting.
+//! and answers them all. Requests that arrive during a flush make up the
+//! next group, so under load each fsync covers as many requests as there
+//! are clients waiting.
 //!
 //! A single writer for new events is what makes this fast: per-request sled
 //! transactions serialise against each other and against the flush, so

@@ -108,13 +108,13 @@ impl Store {
             .flush_every_ms(Some(200))
             .open()?;
         let events = db.open_tree("events")?;
-        // sled's own flush ends in sync_file_range, which neither empties
-        // the disk's write cache nor records the file's new length: the
-        // committer fdatasyncs sled's log file itself (see group_commit).
-        let log = std::fs::File::open(dir.join(SLED_LOG_FILE)).map_err(|e| {
+        // The committer fdatasyncs this file itself (group_commit::durable
+        // says why sled's flush is not enough).
+        let log_path = dir.join(SLED_LOG_FILE);
+        let log = std::fs::File::open(&log_path).map_err(|e| {
             StoreError::Flush(format!(
                 "cannot open {} to sync it: {e}",
-                dir.join(SLED_LOG_FILE).display()
+                log_path.display()
             ))
         })?;
         let commit = GroupCommit::start(db.clone(), events.clone(), log)?;
