@@ -166,58 +166,69 @@ impl Pipeline {
     pub fn fan_out(&self) -> Result<usize, PipelineError> {
         let ids = self.store.inbox(256)?;
         let now = now_ms();
-        for id in &ids {
-            let Some(event) = self.store.event(id)? else {
-                self.store.inbox_done(id)?;
-                continue;
-            };
-            let plugins = self.plugins.subscribers(&event.source, &event.kind);
-            if plugins.is_empty() {
-                tracing::info!(event = %id, source = %event.source, kind = %event.kind, "no plugin subscribes to this event");
-            }
-            let mut plain = Vec::new();
-            for plugin in plugins {
-                let payload = encode(&JobPayload {
-                    event_id: id.clone(),
-                    plugin: plugin.clone(),
-                    coalesced: 1,
-                    events: vec![id.clone()],
-                });
-                let mut task = NewTask::new(Topic::Jobs, format!("{id}.{plugin}"), payload);
-                let rule = entities::rule_for(&self.entity_rules, &event.source, &plugin);
-                let key = event
-                    .entity
-                    .as_ref()
-                    .map(|e| entities::entity_key(&plugin, &event.source, &e.kind, &e.id));
-                let (Some(rule), Some(key)) = (rule, key) else {
-                    plain.push(task);
-                    continue;
-                };
-                if rule.ordered {
-                    task.order_key = Some(key.clone());
-                }
-                if rule.debounce_ms == 0 {
-                    plain.push(task);
-                    continue;
-                }
-                let latest = id.clone();
-                let merged = self
-                    .queue
-                    .coalesce(&task, &key, rule.debounce_ms, now, &|old| {
-                        merge_into(old, &latest)
-                    })?;
-                if let Coalesced::Merged(into) = merged {
-                    self.metrics.coalesced();
-                    tracing::debug!(event = %id, job = %into, "coalesced into a waiting job");
-                }
-            }
-            self.queue.publish(&plain, now)?;
-            self.store.inbox_done(id)?;
-        }
+        // Marked done together at the end, as far as it got: one write for
+        // the batch instead of one per event.
+        let mut done = 0;
+        let result = ids.iter().try_for_each(|id| {
+            self.fan_out_one(id, now)?;
+            done += 1;
+            Ok::<_, PipelineError>(())
+        });
+        self.store.inbox_done(&ids[..done])?;
+        result?;
         if !ids.is_empty() {
             self.jobs.notify_waiters();
         }
         Ok(ids.len())
+    }
+
+    /// Queues the jobs of one event.
+    fn fan_out_one(&self, id: &str, now: u64) -> Result<(), PipelineError> {
+        let Some(event) = self.store.event(id)? else {
+            return Ok(());
+        };
+        let plugins = self.plugins.subscribers(&event.source, &event.kind);
+        if plugins.is_empty() {
+            tracing::info!(event = %id, source = %event.source, kind = %event.kind, "no plugin subscribes to this event");
+        }
+        let mut plain = Vec::new();
+        for plugin in plugins {
+            let payload = encode(&JobPayload {
+                event_id: id.to_owned(),
+                plugin: plugin.clone(),
+                coalesced: 1,
+                events: vec![id.to_owned()],
+            });
+            let mut task = NewTask::new(Topic::Jobs, format!("{id}.{plugin}"), payload);
+            let rule = entities::rule_for(&self.entity_rules, &event.source, &plugin);
+            let key = event
+                .entity
+                .as_ref()
+                .map(|e| entities::entity_key(&plugin, &event.source, &e.kind, &e.id));
+            let (Some(rule), Some(key)) = (rule, key) else {
+                plain.push(task);
+                continue;
+            };
+            if rule.ordered {
+                task.order_key = Some(key.clone());
+            }
+            if rule.debounce_ms == 0 {
+                plain.push(task);
+                continue;
+            }
+            let latest = id.to_owned();
+            let merged = self
+                .queue
+                .coalesce(&task, &key, rule.debounce_ms, now, &|old| {
+                    merge_into(old, &latest)
+                })?;
+            if let Coalesced::Merged(into) = merged {
+                self.metrics.coalesced();
+                tracing::debug!(event = %id, job = %into, "coalesced into a waiting job");
+            }
+        }
+        self.queue.publish(&plain, now)?;
+        Ok(())
     }
 
     async fn worker_loop(&self, topic: Topic, mut shutdown: watch::Receiver<bool>) {

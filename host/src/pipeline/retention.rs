@@ -5,8 +5,10 @@
 //! stops at the cut-off and costs only what it removes):
 //! - done jobs and deliveries of events older than `finished_secs`;
 //! - events older than `events_secs` with no work left (nothing waiting,
-//!   running or dead-lettered: a dead letter keeps its event for replay);
-//! - dedupe entries older than the dedupe window.
+//!   running or dead-lettered: a dead letter keeps its event for replay),
+//!   and never inside the dedupe window: the stored events are what the
+//!   dedupe index is rebuilt from after a restart;
+//! - legacy dedupe entries older than the dedupe window.
 
 use std::time::Duration;
 
@@ -90,7 +92,8 @@ impl Pipeline {
                 .queue
                 .purge_done(topic, &finished_before, SWEEP_BATCH)?;
         }
-        let events_before = event_id_at(now_ms.saturating_sub(r.events_secs * 1000));
+        let keep_ms = (r.events_secs * 1000).max(dedupe_window_ms);
+        let events_before = event_id_at(now_ms.saturating_sub(keep_ms));
         for id in self
             .store
             .event_ids_between("evt_", &events_before, SWEEP_BATCH, None)?
@@ -175,7 +178,7 @@ mod tests {
             .unwrap();
         let (done_id, dead_id) = (out[0].id().to_owned(), out[1].id().to_owned());
         for id in [&done_id, &dead_id] {
-            p.store.inbox_done(id).unwrap();
+            p.store.inbox_done(std::slice::from_ref(id)).unwrap();
         }
         p.queue
             .publish(
@@ -205,13 +208,21 @@ mod tests {
         );
 
         let later = now + 120_000;
-        let swept = p.sweep(&r, 1000, later).unwrap();
         assert_eq!(
-            swept,
+            p.sweep(&r, 600_000, later).unwrap(),
             Swept {
                 tasks: 1,
+                events: 0,
+                dedupe: 0
+            },
+            "events stay as long as the dedupe window: they are what it is rebuilt from"
+        );
+        assert_eq!(
+            p.sweep(&r, 1000, later).unwrap(),
+            Swept {
+                tasks: 0,
                 events: 1,
-                dedupe: 2
+                dedupe: 0
             }
         );
         assert!(p.store.event(&done_id).unwrap().is_none());

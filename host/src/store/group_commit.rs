@@ -1,47 +1,49 @@
 //! Group commit: many writers, one batch, one fsync.
 //!
 //! Every ingest goes to one committer thread. It takes all requests queued
-//! so far, checks their dedupe keys, writes all their events as a single
-//! atomic sled batch, makes them durable once (sled flush, then fdatasync)
-//! and answers them all. Requests that arrive during a flush make up the
-//! next group, so under load each fsync covers as many requests as there
-//! are clients waiting.
+//! so far, checks their dedupe keys, numbers their events, writes them as a
+//! single atomic sled batch, makes them durable once (sled flush, then
+//! fdatasync) and answers them all. Requests that arrive during a flush
+//! make up the next group, so under load each fsync covers as many requests
+//! as there are clients waiting.
 //!
 //! A single writer for new events is what makes this fast: per-request sled
 //! transactions serialise against each other and against the flush, so
-//! groups stayed at about three writes. It also makes the dedupe check
-//! race-free without a transaction: nobody else inserts dedupe entries.
+//! groups stayed at about three writes. It also makes the rest simple:
+//! - the dedupe check needs no transaction, and its index can live in the
+//!   committer's memory ([`super::dedupe`]);
+//! - ids are assigned here in increasing order, so an event is waiting for
+//!   fan-out exactly when its id is past the fan-out cursor, and storing it
+//!   takes one sled insert.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
+use ulid::Ulid;
 
-use super::{Ingested, NewEvent, StoreError, decode_dedupe, dedupe_key, encode_dedupe, key};
+use super::dedupe::DedupeIndex;
+use super::record::{Unnumbered, event_id};
+use super::{EVENT, EventRecord, Ingested, NewEvent, StoreError, key};
 
-/// An event ready to write: id assigned and record encoded by the caller,
-/// so the one committer thread only checks dedupe keys and writes.
+/// An event ready to write: record encoded by the caller, so the one
+/// committer thread only checks dedupe keys, numbers and writes.
 struct Prepared {
-    id: String,
-    record: Vec<u8>,
-    /// The dedupe entry's key in the tree, when the event has one.
-    dedupe: Option<Vec<u8>>,
+    record: Unnumbered,
+    source: String,
+    dedupe_key: Option<String>,
     received_at_ms: u64,
 }
 
 impl Prepared {
     fn new(event: NewEvent) -> Self {
-        let id = format!("evt_{}", ulid::Ulid::new());
         Self {
-            record: event.encode(&id),
-            dedupe: event
-                .dedupe_key
-                .as_deref()
-                .map(|dk| dedupe_key(&event.source, dk)),
+            record: event.encode_unnumbered(),
+            source: event.source,
+            dedupe_key: event.dedupe_key,
             received_at_ms: event.received_at_ms,
-            id,
         }
     }
 }
@@ -92,14 +94,35 @@ fn stopped() -> StoreError {
 
 impl GroupCommit {
     /// Starts the committer thread for `events` in `db`, whose log file is
-    /// `log`.
-    pub fn start(db: sled::Db, events: sled::Tree, log: File) -> Result<Self, StoreError> {
+    /// `log`. It publishes the id of the last durable event in
+    /// `stored_through`, which on entry holds the last event stored before.
+    pub fn start(
+        db: sled::Db,
+        events: sled::Tree,
+        log: File,
+        stored_through: Arc<RwLock<String>>,
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Counters::default());
-        let counters = stats.clone();
+        let last_id = stored_through
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .strip_prefix("evt_")
+            .and_then(|u| Ulid::from_string(u).ok())
+            .unwrap_or(Ulid::nil());
+        let committer = Committer {
+            db,
+            log,
+            events,
+            index: DedupeIndex::default(),
+            widest_window_ms: 0,
+            last_id,
+            stored_through,
+            stats: stats.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("fieldhook-commit".into())
-            .spawn(move || committer(db, log, events, rx, counters))
+            .spawn(move || committer.run(rx))
             .map_err(|e| StoreError::Flush(format!("cannot start the committer thread: {e}")))?;
         Ok(Self {
             tx,
@@ -161,41 +184,190 @@ struct Pending {
     out: Result<Vec<Ingested>, String>,
 }
 
-fn committer(
+/// The committer thread's state.
+struct Committer {
     db: sled::Db,
     log: File,
     events: sled::Tree,
-    mut rx: mpsc::UnboundedReceiver<Request>,
+    index: DedupeIndex,
+    /// The widest dedupe window asked for: the index keeps that much.
+    widest_window_ms: u64,
+    /// The last id assigned; the next is greater.
+    last_id: Ulid,
+    /// The last event made durable, for fan-out.
+    stored_through: Arc<RwLock<String>>,
     stats: Arc<Counters>,
-) {
-    let mut group = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
-        group.push(first);
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(more) => group.push(more),
-                Err(_) => break,
+}
+
+impl Committer {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
+        let mut group = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(more) => group.push(more),
+                    Err(_) => break,
+                }
+            }
+            let count = group.len() as u64;
+            let before = self.last_id;
+            let (pending, syncs) = self.write_group(group.drain(..));
+            let flushed = durable(&self.db, &self.log);
+            match &flushed {
+                Ok(()) if self.last_id != before => {
+                    *self
+                        .stored_through
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner()) = event_id(self.last_id);
+                }
+                Ok(()) => {}
+                Err(e) => tracing::error!(error = %e, requests = count, "store flush failed"),
+            }
+            self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+            self.stats.writes.fetch_add(count, Ordering::Relaxed);
+            // A requester that gave up (client disconnected) is fine to skip.
+            for p in pending {
+                let out = match (&flushed, p.out) {
+                    (Ok(()), out) => out,
+                    (Err(e), _) => Err(e.clone()),
+                };
+                let _ = p.reply.send(out);
+            }
+            for s in syncs {
+                let _ = s.send(flushed.clone());
+            }
+            let now = crate::time::now_ms();
+            self.index.expire(now.saturating_sub(self.widest_window_ms));
+        }
+    }
+
+    /// An id greater than every id before it, even if the clock went back.
+    fn next_id(&mut self) -> Ulid {
+        let now = Ulid::new();
+        self.last_id = if now > self.last_id {
+            now
+        } else {
+            self.last_id
+                .increment()
+                .unwrap_or_else(|| Ulid::from_parts(self.last_id.timestamp_ms() + 1, 0))
+        };
+        self.last_id
+    }
+
+    /// Makes the dedupe index hold every event of the last `window_ms`,
+    /// reading back from the store what it does not hold yet.
+    fn cover_window(&mut self, window_ms: u64) -> Result<(), String> {
+        self.widest_window_ms = self.widest_window_ms.max(window_ms);
+        let now = crate::time::now_ms();
+        let Some(since) = self.index.needs_events_since(now, window_ms) else {
+            return Ok(());
+        };
+        let from = key(EVENT, crate::pipeline::event_id_at(since).as_bytes());
+        let to = match self.index.covered_from() {
+            Some(covered) => key(EVENT, crate::pipeline::event_id_at(covered).as_bytes()),
+            None => vec![EVENT + 1],
+        };
+        let mut found = Vec::new();
+        for item in self.events.range(from..to) {
+            let (k, v) = item.map_err(|e| e.to_string())?;
+            let r = EventRecord::decode(&v).map_err(|e| {
+                format!(
+                    "cannot rebuild the dedupe index: event `{}` does not decode: {e}",
+                    String::from_utf8_lossy(&k[1..])
+                )
+            })?;
+            if let Some(dk) = r.dedupe_key {
+                found.push((r.source, dk, r.id, r.received_at_ms));
             }
         }
-        let count = group.len() as u64;
-        let (pending, syncs) = write_group(&events, group.drain(..));
-        let flushed = durable(&db, &log);
-        if let Err(e) = &flushed {
-            tracing::error!(error = %e, requests = count, "store flush failed");
-        }
-        stats.flushes.fetch_add(1, Ordering::Relaxed);
-        stats.writes.fetch_add(count, Ordering::Relaxed);
-        // A requester that gave up (client disconnected) is fine to skip.
-        for p in pending {
-            let out = match (&flushed, p.out) {
-                (Ok(()), out) => out,
-                (Err(e), _) => Err(e.clone()),
+        tracing::debug!(
+            events = found.len(),
+            "dedupe index read back from the store"
+        );
+        self.index.backfill(
+            since,
+            found
+                .iter()
+                .map(|(s, k, id, at)| (s.as_str(), k.as_str(), id.as_str(), *at)),
+        );
+        Ok(())
+    }
+
+    /// Writes every new event of the group as one atomic batch. Duplicates
+    /// (of stored events or of another event in the same group) are
+    /// answered with the earlier id.
+    fn write_group(
+        &mut self,
+        group: impl Iterator<Item = Request>,
+    ) -> (Vec<Pending>, Vec<Reply<()>>) {
+        let mut batch = sled::Batch::default();
+        // Dedupe keys of this group: in the index only once the batch is in.
+        let mut fresh: HashMap<(String, String), (String, u64)> = HashMap::new();
+        let mut pending = Vec::new();
+        let mut syncs = Vec::new();
+        for request in group {
+            let (new_events, window_ms, reply) = match request {
+                Request::Sync(reply) => {
+                    syncs.push(reply);
+                    continue;
+                }
+                Request::Ingest {
+                    events,
+                    window_ms,
+                    reply,
+                } => (events, window_ms, reply),
             };
-            let _ = p.reply.send(out);
+            if let Err(e) = self.cover_window(window_ms) {
+                tracing::error!(error = %e, "dedupe check failed");
+                pending.push(Pending { reply, out: Err(e) });
+                continue;
+            }
+            let mut out = Vec::with_capacity(new_events.len());
+            for event in new_events {
+                let dedupe = event.dedupe_key.map(|dk| (event.source, dk));
+                if let Some((source, dk)) = &dedupe {
+                    let earlier = match fresh.get(&(source.clone(), dk.clone())) {
+                        Some((id, at)) => (event.received_at_ms.saturating_sub(*at) < window_ms)
+                            .then(|| id.clone()),
+                        None => self
+                            .index
+                            .duplicate_of(source, dk, event.received_at_ms, window_ms)
+                            .map(str::to_owned),
+                    };
+                    if let Some(id) = earlier {
+                        out.push(Ingested::Duplicate(id));
+                        continue;
+                    }
+                }
+                let ulid = self.next_id();
+                let id = event_id(ulid);
+                batch.insert(key(EVENT, id.as_bytes()), event.record.number(ulid));
+                if let Some(k) = dedupe {
+                    fresh.insert(k, (id.clone(), event.received_at_ms));
+                }
+                out.push(Ingested::Stored(id));
+            }
+            pending.push(Pending {
+                reply,
+                out: Ok(out),
+            });
         }
-        for s in syncs {
-            let _ = s.send(flushed.clone());
+        match self.events.apply_batch(batch) {
+            Ok(()) => {
+                for ((source, dk), (id, at)) in fresh {
+                    self.index.insert(&source, &dk, &id, at);
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                tracing::error!(error = %e, "store batch failed: nothing of this group was stored");
+                for p in &mut pending {
+                    p.out = Err(e.clone());
+                }
+            }
         }
+        (pending, syncs)
     }
 }
 
@@ -210,75 +382,4 @@ fn durable(db: &sled::Db, log: &File) -> Result<(), String> {
     db.flush().map_err(|e| format!("sled flush failed: {e}"))?;
     log.sync_data()
         .map_err(|e| format!("fdatasync of the store's log failed: {e}"))
-}
-
-/// Writes every event of the group as one atomic batch. Duplicates (of
-/// stored events or of another event in the same group) are answered with
-/// the earlier id.
-fn write_group(
-    events: &sled::Tree,
-    group: impl Iterator<Item = Request>,
-) -> (Vec<Pending>, Vec<Reply<()>>) {
-    let mut batch = sled::Batch::default();
-    // Dedupe entries written by this group, not yet visible in the tree.
-    let mut fresh: HashMap<Vec<u8>, (String, u64)> = HashMap::new();
-    let mut pending = Vec::new();
-    let mut syncs = Vec::new();
-    for request in group {
-        let (new_events, window_ms, reply) = match request {
-            Request::Sync(reply) => {
-                syncs.push(reply);
-                continue;
-            }
-            Request::Ingest {
-                events,
-                window_ms,
-                reply,
-            } => (events, window_ms, reply),
-        };
-        let mut out = Vec::with_capacity(new_events.len());
-        let mut failed = None;
-        for event in new_events {
-            if let Some(k) = event.dedupe {
-                let previous = match fresh.get(&k) {
-                    Some(p) => Some(p.clone()),
-                    None => match events.get(&k) {
-                        Ok(v) => v.and_then(|v| decode_dedupe(&v)),
-                        Err(e) => {
-                            failed = Some(e.to_string());
-                            break;
-                        }
-                    },
-                };
-                if let Some((prev_id, at)) = previous
-                    && event.received_at_ms.saturating_sub(at) < window_ms
-                {
-                    out.push(Ingested::Duplicate(prev_id));
-                    continue;
-                }
-                batch.insert(k.clone(), encode_dedupe(&event.id, event.received_at_ms));
-                fresh.insert(k, (event.id.clone(), event.received_at_ms));
-            }
-            batch.insert(key(super::EVENT, event.id.as_bytes()), event.record);
-            batch.insert(key(super::INBOX, event.id.as_bytes()), &[][..]);
-            out.push(Ingested::Stored(event.id));
-        }
-        // A read error fails this request only; whatever it already added
-        // to the batch is stored but unanswered, which a retry dedupes.
-        pending.push(Pending {
-            reply,
-            out: match failed {
-                Some(e) => Err(e),
-                None => Ok(out),
-            },
-        });
-    }
-    if let Err(e) = events.apply_batch(batch) {
-        let e = e.to_string();
-        tracing::error!(error = %e, "store batch failed: nothing of this group was stored");
-        for p in &mut pending {
-            p.out = Err(e.clone());
-        }
-    }
-    (pending, syncs)
 }

@@ -1,27 +1,34 @@
 //! Durable event storage in sled.
 //!
-//! One tree, `events`, holds three kinds of keys so that storing an event,
-//! its dedupe entry and its fan-out marker is a single atomic transaction:
+//! One tree, `events`:
 //!
-//! | key                          | value                         |
-//! |------------------------------|-------------------------------|
-//! | `e` + event id               | [`EventRecord`] (postcard)    |
-//! | `d` + source + `\0` + key    | event id + received-at (ms)   |
-//! | `i` + event id               | empty: not yet fanned out     |
+//! | key                          | value                                  |
+//! |------------------------------|----------------------------------------|
+//! | `e` + event id               | [`EventRecord`] (postcard)             |
+//! | `f`                          | fan-out cursor: last event id fanned out |
+//! | `i` + event id               | empty: fan out again (replay)          |
+//! | `d` + source + `\0` + key    | legacy dedupe entry, expires           |
+//!
+//! Storing an event is one insert. Event ids increase in the order events
+//! are stored, so the events past the fan-out cursor are the ones waiting
+//! for fan-out, and the dedupe index is rebuilt from the events themselves
+//! (each carries its dedupe key). Stores written before this layout have
+//! `i` entries for their waiting events and `d` entries; both still work.
 //!
 //! Durability comes from [`GroupCommit`]: one committer thread writes the
 //! events of all waiting requests as one batch and answers them after one
 //! flush.
 
+mod dedupe;
 mod group_commit;
 mod record;
 pub mod verify;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 pub use group_commit::{GroupCommit, GroupCommitStats};
-pub use record::{EntityRecord, EventRecord, NewEvent};
+pub use record::{EntityRecord, EventRecord, NewEvent, event_id};
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +76,9 @@ pub struct Store {
     db: sled::Db,
     events: sled::Tree,
     commit: GroupCommit,
+    /// The last event made durable: fan-out reads no further, so it never
+    /// passes an event that is still being written.
+    stored_through: Arc<RwLock<String>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -80,6 +90,8 @@ impl std::fmt::Debug for Store {
 const EVENT: u8 = b'e';
 const DEDUPE: u8 = b'd';
 const INBOX: u8 = b'i';
+/// The fan-out cursor's key.
+const CURSOR: &[u8] = b"f";
 
 fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
@@ -90,13 +102,6 @@ fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
 
 /// The file sled 0.34 keeps its log in, inside the database directory.
 const SLED_LOG_FILE: &str = "db";
-
-fn dedupe_key(source: &str, dedupe: &str) -> Vec<u8> {
-    let mut k = key(DEDUPE, source.as_bytes());
-    k.push(0);
-    k.extend_from_slice(dedupe.as_bytes());
-    k
-}
 
 impl Store {
     /// Opens (or creates) the store in `dir` and starts its committer thread.
@@ -117,8 +122,22 @@ impl Store {
                 log_path.display()
             ))
         })?;
-        let commit = GroupCommit::start(db.clone(), events.clone(), log)?;
-        Ok(Self { db, events, commit })
+        let last = last_event_id(&events)?;
+        if events.get(CURSOR)?.is_none() {
+            // A new store, or one from before the cursor, where every event
+            // still waiting has an inbox entry: either way, all stored events
+            // are accounted for. The committer's first flush makes this
+            // durable before any event stored after it.
+            events.insert(CURSOR, last.as_bytes())?;
+        }
+        let stored_through = Arc::new(RwLock::new(last));
+        let commit = GroupCommit::start(db.clone(), events.clone(), log, stored_through.clone())?;
+        Ok(Self {
+            db,
+            events,
+            commit,
+            stored_through,
+        })
     }
 
     /// The underlying database, for other trees (the queue).
@@ -136,7 +155,9 @@ impl Store {
     /// database is closed on return, so the directory can be opened again.
     pub async fn close(self) -> Result<(), StoreError> {
         self.sync().await?;
-        let Store { db, events, commit } = self;
+        let Store {
+            db, events, commit, ..
+        } = self;
         drop(events);
         drop(db);
         commit.close().await;
@@ -178,20 +199,67 @@ impl Store {
         self.events.scan_prefix([EVENT]).count()
     }
 
-    /// Ids of events not yet fanned out to plugins, oldest first.
+    /// Ids of events waiting for fan-out (replays first, then new events
+    /// oldest first), at most `limit`.
     pub fn inbox(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let cursor = self.cursor()?;
         let mut ids = Vec::new();
         for item in self.events.scan_prefix([INBOX]).keys().take(limit) {
-            let k = item?;
-            ids.push(String::from_utf8_lossy(&k[1..]).into_owned());
+            let id = String::from_utf8_lossy(&item?[1..]).into_owned();
+            // Past the cursor it is listed below, once.
+            if id <= cursor {
+                ids.push(id);
+            }
+        }
+        let through = self.stored_through()?;
+        if through > cursor {
+            let mut from = key(EVENT, cursor.as_bytes());
+            from.push(0);
+            let range = from..=key(EVENT, through.as_bytes());
+            for item in self.events.range(range).keys() {
+                if ids.len() >= limit {
+                    break;
+                }
+                ids.push(String::from_utf8_lossy(&item?[1..]).into_owned());
+            }
         }
         Ok(ids)
     }
 
-    /// Marks an event as fanned out (its jobs are queued).
-    pub fn inbox_done(&self, id: &str) -> Result<(), StoreError> {
-        self.events.remove(key(INBOX, id.as_bytes()))?;
+    /// Marks events from [`Store::inbox`] as fanned out (their jobs are
+    /// queued). New events must be marked in the order they were listed.
+    pub fn inbox_done(&self, ids: &[String]) -> Result<(), StoreError> {
+        let cursor = self.cursor()?;
+        let mut batch = sled::Batch::default();
+        let mut advanced = None;
+        for id in ids {
+            batch.remove(key(INBOX, id.as_bytes()));
+            if *id > cursor {
+                advanced = Some(id);
+            }
+        }
+        if let Some(id) = advanced {
+            batch.insert(CURSOR, id.as_bytes());
+        }
+        self.events.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// The last event id fanned out ("" before the first).
+    fn cursor(&self) -> Result<String, StoreError> {
+        Ok(self
+            .events
+            .get(CURSOR)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default())
+    }
+
+    fn stored_through(&self) -> Result<String, StoreError> {
+        Ok(self
+            .stored_through
+            .read()
+            .map_err(|_| StoreError::Flush("the store's committer thread panicked".into()))?
+            .clone())
     }
 
     /// Puts a stored event back in the inbox so it is fanned out again
@@ -270,13 +338,14 @@ impl Store {
     /// Deletes an event that is no longer waiting for fan-out (retention).
     /// False when it is absent or still in the inbox.
     pub fn delete_event(&self, id: &str) -> Result<bool, StoreError> {
-        if self.events.contains_key(key(INBOX, id.as_bytes()))? {
+        if id > self.cursor()?.as_str() || self.events.contains_key(key(INBOX, id.as_bytes()))? {
             return Ok(false);
         }
         Ok(self.events.remove(key(EVENT, id.as_bytes()))?.is_some())
     }
 
-    /// Removes dedupe entries recorded before `before_ms`, at most `limit`.
+    /// Removes legacy dedupe entries recorded before `before_ms`, at most
+    /// `limit`.
     pub fn prune_dedupe(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
         let mut removed = 0;
         for item in self.events.scan_prefix([DEDUPE]) {
@@ -299,11 +368,18 @@ impl Store {
     }
 }
 
-fn encode_dedupe(id: &str, at_ms: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + id.len());
-    v.extend_from_slice(&at_ms.to_be_bytes());
-    v.extend_from_slice(id.as_bytes());
-    v
+/// The id of the last event stored ("" when there is none).
+fn last_event_id(events: &sled::Tree) -> Result<String, StoreError> {
+    Ok(
+        match events
+            .range(vec![EVENT]..vec![EVENT + 1])
+            .keys()
+            .next_back()
+        {
+            Some(k) => String::from_utf8_lossy(&k?[1..]).into_owned(),
+            None => String::new(),
+        },
+    )
 }
 
 fn decode_dedupe(v: &[u8]) -> Option<(String, u64)> {
@@ -318,6 +394,7 @@ pub type SharedStore = Arc<Store>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::now_ms;
 
     fn event(source: &str, dedupe: Option<&str>, at: u64) -> NewEvent {
         NewEvent {
@@ -346,7 +423,7 @@ mod tests {
         assert_eq!(back.body, br#"{"a":1}"#);
         assert_eq!(back.kind, "job.completed");
         assert_eq!(store.inbox(10).unwrap(), vec![id.clone()]);
-        store.inbox_done(id).unwrap();
+        store.inbox_done(std::slice::from_ref(id)).unwrap();
         assert!(store.inbox(10).unwrap().is_empty());
     }
 
@@ -354,22 +431,23 @@ mod tests {
     async fn a_duplicate_inside_the_window_is_stored_once_and_outside_it_again() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
+        let t = now_ms();
         let first = store
-            .ingest(vec![event("a", Some("k"), 1_000)], 500)
+            .ingest(vec![event("a", Some("k"), t)], 60_000)
             .await
             .unwrap();
         let dup = store
-            .ingest(vec![event("a", Some("k"), 1_400)], 500)
+            .ingest(vec![event("a", Some("k"), t + 400)], 60_000)
             .await
             .unwrap();
         assert_eq!(dup[0], Ingested::Duplicate(first[0].id().to_owned()));
         let other_source = store
-            .ingest(vec![event("b", Some("k"), 1_400)], 500)
+            .ingest(vec![event("b", Some("k"), t + 400)], 60_000)
             .await
             .unwrap();
         assert!(matches!(other_source[0], Ingested::Stored(_)));
         let later = store
-            .ingest(vec![event("a", Some("k"), 2_000)], 500)
+            .ingest(vec![event("a", Some("k"), t + 60_000)], 60_000)
             .await
             .unwrap();
         assert!(matches!(later[0], Ingested::Stored(_)));
@@ -398,7 +476,7 @@ mod tests {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 store
-                    .ingest(vec![event("a", Some("same"), 1_000 + i)], 60_000)
+                    .ingest(vec![event("a", Some("same"), now_ms() + i)], 60_000)
                     .await
                     .unwrap()
                     .remove(0)
@@ -423,13 +501,112 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let out = store
             .ingest(
-                vec![event("a", Some("k"), 1), event("a", Some("k"), 2)],
+                vec![
+                    event("a", Some("k"), now_ms()),
+                    event("a", Some("k"), now_ms()),
+                ],
                 60_000,
             )
             .await
             .unwrap();
         assert!(matches!(out[0], Ingested::Stored(_)));
         assert_eq!(out[1], Ingested::Duplicate(out[0].id().to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_is_recognised_after_the_store_is_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let store = Store::open(dir.path()).unwrap();
+            let out = store
+                .ingest(vec![event("a", Some("k"), now_ms())], 60_000)
+                .await
+                .unwrap();
+            store.close().await.unwrap();
+            out[0].id().to_owned()
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let again = store
+            .ingest(vec![event("a", Some("k"), now_ms())], 60_000)
+            .await
+            .unwrap();
+        assert_eq!(again[0], Ingested::Duplicate(first));
+        assert_eq!(store.event_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn ids_increase_in_the_order_events_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..50 {
+            let out = store.ingest(vec![event("a", None, i), event("a", None, i)], 0);
+            ids.extend(out.await.unwrap().into_iter().map(|o| o.id().to_owned()));
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(ids, sorted);
+    }
+
+    #[tokio::test]
+    async fn fan_out_progress_and_replays_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<String> = {
+            let store = Store::open(dir.path()).unwrap();
+            let out = store
+                .ingest((0..4).map(|i| event("a", None, i)).collect(), 0)
+                .await
+                .unwrap();
+            let ids: Vec<_> = out.iter().map(|o| o.id().to_owned()).collect();
+            assert_eq!(store.inbox(10).unwrap(), ids);
+            assert_eq!(store.inbox(2).unwrap(), ids[..2]);
+            store.inbox_done(&ids[..2]).unwrap();
+            assert!(store.requeue(&ids[0]).unwrap());
+            assert!(!store.requeue("evt_missing").unwrap());
+            store.close().await.unwrap();
+            ids
+        };
+        let store = Store::open(dir.path()).unwrap();
+        // The replay first, then what was never fanned out.
+        assert_eq!(
+            store.inbox(10).unwrap(),
+            vec![ids[0].clone(), ids[2].clone(), ids[3].clone()]
+        );
+        assert!(!store.delete_event(&ids[3]).unwrap(), "still waiting");
+        assert!(store.delete_event(&ids[1]).unwrap());
+        store.inbox_done(&store.inbox(10).unwrap()).unwrap();
+        assert!(store.inbox(10).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_store_in_the_older_layout_keeps_its_waiting_events_and_dedupe_entries_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // Before the fan-out cursor: an inbox entry per waiting event
+            // and a dedupe entry per key.
+            let db = sled::open(dir.path()).unwrap();
+            let events = db.open_tree("events").unwrap();
+            for (id, waiting) in [("evt_01A", false), ("evt_01B", true)] {
+                let record = event("a", Some(id), 5).encode(id);
+                events.insert(key(EVENT, id.as_bytes()), record).unwrap();
+                if waiting {
+                    events.insert(key(INBOX, id.as_bytes()), &[][..]).unwrap();
+                }
+                let mut dedupe = key(DEDUPE, b"a\0");
+                dedupe.extend_from_slice(id.as_bytes());
+                let mut entry = 5u64.to_be_bytes().to_vec();
+                entry.extend_from_slice(id.as_bytes());
+                events.insert(dedupe, entry).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.inbox(10).unwrap(), ["evt_01B"]);
+        let later = store.ingest(vec![event("a", None, 6)], 0).await.unwrap();
+        assert_eq!(store.inbox(10).unwrap(), ["evt_01B", later[0].id()]);
+        assert!(later[0].id() > "evt_01B");
+        assert_eq!(store.prune_dedupe(6, 100).unwrap(), 2);
     }
 
     #[tokio::test]

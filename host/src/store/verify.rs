@@ -2,23 +2,25 @@
 //! anything, and says what is wrong.
 //!
 //! Checked: every event decodes and is stored under its own id; every inbox
-//! and dedupe entry points to a stored event (a dedupe entry may outlive its
-//! event after retention, which is reported as a note, not a problem); and
+//! and legacy dedupe entry points to a stored event (a dedupe entry may
+//! outlive its event after retention, which is reported as a note, not a
+//! problem); and
 //! the queue's invariants ([`crate::queue::verify`]): each waiting task is due
 //! exactly once, finished tasks are not due, order lists hold live tasks.
 
 use std::path::Path;
 
-use super::{DEDUPE, EVENT, EventRecord, INBOX, StoreError, decode_dedupe, key};
+use super::{CURSOR, DEDUPE, EVENT, EventRecord, INBOX, StoreError, decode_dedupe, key};
 
 /// The outcome of a check.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Report {
     /// Events stored.
     pub events: usize,
-    /// Events waiting for fan-out.
+    /// Events waiting for fan-out (new ones and replays).
     pub inbox: usize,
-    /// Dedupe entries.
+    /// Dedupe entries in the legacy layout (newer stores keep none: the
+    /// index is rebuilt from the events).
     pub dedupe: usize,
     /// Broken invariants, one line each.
     pub problems: Vec<String>,
@@ -39,13 +41,28 @@ pub fn verify(db_dir: &Path) -> Result<Report, StoreError> {
     let events = db.open_tree("events")?;
     let mut report = Report::default();
     let mut orphan_dedupe = 0;
+    let cursor = events
+        .get(CURSOR)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned());
+    if cursor.is_none() && !events.is_empty() {
+        report.problems.push(
+            "the fan-out cursor is missing; the daemon sets it when it opens the store".into(),
+        );
+    }
+    let cursor = cursor.unwrap_or_default();
     for item in events.iter() {
         let (k, v) = item?;
         let printable = String::from_utf8_lossy(&k).into_owned();
+        if *k == *CURSOR {
+            continue;
+        }
         match k.first() {
             Some(&EVENT) => {
                 report.events += 1;
                 let id = String::from_utf8_lossy(&k[1..]);
+                if *id > *cursor {
+                    report.inbox += 1;
+                }
                 match EventRecord::decode(&v) {
                     Ok(r) if r.id == id => {}
                     Ok(r) => report
@@ -57,7 +74,9 @@ pub fn verify(db_dir: &Path) -> Result<Report, StoreError> {
                 }
             }
             Some(&INBOX) => {
-                report.inbox += 1;
+                if *String::from_utf8_lossy(&k[1..]) <= *cursor {
+                    report.inbox += 1;
+                }
                 if !events.contains_key(key(EVENT, &k[1..]))? {
                     report.problems.push(format!(
                         "inbox entry for missing event `{}`",

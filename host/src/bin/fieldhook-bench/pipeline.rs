@@ -197,9 +197,7 @@ pub async fn filled(
                     .ingest(batch, config.dedupe_window_secs * 1000)
                     .await?;
                 // Pre-stored events count as fanned out already.
-                for id in store.inbox(1000)? {
-                    store.inbox_done(&id)?;
-                }
+                store.inbox_done(&store.inbox(usize::MAX)?)?;
             }
             store.sync().await?;
             println!(
