@@ -26,6 +26,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod ingress;
 pub mod manifest;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugins;

@@ -130,6 +130,8 @@ enum StoreCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    // First, before the heap grows.
+    let huge_pages = fieldhook::memory::disable_transparent_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FIELDHOOK_LOG")
@@ -137,6 +139,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Err(e) = huge_pages {
+        tracing::warn!(error = %e, "cannot turn off transparent huge pages; expect latency spikes as the store grows");
+    }
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

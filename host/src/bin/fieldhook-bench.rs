@@ -133,6 +133,10 @@ enum Command {
 const SECRET_B64: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn main() -> anyhow::Result<()> {
+    // As the daemon does (fieldhook::memory says why).
+    if let Err(e) = fieldhook::memory::disable_transparent_huge_pages() {
+        eprintln!("warning: cannot turn off transparent huge pages: {e}");
+    }
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -502,6 +506,11 @@ async fn ingest(
         flushes,
         (after.writes - before.writes) as f64 / flushes.max(1) as f64,
         store.event_count()
+    );
+    println!(
+        "slowest group: write {:.2} ms, flush + fdatasync {:.2} ms",
+        after.slowest_write_us as f64 / 1000.0,
+        after.slowest_sync_us as f64 / 1000.0
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

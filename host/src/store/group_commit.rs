@@ -77,6 +77,8 @@ pub struct GroupCommit {
 struct Counters {
     flushes: AtomicU64,
     writes: AtomicU64,
+    slowest_write_us: AtomicU64,
+    slowest_sync_us: AtomicU64,
 }
 
 /// How well writes were grouped.
@@ -86,6 +88,11 @@ pub struct GroupCommitStats {
     pub flushes: u64,
     /// Requests (ingests and syncs) answered.
     pub writes: u64,
+    /// The longest any group took to write (dedupe checks, sled batch), µs.
+    pub slowest_write_us: u64,
+    /// The longest any group took to become durable (sled flush and
+    /// fdatasync), µs. Every request of the group waited that long.
+    pub slowest_sync_us: u64,
 }
 
 fn stopped() -> StoreError {
@@ -174,6 +181,8 @@ impl GroupCommit {
         GroupCommitStats {
             flushes: self.stats.flushes.load(Ordering::Relaxed),
             writes: self.stats.writes.load(Ordering::Relaxed),
+            slowest_write_us: self.stats.slowest_write_us.load(Ordering::Relaxed),
+            slowest_sync_us: self.stats.slowest_sync_us.load(Ordering::Relaxed),
         }
     }
 }
@@ -212,8 +221,18 @@ impl Committer {
             }
             let count = group.len() as u64;
             let before = self.last_id;
+            let started = std::time::Instant::now();
             let (pending, syncs) = self.write_group(group.drain(..));
+            let written = std::time::Instant::now();
             let flushed = durable(&self.db, &self.log);
+            let micros = |d: std::time::Duration| d.as_micros().try_into().unwrap_or(u64::MAX);
+            let stats = &self.stats;
+            stats
+                .slowest_write_us
+                .fetch_max(micros(written - started), Ordering::Relaxed);
+            stats
+                .slowest_sync_us
+                .fetch_max(micros(written.elapsed()), Ordering::Relaxed);
             match &flushed {
                 Ok(()) if self.last_id != before => {
                     *self
