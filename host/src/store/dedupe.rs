@@ -40,6 +40,24 @@ pub(super) struct DedupeIndex {
     covers_from_ms: Option<u64>,
 }
 
+/// A stored event's dedupe entry, read back from the store.
+pub(super) struct Stored {
+    fp: Fingerprint,
+    id: String,
+    at: u64,
+}
+
+impl Stored {
+    /// Event `id`, received at `at` (Unix ms) from `source` with this key.
+    pub(super) fn new(source: &str, key: &str, id: &str, at: u64) -> Self {
+        Self {
+            fp: fingerprint(source, key),
+            id: id.to_owned(),
+            at,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Entry {
     id: String,
@@ -64,17 +82,12 @@ impl DedupeIndex {
 
     /// Adds events read back from the store, all received before anything
     /// already indexed, oldest first; the index now covers `since_ms`.
-    pub(super) fn backfill<'a>(
-        &mut self,
-        since_ms: u64,
-        events: impl DoubleEndedIterator<Item = (&'a str, &'a str, &'a str, u64)>,
-    ) {
-        for (source, key, id, at) in events.rev() {
-            let fp = fingerprint(source, key);
+    pub(super) fn backfill(&mut self, since_ms: u64, events: Vec<Stored>) {
+        for Stored { fp, id, at } in events.into_iter().rev() {
             // A newer event under the same key (already indexed) wins.
             if let std::collections::hash_map::Entry::Vacant(slot) = self.latest.entry(fp) {
                 slot.insert(Entry {
-                    id: id.to_owned(),
+                    id,
                     received_at_ms: at,
                 });
                 self.order.push_front((at, fp));
@@ -170,7 +183,10 @@ mod tests {
         index.insert("a", "k", "evt_new", 9_000);
         index.backfill(
             7_000,
-            [("a", "k", "evt_old", 7_500), ("a", "j", "evt_j", 8_000)].into_iter(),
+            vec![
+                Stored::new("a", "k", "evt_old", 7_500),
+                Stored::new("a", "j", "evt_j", 8_000),
+            ],
         );
         assert_eq!(index.needs_events_since(10_000, 3_000), None);
         assert_eq!(index.needs_events_since(10_000, 4_000), Some(6_000));

@@ -24,9 +24,9 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
-use super::dedupe::DedupeIndex;
-use super::record::{Unnumbered, event_id};
-use super::{EVENT, EventRecord, Ingested, NewEvent, StoreError, key};
+use super::dedupe::{DedupeIndex, Stored};
+use super::record::{DedupeFields, Unnumbered, event_id};
+use super::{EVENT, Ingested, NewEvent, StoreError, key};
 
 /// An event ready to write: record encoded by the caller, so the one
 /// committer thread only checks dedupe keys, numbers and writes.
@@ -63,6 +63,9 @@ enum Request {
     },
     /// Answer once everything written before is durable.
     Sync(Reply<()>),
+    /// Read back the events of this dedupe window now, rather than at the
+    /// first ingest; answers how many were read.
+    LoadDedupe { window_ms: u64, reply: Reply<usize> },
 }
 
 /// Handle to the committer thread.
@@ -176,6 +179,16 @@ impl GroupCommit {
         rx.await.map_err(|_| stopped())?.map_err(StoreError::Flush)
     }
 
+    /// Fills the dedupe index for `window_ms` from the stored events;
+    /// returns how many it read.
+    pub async fn load_dedupe(&self, window_ms: u64) -> Result<usize, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::LoadDedupe { window_ms, reply })
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?.map_err(StoreError::Flush)
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> GroupCommitStats {
         GroupCommitStats {
@@ -275,12 +288,13 @@ impl Committer {
     }
 
     /// Makes the dedupe index hold every event of the last `window_ms`,
-    /// reading back from the store what it does not hold yet.
-    fn cover_window(&mut self, window_ms: u64) -> Result<(), String> {
+    /// reading back from the store what it does not hold yet; returns how
+    /// many events it read.
+    fn cover_window(&mut self, window_ms: u64) -> Result<usize, String> {
         self.widest_window_ms = self.widest_window_ms.max(window_ms);
         let now = crate::time::now_ms();
         let Some(since) = self.index.needs_events_since(now, window_ms) else {
-            return Ok(());
+            return Ok(0);
         };
         let from = key(EVENT, crate::pipeline::event_id_at(since).as_bytes());
         let to = match self.index.covered_from() {
@@ -290,27 +304,19 @@ impl Committer {
         let mut found = Vec::new();
         for item in self.events.range(from..to) {
             let (k, v) = item.map_err(|e| e.to_string())?;
-            let r = EventRecord::decode(&v).map_err(|e| {
+            let r = DedupeFields::decode(&v).map_err(|e| {
                 format!(
                     "cannot rebuild the dedupe index: event `{}` does not decode: {e}",
                     String::from_utf8_lossy(&k[1..])
                 )
             })?;
             if let Some(dk) = r.dedupe_key {
-                found.push((r.source, dk, r.id, r.received_at_ms));
+                found.push(Stored::new(r.source, dk, r.id, r.received_at_ms));
             }
         }
-        tracing::debug!(
-            events = found.len(),
-            "dedupe index read back from the store"
-        );
-        self.index.backfill(
-            since,
-            found
-                .iter()
-                .map(|(s, k, id, at)| (s.as_str(), k.as_str(), id.as_str(), *at)),
-        );
-        Ok(())
+        let read = found.len();
+        self.index.backfill(since, found);
+        Ok(read)
     }
 
     /// Writes every new event of the group as one atomic batch. Duplicates
@@ -329,6 +335,10 @@ impl Committer {
             let (new_events, window_ms, reply) = match request {
                 Request::Sync(reply) => {
                     syncs.push(reply);
+                    continue;
+                }
+                Request::LoadDedupe { window_ms, reply } => {
+                    let _ = reply.send(self.cover_window(window_ms));
                     continue;
                 }
                 Request::Ingest {

@@ -164,6 +164,13 @@ impl Store {
         Ok(())
     }
 
+    /// Reads the events of the dedupe window back into the dedupe index
+    /// now, so the first ingest after a restart does not wait for it;
+    /// returns how many events carried a dedupe key.
+    pub async fn load_dedupe(&self, window_ms: u64) -> Result<usize, StoreError> {
+        self.commit.load_dedupe(window_ms).await
+    }
+
     /// Group-commit counters (flushes, writes covered).
     pub fn commit_stats(&self) -> GroupCommitStats {
         self.commit.stats()
@@ -526,6 +533,8 @@ mod tests {
             out[0].id().to_owned()
         };
         let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.load_dedupe(60_000).await.unwrap(), 1, "read back");
+        assert_eq!(store.load_dedupe(60_000).await.unwrap(), 0, "already held");
         let again = store
             .ingest(vec![event("a", Some("k"), now_ms())], 60_000)
             .await

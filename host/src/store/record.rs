@@ -135,6 +135,42 @@ impl NewEvent {
     }
 }
 
+/// What the dedupe index needs of a stored record, borrowed from its
+/// bytes: decoding stops before headers and body.
+#[derive(Deserialize)]
+pub(crate) struct DedupeFields<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) source: &'a str,
+    _vendor: &'a str,
+    _kind: &'a str,
+    _entity: Option<EntityRef<'a>>,
+    _occurred_at: Option<&'a str>,
+    pub(crate) dedupe_key: Option<&'a str>,
+    _parsed: bool,
+    pub(crate) received_at_ms: u64,
+}
+
+/// [`EntityRecord`], borrowed.
+#[derive(Deserialize)]
+struct EntityRef<'a> {
+    _kind: &'a str,
+    _id: &'a str,
+    _url: Option<&'a str>,
+}
+
+impl<'a> DedupeFields<'a> {
+    /// Decodes the leading fields of a stored record.
+    pub(crate) fn decode(bytes: &'a [u8]) -> Result<Self, String> {
+        match bytes.split_first() {
+            Some((&FORMAT_V1, rest)) => postcard::take_from_bytes(rest)
+                .map(|(fields, _headers_and_body)| fields)
+                .map_err(|e| e.to_string()),
+            Some((v, _)) => Err(format!("unknown record format version {v}")),
+            None => Err("empty record".into()),
+        }
+    }
+}
+
 impl EventRecord {
     /// Decodes a stored record.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
@@ -172,5 +208,31 @@ mod tests {
             event.encode_unnumbered().number(ulid)
         );
         assert_eq!(record.body, b"{}");
+    }
+
+    #[test]
+    fn the_dedupe_fields_read_the_same_as_the_whole_record() {
+        let event = NewEvent {
+            source: "hcp".into(),
+            vendor: "housecall-pro".into(),
+            kind: "job.completed".into(),
+            entity: Some(EntityRecord {
+                kind: "job".into(),
+                id: "j1".into(),
+                url: Some("https://x".into()),
+            }),
+            occurred_at: Some("2026-01-01T00:00:00Z".into()),
+            dedupe_key: Some("k".into()),
+            parsed: true,
+            received_at_ms: 1_234,
+            headers: vec![("x".into(), b"y".to_vec())],
+            body: b"{}".to_vec(),
+        };
+        let bytes = event.encode("evt_1");
+        let head = DedupeFields::decode(&bytes).unwrap();
+        assert_eq!(
+            (head.id, head.source, head.dedupe_key, head.received_at_ms),
+            ("evt_1", "hcp", Some("k"), 1_234)
+        );
     }
 }
