@@ -127,6 +127,7 @@ impl GroupCommit {
             index: DedupeIndex::default(),
             widest_window_ms: 0,
             last_id,
+            published_id: last_id,
             stored_through,
             stats: stats.clone(),
         };
@@ -216,6 +217,8 @@ struct Committer {
     widest_window_ms: u64,
     /// The last id assigned; the next is greater.
     last_id: Ulid,
+    /// The id last published in `stored_through`.
+    published_id: Ulid,
     /// The last event made durable, for fan-out.
     stored_through: Arc<RwLock<String>>,
     stats: Arc<Counters>,
@@ -233,7 +236,6 @@ impl Committer {
                 }
             }
             let count = group.len() as u64;
-            let before = self.last_id;
             let started = std::time::Instant::now();
             let (pending, syncs) = self.write_group(group.drain(..));
             let written = std::time::Instant::now();
@@ -247,11 +249,14 @@ impl Committer {
                 .slowest_sync_us
                 .fetch_max(micros(written.elapsed()), Ordering::Relaxed);
             match &flushed {
-                Ok(()) if self.last_id != before => {
+                // Also after a group that stored nothing: it may have made
+                // durable what a failed flush left behind.
+                Ok(()) if self.last_id != self.published_id => {
                     *self
                         .stored_through
                         .write()
                         .unwrap_or_else(|p| p.into_inner()) = event_id(self.last_id);
+                    self.published_id = self.last_id;
                 }
                 Ok(()) => {}
                 Err(e) => tracing::error!(error = %e, requests = count, "store flush failed"),
