@@ -747,7 +747,8 @@ async fn deliver(
     set.insert(plugin);
     let deliverer = Deliverer::new(config::Delivery::default())
         .unwrap()
-        .with_guard(DeliveryGuard::new(host.caps.clone(), set));
+        .with_guard(DeliveryGuard::new(host.caps.clone(), set))
+        .unwrap();
     deliverer
         .send(
             &DeliveryPayload {
@@ -848,6 +849,28 @@ async fn deliveries_follow_the_same_grants_and_get_the_credentials() {
         reason.contains("credential `broken`") && reason.contains("HTTP 401"),
         "{reason}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_to_a_host_name_connects_to_the_address_its_check_approved() {
+    // The deliverer's client resolves names only through the guard's
+    // checked addresses; a name must still reach its destination.
+    let fake = Fake::start().await;
+    let host = Host::new(&fake, "");
+    let rule = format!(
+        "[[http]]\nscheme = \"http\"\nhost = \"localhost\"\nport = {}\nmethods = [\"POST\"]\npath = \"/open/\"\n",
+        fake.port
+    );
+    let url = format!("http://localhost:{}/open/named", fake.port);
+    let sent = deliver(
+        &host,
+        host.plugin("d6", "deliver", &url, &rule),
+        &url,
+        vec![],
+    )
+    .await;
+    assert_eq!(sent, Sent::Ok(200));
+    assert_eq!(fake.seen_at("/open/named").len(), 1);
 }
 
 // ---------------------------------------------------------------- the real daemon

@@ -164,7 +164,7 @@ impl Daemon {
             plugins: plugin_set.clone(),
             runtime,
             delivery: Deliverer::new(config.delivery.clone())?
-                .with_guard(DeliveryGuard::new(capabilities.clone(), plugin_set.clone())),
+                .with_guard(DeliveryGuard::new(capabilities.clone(), plugin_set.clone()))?,
             destinations: Destinations::new(&config.delivery, &config.destinations),
             entity_rules: config.entities.clone(),
             metrics: metrics.clone(),

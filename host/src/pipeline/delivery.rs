@@ -5,6 +5,7 @@
 //! otherwise, see [`super::policy`]). Anything else (a 4xx) will not get
 //! better by itself and is dead-lettered with the destination's answer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
@@ -40,6 +41,15 @@ pub enum Sent {
     Permanent(String),
 }
 
+fn client(settings: &config::Delivery) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(settings.timeout_secs))
+        .user_agent(concat!("fieldhook/", env!("CARGO_PKG_VERSION")))
+        // A redirect could lead anywhere; the destination is the URL the
+        // plugin named, nothing else.
+        .redirect(reqwest::redirect::Policy::none())
+}
+
 /// Sends deliveries with one shared HTTP client.
 #[derive(Debug, Clone)]
 pub struct Deliverer {
@@ -51,25 +61,22 @@ pub struct Deliverer {
 impl Deliverer {
     /// A deliverer with the configured timeout.
     pub fn new(settings: config::Delivery) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.timeout_secs))
-            .user_agent(concat!("fieldhook/", env!("CARGO_PKG_VERSION")))
-            // A redirect could lead anywhere; the destination is the URL
-            // the plugin named, nothing else.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
         Ok(Self {
-            client,
+            client: client(&settings).build()?,
             settings,
             guard: None,
         })
     }
 
     /// Checks every delivery against its plugin's grants and adds the
-    /// credentials its rule names ([`DeliveryGuard`]).
-    pub fn with_guard(mut self, guard: DeliveryGuard) -> Self {
+    /// credentials its rule names ([`DeliveryGuard`]); connects only to the
+    /// addresses the check approved.
+    pub fn with_guard(mut self, guard: DeliveryGuard) -> Result<Self, reqwest::Error> {
+        self.client = client(&self.settings)
+            .dns_resolver(Arc::new(guard.checked_addrs()))
+            .build()?;
         self.guard = Some(guard);
-        self
+        Ok(self)
     }
 
     /// How long a delivery lease lasts: longer than one send can take.
