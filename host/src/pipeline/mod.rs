@@ -481,7 +481,7 @@ pub fn event_time_ms(event_id: &str) -> Option<u64> {
 
 /// The smallest event id at or after `ms` (ids sort by receive time).
 pub fn event_id_at(ms: u64) -> String {
-    format!("evt_{}", ulid::Ulid::from_parts(ms, 0))
+    crate::store::event_id(ulid::Ulid::from_parts(ms, 0))
 }
 
 impl Pipeline {

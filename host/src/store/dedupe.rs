@@ -122,6 +122,19 @@ impl DedupeIndex {
         self.order.push_back((received_at_ms, fp));
     }
 
+    /// Adds what `staged` recorded, in the order it recorded it.
+    pub(super) fn absorb(&mut self, staged: DedupeIndex) {
+        let DedupeIndex {
+            mut latest, order, ..
+        } = staged;
+        for (at, fp) in order {
+            if let Some(entry) = latest.remove(&fp) {
+                self.latest.insert(fp, entry);
+                self.order.push_back((at, fp));
+            }
+        }
+    }
+
     /// Forgets entries received before `before_ms`; the index then covers
     /// from there on.
     pub(super) fn expire(&mut self, before_ms: u64) {
@@ -174,6 +187,20 @@ mod tests {
         assert_eq!(index.duplicate_of("a", "k", 2_100, 500), Some("evt_3"));
         assert_eq!(index.duplicate_of("a", "other", 1_200, 500), None);
         assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn absorbing_a_staged_index_adds_its_entries_after_the_existing_ones() {
+        let mut index = DedupeIndex::default();
+        index.insert("a", "k", "evt_1", 1_000);
+        let mut staged = DedupeIndex::default();
+        staged.insert("a", "k", "evt_2", 2_000);
+        staged.insert("a", "j", "evt_3", 2_000);
+        index.absorb(staged);
+        assert_eq!(index.duplicate_of("a", "k", 2_100, 500), Some("evt_2"));
+        assert_eq!(index.duplicate_of("a", "j", 2_100, 500), Some("evt_3"));
+        index.expire(1_500);
+        assert_eq!(index.len(), 2, "evt_1's expiry leaves the refreshed key");
     }
 
     #[test]

@@ -16,7 +16,6 @@
 //!   fan-out exactly when its id is past the fan-out cursor, and storing it
 //!   takes one sled insert.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -333,7 +332,7 @@ impl Committer {
     ) -> (Vec<Pending>, Vec<Reply<()>>) {
         let mut batch = sled::Batch::default();
         // Dedupe keys of this group: in the index only once the batch is in.
-        let mut fresh: HashMap<(String, String), (String, u64)> = HashMap::new();
+        let mut staged = DedupeIndex::default();
         let mut pending = Vec::new();
         let mut syncs = Vec::new();
         for request in group {
@@ -359,26 +358,21 @@ impl Committer {
             }
             let mut out = Vec::with_capacity(new_events.len());
             for event in new_events {
-                let dedupe = event.dedupe_key.map(|dk| (event.source, dk));
-                if let Some((source, dk)) = &dedupe {
-                    let earlier = match fresh.get(&(source.clone(), dk.clone())) {
-                        Some((id, at)) => (event.received_at_ms.saturating_sub(*at) < window_ms)
-                            .then(|| id.clone()),
-                        None => self
-                            .index
-                            .duplicate_of(source, dk, event.received_at_ms, window_ms)
-                            .map(str::to_owned),
-                    };
+                if let Some(dk) = &event.dedupe_key {
+                    let at = event.received_at_ms;
+                    let earlier = staged
+                        .duplicate_of(&event.source, dk, at, window_ms)
+                        .or_else(|| self.index.duplicate_of(&event.source, dk, at, window_ms));
                     if let Some(id) = earlier {
-                        out.push(Ingested::Duplicate(id));
+                        out.push(Ingested::Duplicate(id.to_owned()));
                         continue;
                     }
                 }
                 let ulid = self.next_id();
                 let id = event_id(ulid);
                 batch.insert(key(EVENT, id.as_bytes()), event.record.number(ulid));
-                if let Some(k) = dedupe {
-                    fresh.insert(k, (id.clone(), event.received_at_ms));
+                if let Some(dk) = &event.dedupe_key {
+                    staged.insert(&event.source, dk, &id, event.received_at_ms);
                 }
                 out.push(Ingested::Stored(id));
             }
@@ -388,11 +382,7 @@ impl Committer {
             });
         }
         match self.events.apply_batch(batch) {
-            Ok(()) => {
-                for ((source, dk), (id, at)) in fresh {
-                    self.index.insert(&source, &dk, &id, at);
-                }
-            }
+            Ok(()) => self.index.absorb(staged),
             Err(e) => {
                 let e = e.to_string();
                 tracing::error!(error = %e, "store batch failed: nothing of this group was stored");

@@ -55,7 +55,7 @@ pub fn read_event(path: &Path) -> anyhow::Result<(EventRecord, u32)> {
     let envelope = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .filter(|v| v.get("body").is_some());
-    let id = format!("evt_{}", ulid::Ulid::new());
+    let id = fieldhook::store::event_id(ulid::Ulid::new());
     let received_at_ms = fieldhook::time::now_ms();
     let Some(envelope) = envelope else {
         // A raw body: take the kind from its `event` or `type` field, as
