@@ -345,7 +345,9 @@ password_file = "strade.password"
     }
 
     async fn call(&self, plugin: &LoadedPlugin) -> CallReport {
-        self.runtime.call(plugin, &event(), 1).await
+        self.runtime
+            .call(plugin, &std::sync::Arc::new(event()), 1)
+            .await
     }
 }
 

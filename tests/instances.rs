@@ -4,14 +4,15 @@
 mod support;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use fieldhook::manifest::Manifest;
 use fieldhook::runtime::{CodeCache, Decision, InstancePolicy, LoadedPlugin, Runtime};
 use fieldhook::store::EventRecord;
 use support::guest;
 
-fn event(n: u32) -> EventRecord {
-    EventRecord {
+fn event(n: u32) -> Arc<EventRecord> {
+    Arc::new(EventRecord {
         id: format!("evt_{n}"),
         source: "hcp".into(),
         vendor: "housecall-pro".into(),
@@ -23,7 +24,7 @@ fn event(n: u32) -> EventRecord {
         received_at_ms: 0,
         headers: Vec::new(),
         body: br#"{"job":{"id":"job_1"}}"#.to_vec(),
-    }
+    })
 }
 
 fn load(runtime: &Runtime, package: &str, manifest: &str) -> LoadedPlugin {

@@ -57,11 +57,11 @@ fn check_accepts_a_plugin_and_names_what_is_wrong_with_one_that_is_not() {
     assert!(ok.status.success(), "{}", stderr(&ok));
     let out = stdout(&ok);
     assert!(
-        out.contains("ok: relay 2 targets fieldhook:plugin@0.1.0"),
+        out.contains("ok: relay 2 targets fieldhook:plugin@0.2.0"),
         "{out}"
     );
     assert!(
-        out.contains("exports    fieldhook:plugin/handler@0.1.0"),
+        out.contains("exports    fieldhook:plugin/handler@0.2.0"),
         "{out}"
     );
     assert!(

@@ -163,6 +163,9 @@ impl Request {
 /// What to do with an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// Not for this plugin: nothing is recorded beyond the skip (what
+    /// [`crate::Plugin::filter`] returning false means).
+    Skip,
     /// Nothing to do; the reason is recorded with the job.
     Drop(String),
     /// Deliver these requests, each on its own with retries.
@@ -170,6 +173,11 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Not for this plugin (decided after reading more than `filter` does).
+    pub fn skip() -> Self {
+        Decision::Skip
+    }
+
     /// Nothing to do, for this reason.
     pub fn drop(reason: impl Into<String>) -> Self {
         Decision::Drop(reason.into())
@@ -184,6 +192,7 @@ impl Decision {
     /// builder mistake.
     pub(crate) fn into_wire(self) -> Result<wire::Decision, PluginError> {
         Ok(match self {
+            Decision::Skip => wire::Decision::Skip,
             Decision::Drop(reason) => wire::Decision::Drop(reason),
             Decision::Deliver(requests) => wire::Decision::Deliver(
                 requests

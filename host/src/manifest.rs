@@ -35,7 +35,7 @@ use serde::Deserialize;
 use crate::capabilities::allowlist::{Allowlist, HttpRule};
 
 /// The WIT package versions this host serves.
-pub const SUPPORTED_WIT: &[&str] = &["0.1.0"];
+pub const SUPPORTED_WIT: &[&str] = &["0.1.0", "0.2.0"];
 
 /// A manifest that cannot be used, naming the key to fix.
 #[derive(Debug, thiserror::Error)]

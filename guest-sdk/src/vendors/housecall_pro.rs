@@ -26,7 +26,8 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::Vendor;
 use crate::PluginError;
@@ -89,10 +90,10 @@ impl<'a> Records<'a> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Wire<'a> {
-    #[serde(borrow)]
-    event: Text<'a>,
+    #[serde(borrow, default)]
+    event: Option<Text<'a>>,
     #[serde(borrow, default)]
     event_occurred_at: Option<Text<'a>>,
     #[serde(borrow, default)]
@@ -115,14 +116,126 @@ struct Wire<'a> {
     lead: Option<RawJson<'a>>,
 }
 
+/// Reads the envelope's fields and the record under `key` into `T` in one
+/// pass over the body ([`Envelope::parse_with_record`]).
+struct OnePass<'k, T> {
+    key: &'k str,
+    record: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for OnePass<'_, T> {
+    type Value = (Wire<'de>, Option<T>);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for OnePass<'_, T> {
+    type Value = (Wire<'de>, Option<T>);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a Housecall Pro envelope object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut wire, mut record) = (Wire::default(), None);
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            if *key == *self.key {
+                // `null` or absent: the record is looked for in `data`.
+                record = map.next_value::<Option<T>>()?;
+                continue;
+            }
+            match &*key {
+                "event" => wire.event = Some(map.next_value()?),
+                "event_occurred_at" => wire.event_occurred_at = map.next_value()?,
+                "company_id" => wire.company_id = map.next_value()?,
+                "id" => wire.id = map.next_value()?,
+                "created_at" => wire.created_at = map.next_value()?,
+                "data" => wire.data = map.next_value()?,
+                "job" => wire.job = map.next_value()?,
+                "invoice" => wire.invoice = map.next_value()?,
+                "customer" => wire.customer = map.next_value()?,
+                "estimate" => wire.estimate = map.next_value()?,
+                "lead" => wire.lead = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if wire.event.is_none() {
+            return Err(de::Error::missing_field("event"));
+        }
+        Ok((wire, record))
+    }
+}
+
 impl<'a> Envelope<'a> {
     /// Reads a Housecall Pro body without checking the event's vendor. Fails
     /// when there is no `event` (the URL check `{"foo":"bar"}` has none; the
     /// host never stores it as an event).
     pub fn parse(body: &'a [u8]) -> Result<Self, PluginError> {
         let wire: Wire<'a> = VENDOR_INFO.parse(body)?;
+        Self::from_wire(wire, body)
+    }
+
+    /// The envelope and, read in the same pass, the record under `key`
+    /// (`job`) as `T`, a plugin's own struct that may borrow from the body.
+    /// [`Envelope::parse`] then [`Envelope::record_as`] read the record
+    /// twice; this reads it once. Without an object under `key`, the record
+    /// is taken from `data.<key>`, then `data`, as [`Envelope::record`] does;
+    /// errors are those of `parse` and `record_as`.
+    pub fn parse_with_record<T: Deserialize<'a>>(
+        body: &'a [u8],
+        key: &str,
+    ) -> Result<(Self, T), PluginError> {
+        let seed = OnePass {
+            key,
+            record: std::marker::PhantomData,
+        };
+        let Ok((wire, Some(record))) = VENDOR_INFO.parse_seed(body, seed) else {
+            // No object under `key`, or something did not parse: the two
+            // passes find the record in `data` or say what is wrong.
+            let envelope = Self::parse(body)?;
+            let record = envelope.record_at(key)?;
+            return Ok((envelope, record));
+        };
+        Ok((Self::from_wire(wire, body)?, record))
+    }
+
+    /// The object under `key`, else `data.<key>`, else `data`, as `T`.
+    fn record_at<T: Deserialize<'a>>(&self, key: &str) -> Result<T, PluginError> {
+        let objects = |v: &RawJson<'a>| v.is_object();
+        self.records
+            .get(key)
+            .flatten()
+            .filter(objects)
+            .or_else(|| self.data.and_then(|d| d.get(key)).filter(objects))
+            .or_else(|| self.data.filter(objects))
+            .ok_or_else(|| {
+                VENDOR_INFO.error(format!(
+                    "`{}` body has no `{key}` object (nor `data`)",
+                    self.event
+                ))
+            })?
+            .parse()
+            .map_err(|err| {
+                VENDOR_INFO.error(format!(
+                    "`{}` record does not have the expected shape: {err}",
+                    self.event
+                ))
+            })
+    }
+
+    fn from_wire(wire: Wire<'a>, body: &'a [u8]) -> Result<Self, PluginError> {
+        let event = wire.event.ok_or_else(|| {
+            VENDOR_INFO.error(format!(
+                "body does not have the expected shape: missing field `event`; expected {}",
+                VENDOR_INFO.shape
+            ))
+        })?;
         Ok(Envelope {
-            event: wire.event,
+            event,
             event_occurred_at: wire.event_occurred_at,
             company_id: wire.company_id,
             id: wire.id,
@@ -362,8 +475,67 @@ mod tests {
         include_str!("../../../plugins/hcp-invoice-accounting/samples/invoice-paid.json");
     const QUICKSTART: &str = include_str!("../../../examples/quickstart/sample-job-completed.json");
 
-    fn event(kind: &str, body: &str) -> Event {
+    fn event(kind: &str, body: &str) -> Event<'static> {
         testing::event_from("housecall-pro", kind, body.trim())
+    }
+
+    #[test]
+    fn one_pass_reads_what_two_passes_read() {
+        for body in [JOB_COMPLETED, QUICKSTART] {
+            let body = body.trim().as_bytes();
+            let two = Envelope::parse(body).unwrap();
+            let (one, job) = Envelope::parse_with_record::<super::Job<'_>>(body, "job").unwrap();
+            let again = two.job().unwrap();
+            assert_eq!(
+                (one.event.as_str(), one.occurred_at()),
+                (two.event.as_str(), two.occurred_at())
+            );
+            assert_eq!(job.id, again.id);
+            assert_eq!(job.total_amount, again.total_amount);
+            assert_eq!(job.customer.map(|c| c.id), again.customer.map(|c| c.id));
+            // The record read in the pass is not kept twice.
+            assert!(one.records.job.is_none());
+        }
+    }
+
+    #[test]
+    fn one_pass_finds_the_record_in_data_too() {
+        let body = br#"{"id":"e1","event":"job.completed","created_at":"2026-01-02T03:04:05Z","data":{"job":{"id":"job_9"}}}"#;
+        let (envelope, job) = Envelope::parse_with_record::<super::Job<'_>>(body, "job").unwrap();
+        assert_eq!(
+            (job.id.as_str(), envelope.occurred_at()),
+            ("job_9", Some("2026-01-02T03:04:05Z"))
+        );
+        let body = br#"{"event":"job.completed","data":{"id":"job_8"}}"#;
+        let (_, job) = Envelope::parse_with_record::<super::Job<'_>>(body, "job").unwrap();
+        assert_eq!(job.id, "job_8");
+    }
+
+    #[test]
+    fn one_pass_errors_name_what_is_missing() {
+        let err = Envelope::parse_with_record::<super::Job<'_>>(br#"{"job":{"id":"j"}}"#, "job")
+            .unwrap_err();
+        assert!(
+            err.message.contains("missing field `event`"),
+            "{}",
+            err.message
+        );
+        let err =
+            Envelope::parse_with_record::<super::Job<'_>>(br#"{"event":"job.completed"}"#, "job")
+                .unwrap_err();
+        assert!(err.message.contains("no `job` object"), "{}", err.message);
+        let err = Envelope::parse_with_record::<super::Job<'_>>(
+            br#"{"event":"job.completed","job":{"id":7}}"#,
+            "job",
+        )
+        .unwrap_err();
+        assert!(!err.retryable);
+        assert!(
+            err.message
+                .contains("`job.completed` record does not have the expected shape"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -66,16 +66,28 @@ impl Vendor {
     /// `body` deserialized into `T`; the error says whether the body is not
     /// JSON or lacks something, and shows the documented shape.
     pub(crate) fn parse<'a, T: Deserialize<'a>>(&self, body: &'a [u8]) -> Result<T, PluginError> {
-        serde_json::from_slice(body).map_err(|err| {
-            let what = match err.classify() {
-                Category::Data => "does not have the expected shape",
-                _ => "is not JSON",
-            };
-            PluginError::fatal(format!(
-                "{} body {what}: {err}; expected {}",
-                self.name, self.shape
-            ))
-        })
+        self.parse_seed(body, std::marker::PhantomData)
+    }
+
+    /// Like [`Vendor::parse`], with a seed that carries what to look for.
+    pub(crate) fn parse_seed<'a, S: serde::de::DeserializeSeed<'a>>(
+        &self,
+        body: &'a [u8],
+        seed: S,
+    ) -> Result<S::Value, PluginError> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        seed.deserialize(&mut de)
+            .and_then(|value| de.end().map(|()| value))
+            .map_err(|err| {
+                let what = match err.classify() {
+                    Category::Data => "does not have the expected shape",
+                    _ => "is not JSON",
+                };
+                PluginError::fatal(format!(
+                    "{} body {what}: {err}; expected {}",
+                    self.name, self.shape
+                ))
+            })
     }
 
     /// A non-retryable error about this vendor's body.
@@ -87,7 +99,7 @@ impl Vendor {
     /// body with `parse`; errors name the event.
     pub(crate) fn view<'a, T>(
         &self,
-        event: &'a Event,
+        event: &'a Event<'_>,
         parse: impl FnOnce(&'a [u8]) -> Result<T, PluginError>,
     ) -> Result<T, PluginError> {
         if event.vendor() != self.id {
@@ -108,7 +120,7 @@ impl Vendor {
 }
 
 /// The views, one accessor per vendor.
-impl Event {
+impl Event<'_> {
     /// The ServiceM8 notice (object or event webhook) of an event from a
     /// `servicem8` source.
     pub fn servicem8(&self) -> Result<servicem8::Notice<'_>, PluginError> {

@@ -172,17 +172,16 @@ mod tests {
     const OBJECT_WEBHOOK: &str = r#"{"object":"job","entry":[{"changed_fields":["status"],"time":"2015-01-01 00:00:00","uuid":"e3b0c442-98fc-4c14-9afb-f4c8996fb924"}],"resource_url":"https://api.servicem8.com/api_1.0/job/e3b0c442-98fc-4c14-9afb-f4c8996fb924.json"}"#;
     const TWO_ENTRIES: &str = r#"{"object":"JobActivity","entry":[{"changed_fields":["start_date"],"time":"2024-01-01 00:00:00","uuid":"u1"},{"changed_fields":[],"time":"2024-01-01 00:00:01","uuid":"u2"}],"resource_url":"https://api.servicem8.com/api_1.0/jobactivity/u2.json"}"#;
 
-    fn event(body: &str) -> crate::Event {
+    fn event(body: &str) -> crate::Event<'static> {
         testing::event_from("servicem8", "job.updated", body)
     }
 
-    fn about(mut event: crate::Event, uuid: &str) -> crate::Event {
-        event.entity = Some(EntityRef {
+    fn about(event: crate::Event<'static>, uuid: &str) -> crate::Event<'static> {
+        event.with_entity(Some(EntityRef {
             kind: "jobactivity".into(),
             id: uuid.into(),
             url: None,
-        });
-        event
+        }))
     }
 
     #[test]

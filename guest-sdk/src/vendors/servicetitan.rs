@@ -287,7 +287,7 @@ mod tests {
     const COMPLETED: &str =
         include_str!("../../../plugins/schedulingpro-crm-lead/samples/session-completed.json");
 
-    fn event(kind: &str, body: &str) -> Event {
+    fn event(kind: &str, body: &str) -> Event<'static> {
         testing::event_from("servicetitan", kind, body.trim())
     }
 

@@ -195,17 +195,16 @@ mod tests {
     const BATCH: &str =
         include_str!("../../../plugins/servicetrade-job-status/samples/batch-mixed.json");
 
-    fn event(kind: &str, body: &str) -> Event {
+    fn event(kind: &str, body: &str) -> Event<'static> {
         testing::event_from("servicetrade", kind, body.trim())
     }
 
-    fn about(mut event: Event, kind: &str, id: &str) -> Event {
-        event.entity = Some(EntityRef {
+    fn about(event: Event<'static>, kind: &str, id: &str) -> Event<'static> {
+        event.with_entity(Some(EntityRef {
             kind: kind.into(),
             id: id.into(),
             url: None,
-        });
-        event
+        }))
     }
 
     #[test]

@@ -18,8 +18,8 @@
 //!     amount: i64,
 //! }
 //!
-//! let mut event = testing::event_from("standard-webhooks", "invoice.paid", r#"{"type":"invoice.paid","timestamp":"2025-06-12T21:47:09Z","data":{"id":"inv_1","amount":24500}}"#);
-//! event.headers.push(Header { name: "webhook-id".into(), value: b"msg_p5jXN8AQM9LWM0D4loKWxJek".to_vec() });
+//! let event = testing::event_from("standard-webhooks", "invoice.paid", r#"{"type":"invoice.paid","timestamp":"2025-06-12T21:47:09Z","data":{"id":"inv_1","amount":24500}}"#)
+//!     .with_headers(vec![Header { name: "webhook-id".into(), value: b"msg_p5jXN8AQM9LWM0D4loKWxJek".to_vec() }]);
 //! let payload = event.standard_webhooks()?;
 //! assert_eq!(payload.kind, "invoice.paid");
 //! assert_eq!(payload.webhook_id, Some("msg_p5jXN8AQM9LWM0D4loKWxJek"));
@@ -94,13 +94,11 @@ mod tests {
     /// The body of the public test vector of shared/vendors.md has no `type`.
     const PUBLIC_BODY: &str = r#"{"test": 2432232314}"#;
 
-    fn event(body: &str) -> crate::Event {
-        let mut event = testing::event_from("standard-webhooks", "unknown", body);
-        event.headers.push(Header {
+    fn event(body: &str) -> crate::Event<'static> {
+        testing::event_from("standard-webhooks", "unknown", body).with_headers(vec![Header {
             name: "Webhook-Id".into(),
             value: b"msg_p5jXN8AQM9LWM0D4loKWxJek".to_vec(),
-        });
-        event
+        }])
     }
 
     #[test]

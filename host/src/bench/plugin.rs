@@ -71,7 +71,7 @@ pub async fn call(
         .with_context(|| format!("cannot read {}", component.display()))?;
     let dir = super::tempfile_dir()?;
     let runtime = Runtime::new(CodeCache::new(&dir.join("compiled")))?;
-    let event = event(1024);
+    let event = std::sync::Arc::new(event(1024));
     println!(
         "plugin {} ({} bytes), event body {} bytes, {iterations} sequential calls each",
         component.display(),
@@ -97,11 +97,14 @@ async fn measure(
     runtime: &Runtime,
     dir: &Path,
     bytes: &[u8],
-    event: &EventRecord,
+    event: &std::sync::Arc<EventRecord>,
     iterations: usize,
     expect_one_request: bool,
 ) -> anyhow::Result<()> {
     for mode in ["fresh", "reuse"] {
+        if mode == "fresh" && std::env::var_os("TMP_WARM_ONLY").is_some() {
+            continue;
+        }
         let plugin = runtime.load_bytes(manifest(dir, mode)?, bytes)?;
         // Warm-up: caches, the first warm instance, lazy init.
         for _ in 0..(iterations / 10).max(10) {

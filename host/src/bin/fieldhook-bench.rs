@@ -71,8 +71,9 @@ enum Command {
         /// request (plugins/accounting-sync built for wasm32-wasip2).
         #[arg(long)]
         component: std::path::PathBuf,
-        /// A guest that does nothing (tests/guests/trapper without a mode),
-        /// measured in the same run as the baseline: the host's share.
+        /// A guest that does nothing (tests/guests/trapper without a mode,
+        /// a fieldhook:plugin@0.2 guest), measured in the same run as the
+        /// baseline: the host's share of a call.
         #[arg(long)]
         baseline: Option<std::path::PathBuf>,
         /// Calls per mode.

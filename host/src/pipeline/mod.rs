@@ -326,6 +326,7 @@ impl Pipeline {
                 job.coalesced.to_string().into_bytes(),
             ));
         }
+        let event = Arc::new(event);
         let report = self.runtime.call(&plugin, &event, lease.attempt).await;
         self.metrics.plugin_latency.observe(report.elapsed);
         tracing::debug!(plugin = %job.plugin, event = %job.event_id, elapsed_us = report.elapsed.as_micros() as u64, "plugin call");

@@ -4,7 +4,7 @@
 //! and the linker with every import a plugin may use. [`Runtime::load`]
 //! compiles a component (or takes it from the [`cache`]), checks which WIT
 //! version it targets ([`version`]) and pre-instantiates it with that
-//! version's bindings; [`Runtime::call`] runs `filter` then `handle` on a
+//! version's bindings; [`Runtime::call`] runs the plugin on one event on a
 //! fresh or warm instance ([`instances`]) with the plugin's memory and time
 //! limits.
 
@@ -14,6 +14,7 @@ pub mod instances;
 pub mod responder;
 mod state;
 mod v0_1;
+mod v0_2;
 pub mod version;
 
 use std::sync::Arc;
@@ -184,11 +185,13 @@ impl LoadedPlugin {
 /// A pre-instantiated component, with the bindings of the version it targets.
 enum VersionedPre {
     V0_1(v0_1::Pre),
+    V0_2(v0_2::Pre),
 }
 
 /// A live instance, with the bindings of the version it targets.
 enum VersionedInstance {
     V0_1(v0_1::Instance),
+    V0_2(v0_2::Instance),
 }
 
 /// An instance and the store that owns it.
@@ -232,6 +235,9 @@ impl Runtime {
     pub fn new(cache: CodeCache) -> Result<Self, RuntimeError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        if std::env::var_os("TMP_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         config.wasm_component_model(true);
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(256);
@@ -271,6 +277,25 @@ impl Runtime {
             &mut linker,
             |s| s,
         ))?;
+        {
+            use v0_2::bindings::fieldhook::plugin::{config, kv, log, types};
+            add(types::add_to_linker::<_, HasSelf<PluginState>>(
+                &mut linker,
+                |s| s,
+            ))?;
+            add(log::add_to_linker::<_, HasSelf<PluginState>>(
+                &mut linker,
+                |s| s,
+            ))?;
+            add(config::add_to_linker::<_, HasSelf<PluginState>>(
+                &mut linker,
+                |s| s,
+            ))?;
+            add(kv::add_to_linker::<_, HasSelf<PluginState>>(
+                &mut linker,
+                |s| s,
+            ))?;
+        }
 
         // Epoch ticker: time limits are counted in ticks.
         let ticking = Arc::new(AtomicBool::new(true));
@@ -355,6 +380,7 @@ impl Runtime {
         })?;
         let pre = match wit_version {
             WitVersion::V0_1 => v0_1::Pre::new(instance_pre).map(VersionedPre::V0_1),
+            WitVersion::V0_2 => v0_2::Pre::new(instance_pre).map(VersionedPre::V0_2),
         }
         .map_err(|e| {
             invalid(format!(
@@ -374,12 +400,13 @@ impl Runtime {
         })
     }
 
-    /// Runs `filter` then `handle` for one event, on a fresh instance or a
-    /// warm one as the plugin's [`InstancePolicy`] says.
+    /// Runs the plugin on one event (0.1: `filter`, then `handle`; 0.2:
+    /// `handle`), on a fresh instance or a warm one as the plugin's
+    /// [`InstancePolicy`] says.
     pub async fn call(
         &self,
         plugin: &LoadedPlugin,
-        event: &EventRecord,
+        event: &Arc<EventRecord>,
         attempt: u32,
     ) -> CallReport {
         let started = Instant::now();
@@ -413,12 +440,16 @@ impl Runtime {
                         VersionedPre::V0_1(pre) => {
                             VersionedInstance::V0_1(pre.instantiate(&mut store).await?)
                         }
+                        VersionedPre::V0_2(pre) => {
+                            VersionedInstance::V0_2(pre.instantiate(&mut store).await?)
+                        }
                     };
                     store_slot.insert(Live { store, instance })
                 }
             };
             match &live.instance {
                 VersionedInstance::V0_1(i) => i.run(&mut live.store, event, attempt).await,
+                VersionedInstance::V0_2(i) => i.run(&mut live.store, event, attempt).await,
             }
         };
         // The epoch deadline stops a busy guest; the timeout also covers a

@@ -34,7 +34,7 @@ pub struct PluginState {
     pub(crate) manifest: Arc<Manifest>,
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     hooks: HttpPolicy,
     caps: Arc<Capabilities>,
     effective: Limits,

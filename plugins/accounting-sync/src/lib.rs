@@ -117,12 +117,10 @@ impl<'a> JobCompleted<'a> {
                 occurred_at: payload.timestamp,
             });
         }
-        let envelope = match event.vendor() {
-            housecall_pro::VENDOR => event.housecall_pro()?,
-            _ => housecall_pro::Envelope::parse(event.body())?,
-        };
+        // One pass over the body: the envelope and the job together.
+        let (envelope, job) = housecall_pro::Envelope::parse_with_record(event.body(), "job")?;
         Ok(JobCompleted {
-            job: envelope.record_as()?,
+            job,
             occurred_at: envelope.event_occurred_at,
         })
     }

@@ -12,18 +12,22 @@ const WEBHOOK: &str = include_str!("../samples/webhook-job-updated.json");
 const API: &str = "https://api.servicem8.com/api_1.0";
 
 /// The event the host makes of the sample webhook.
-fn notice() -> Event {
-    let mut event = testing::event("job.updated", WEBHOOK);
-    event.id = "evt_01SM8".into();
-    event.source = "servicem8".into();
-    event.vendor = "servicem8".into();
-    event.occurred_at = Some("2026-11-21 09:31:07".into());
-    event.entity = Some(EntityRef {
-        kind: "job".into(),
-        id: UUID.into(),
-        url: Some(format!("{API}/job/{UUID}.json")),
-    });
-    event
+fn notice() -> Event<'static> {
+    notice_about(Some(format!("{API}/job/{UUID}.json")))
+}
+
+/// The sample notice, with the entity's URL set to `url`.
+fn notice_about(url: Option<String>) -> Event<'static> {
+    testing::event("job.updated", WEBHOOK)
+        .with_id("evt_01SM8")
+        .with_source("servicem8")
+        .with_vendor("servicem8")
+        .with_occurred_at(Some("2026-11-21 09:31:07"))
+        .with_entity(Some(EntityRef {
+            kind: "job".into(),
+            id: UUID.into(),
+            url,
+        }))
 }
 
 fn answer(status: u16, body: &str) -> Response {
@@ -107,8 +111,7 @@ fn the_sample_job_maps_to_the_canonical_record() {
 fn missing_and_malformed_fields_become_null_without_failing() {
     let job = json!({"uuid": UUID, "total_invoice_amount": "lots", "lat": "0", "active": "maybe",
         "completion_date": "soon", "status": 7, "job_address": "   "});
-    let mut event = testing::event("job.completed", "not json");
-    event.entity = None;
+    let event = testing::event("job.completed", "not json").with_entity(None);
     let record = job_record(&job, &event, None).unwrap();
     assert_eq!(record["id"], UUID);
     assert_eq!(record["number"], Value::Null);
@@ -202,8 +205,7 @@ fn the_job_is_fetched_from_resource_url_and_delivered_to_the_endpoint() {
 
 #[test]
 fn without_an_entity_the_uuid_comes_from_the_body() {
-    let mut event = notice();
-    event.entity = None;
+    let event = notice().with_entity(None);
     let (uuid, url) = job_location(&event, API).unwrap();
     assert_eq!(uuid, UUID);
     assert_eq!(url, format!("{API}/job/{UUID}.json"));
@@ -211,10 +213,7 @@ fn without_an_entity_the_uuid_comes_from_the_body() {
 
 #[test]
 fn a_resource_url_outside_the_api_is_not_fetched() {
-    let mut event = notice();
-    if let Some(e) = event.entity.as_mut() {
-        e.url = Some("https://attacker.example/api_1.0/job/x.json".into());
-    }
+    let event = notice_about(Some("https://attacker.example/api_1.0/job/x.json".into()));
     let (_, url) = job_location(&event, API).unwrap();
     assert_eq!(url, format!("{API}/job/{UUID}.json"));
     // The configured base wins, trailing slash or not.
@@ -229,8 +228,7 @@ fn a_notice_without_a_usable_uuid_is_a_fatal_error() {
         r#"{"object":"job","entry":[{"uuid":"../../company/x"}]}"#,
         "garbage",
     ] {
-        let mut event = testing::event("job.updated", body);
-        event.entity = None;
+        let event = testing::event("job.updated", body).with_entity(None);
         let err = job_location(&event, API).unwrap_err();
         assert!(!err.retryable, "{body}");
         assert!(err.message.contains("no job uuid"), "{}", err.message);

@@ -61,7 +61,7 @@ struct Row {
 
 /// Runs the benchmark and prints one row per language.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let event = crate::plugin::event(args.body_bytes);
+    let event = std::sync::Arc::new(crate::plugin::event(args.body_bytes));
     let components = [
         ("rust", args.rust.clone().map_or_else(build_rust, Ok)?),
         ("javascript", args.js.clone().map_or_else(build_js, Ok)?),

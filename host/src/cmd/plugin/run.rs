@@ -240,6 +240,7 @@ pub async fn run(component: &Path, from: &EventFrom, options: &Options) -> anyho
         None => Runtime::new(tool_cache())?,
     };
     let plugin = runtime.load_bytes(manifest, &bytes)?;
+    let event = Arc::new(event);
     let report = runtime.call(&plugin, &event, attempt).await;
     let outbound = canned.as_ref().map(|c| {
         let seen = c.seen.lock().unwrap_or_else(|p| p.into_inner());
