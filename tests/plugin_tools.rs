@@ -1,4 +1,4 @@
-//! `fieldhook plugin check|run|new`, run as a plugin author would.
+//! `fieldhook plugin check|run|new|versions`, run as a plugin author would.
 
 mod support;
 
@@ -37,6 +37,19 @@ endpoint = "https://books.example.com/relay"
 label = "local"
 fetch = "https://api.example.com/jobs/job_7f3e"
 "#;
+
+#[test]
+fn versions_lists_every_contract_version_served_newest_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = fieldhook(&["plugin", "versions"], tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let served: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(served, ["fieldhook:plugin@0.2.0", "fieldhook:plugin@0.1.0"]);
+}
 
 #[test]
 fn check_accepts_a_plugin_and_names_what_is_wrong_with_one_that_is_not() {

@@ -90,6 +90,9 @@ pub enum PluginCommand {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
+    /// List the `fieldhook:plugin` contract versions this fieldhook serves,
+    /// with the SDKs that build each.
+    Versions,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -136,7 +139,27 @@ pub async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             dir,
             sdk,
         } => new::new(&name, lang, &dir, sdk.as_deref()),
+        PluginCommand::Versions => {
+            print!("{}", versions());
+            Ok(())
+        }
     }
+}
+
+/// One line per served contract version, newest first.
+fn versions() -> String {
+    use fieldhook::runtime::WitVersion;
+    WitVersion::ALL
+        .iter()
+        .rev()
+        .map(|v| {
+            let (wit, builders) = match v {
+                WitVersion::V0_2 => ("wit-0.2/plugin.wit", "Rust SDK (fieldhook-guest)"),
+                WitVersion::V0_1 => ("wit/plugin.wit", "JavaScript and Python SDKs"),
+            };
+            format!("{v}  {wit}  built by: {builders}\n")
+        })
+        .collect()
 }
 
 /// The manifest to use for a component: the given one, else `plugin.toml`

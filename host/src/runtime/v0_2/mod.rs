@@ -19,7 +19,7 @@ use super::v0_1::bindings::fieldhook::plugin as v0_1;
 use super::{CallError, Decision, Outbound};
 use crate::store::EventRecord;
 
-/// The header the pipeline adds to the latest event of a coalesced burst.
+// The header the pipeline adds to the latest event of a coalesced burst.
 use crate::pipeline::COALESCED_HEADER;
 
 /// The host side of the `event` resource: the stored event, shared, and
