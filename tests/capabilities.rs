@@ -890,6 +890,7 @@ async fn in_the_daemon_hostile_plugins_fail_their_own_jobs_with_clear_reasons_an
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hcp.secret"), HCP_SECRET).unwrap();
     std::fs::write(dir.path().join("hcp.key"), "hcp-key").unwrap();
+    let admin = AdminApi::new(dir.path());
     std::fs::write(
         dir.path().join("fieldhook.toml"),
         r#"
@@ -908,7 +909,9 @@ secret_file = "hcp.secret"
 kind = "api-key"
 key_file = "hcp.key"
 template = "Token {key}"
-"#,
+"#
+        .to_owned()
+            + &admin.config(),
     )
     .unwrap();
     let plugins = dir.path().join("plugins");
@@ -999,8 +1002,20 @@ template = "Token {key}"
         honest.headers.get("authorization").unwrap(),
         "Token hcp-key"
     );
-    // Let the retried failures (3 attempts, short backoff) run out.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Wait for the retried failures (short backoff) to run out: all six
+    // hostile jobs dead-lettered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = admin.get_json("/stats").await;
+        if stats["dlq"].as_u64() >= Some(6) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hostile jobs not all dead-lettered: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     daemon.stop();
 
     let store = Store::open(&dir.path().join("data").join("db")).unwrap();
