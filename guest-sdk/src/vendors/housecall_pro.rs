@@ -92,8 +92,8 @@ impl<'a> Records<'a> {
 
 #[derive(Deserialize, Default)]
 struct Wire<'a> {
-    #[serde(borrow, default)]
-    event: Option<Text<'a>>,
+    #[serde(borrow)]
+    event: Text<'a>,
     #[serde(borrow, default)]
     event_occurred_at: Option<Text<'a>>,
     #[serde(borrow, default)]
@@ -139,7 +139,7 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for OnePass<'_, T> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut wire, mut record) = (Wire::default(), None);
+        let (mut wire, mut record, mut has_event) = (Wire::default(), None, false);
         while let Some(key) = map.next_key::<Text<'de>>()? {
             if *key == *self.key {
                 // `null` or absent: the record is looked for in `data`.
@@ -147,7 +147,10 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for OnePass<'_, T> {
                 continue;
             }
             match &*key {
-                "event" => wire.event = Some(map.next_value()?),
+                "event" => {
+                    wire.event = map.next_value()?;
+                    has_event = true;
+                }
                 "event_occurred_at" => wire.event_occurred_at = map.next_value()?,
                 "company_id" => wire.company_id = map.next_value()?,
                 "id" => wire.id = map.next_value()?,
@@ -163,7 +166,7 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for OnePass<'_, T> {
                 }
             }
         }
-        if wire.event.is_none() {
+        if !has_event {
             return Err(de::Error::missing_field("event"));
         }
         Ok((wire, record))
@@ -176,7 +179,7 @@ impl<'a> Envelope<'a> {
     /// host never stores it as an event).
     pub fn parse(body: &'a [u8]) -> Result<Self, PluginError> {
         let wire: Wire<'a> = VENDOR_INFO.parse(body)?;
-        Self::from_wire(wire, body)
+        Ok(Self::from_wire(wire, body))
     }
 
     /// The envelope and, read in the same pass, the record under `key`
@@ -197,45 +200,15 @@ impl<'a> Envelope<'a> {
             // No object under `key`, or something did not parse: the two
             // passes find the record in `data` or say what is wrong.
             let envelope = Self::parse(body)?;
-            let record = envelope.record_at(key)?;
+            let record = envelope.parse_record(envelope.record_under(key)?)?;
             return Ok((envelope, record));
         };
-        Ok((Self::from_wire(wire, body)?, record))
+        Ok((Self::from_wire(wire, body), record))
     }
 
-    /// The object under `key`, else `data.<key>`, else `data`, as `T`.
-    fn record_at<T: Deserialize<'a>>(&self, key: &str) -> Result<T, PluginError> {
-        let objects = |v: &RawJson<'a>| v.is_object();
-        self.records
-            .get(key)
-            .flatten()
-            .filter(objects)
-            .or_else(|| self.data.and_then(|d| d.get(key)).filter(objects))
-            .or_else(|| self.data.filter(objects))
-            .ok_or_else(|| {
-                VENDOR_INFO.error(format!(
-                    "`{}` body has no `{key}` object (nor `data`)",
-                    self.event
-                ))
-            })?
-            .parse()
-            .map_err(|err| {
-                VENDOR_INFO.error(format!(
-                    "`{}` record does not have the expected shape: {err}",
-                    self.event
-                ))
-            })
-    }
-
-    fn from_wire(wire: Wire<'a>, body: &'a [u8]) -> Result<Self, PluginError> {
-        let event = wire.event.ok_or_else(|| {
-            VENDOR_INFO.error(format!(
-                "body does not have the expected shape: missing field `event`; expected {}",
-                VENDOR_INFO.shape
-            ))
-        })?;
-        Ok(Envelope {
-            event,
+    fn from_wire(wire: Wire<'a>, body: &'a [u8]) -> Self {
+        Envelope {
+            event: wire.event,
             event_occurred_at: wire.event_occurred_at,
             company_id: wire.company_id,
             id: wire.id,
@@ -249,7 +222,7 @@ impl<'a> Envelope<'a> {
                 lead: wire.lead,
             },
             body,
-        })
+        }
     }
 
     /// The kind of record the event carries: the event's first part (`job`
@@ -268,7 +241,17 @@ impl<'a> Envelope<'a> {
     /// The record as sent: the object under the event's first part, else
     /// under `data.<first part>`, else `data` itself.
     pub fn record(&self) -> Result<RawJson<'a>, PluginError> {
-        let key = self.record_type();
+        self.record_under(self.record_type())
+    }
+
+    /// The record deserialized into `T` (a plugin's own struct, which may
+    /// borrow from the body).
+    pub fn record_as<T: Deserialize<'a>>(&self) -> Result<T, PluginError> {
+        self.parse_record(self.record()?)
+    }
+
+    /// The object under `key`, else under `data.<key>`, else `data` itself.
+    fn record_under(&self, key: &str) -> Result<RawJson<'a>, PluginError> {
         let objects = |v: &RawJson<'a>| v.is_object();
         let under_key = match self.records.get(key) {
             Some(record) => record,
@@ -288,10 +271,9 @@ impl<'a> Envelope<'a> {
             })
     }
 
-    /// The record deserialized into `T` (a plugin's own struct, which may
-    /// borrow from the body).
-    pub fn record_as<T: Deserialize<'a>>(&self) -> Result<T, PluginError> {
-        self.record()?.parse().map_err(|err| {
+    /// `record` deserialized into `T`; the error names the event.
+    fn parse_record<T: Deserialize<'a>>(&self, record: RawJson<'a>) -> Result<T, PluginError> {
+        record.parse().map_err(|err| {
             VENDOR_INFO.error(format!(
                 "`{}` record does not have the expected shape: {err}",
                 self.event
