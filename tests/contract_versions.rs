@@ -5,13 +5,11 @@
 
 mod support;
 
-use std::path::Path;
 use std::sync::Arc;
 
-use fieldhook::manifest::Manifest;
-use fieldhook::runtime::{CodeCache, Decision, LoadedPlugin, Runtime, WitVersion};
+use fieldhook::runtime::{CodeCache, Decision, Runtime, WitVersion};
 use fieldhook::store::{EntityRecord, EventRecord};
-use support::guest;
+use support::load_guest;
 
 fn event() -> Arc<EventRecord> {
     Arc::new(EventRecord {
@@ -37,15 +35,6 @@ fn event() -> Arc<EventRecord> {
     })
 }
 
-fn load(runtime: &Runtime, package: &str, manifest: &str) -> LoadedPlugin {
-    let component = guest(package);
-    let mut m = Manifest::parse(manifest, Path::new("/nowhere/plugin.toml")).unwrap();
-    m.component = component.clone();
-    runtime
-        .load_bytes(m, &std::fs::read(component).unwrap())
-        .unwrap()
-}
-
 fn lines(text: &str) -> Vec<&str> {
     text.lines().collect()
 }
@@ -54,12 +43,12 @@ fn lines(text: &str) -> Vec<&str> {
 async fn a_0_1_and_a_0_2_plugin_run_side_by_side_on_the_same_event() {
     let tmp = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(CodeCache::new(&tmp.path().join("compiled"))).unwrap();
-    let v0_1 = load(
+    let v0_1 = load_guest(
         &runtime,
         "echo",
         "name = \"echo\"\nversion = \"1\"\n[config]\nendpoint = \"https://x.example.com/echo\"\n",
     );
-    let v0_2 = load(
+    let v0_2 = load_guest(
         &runtime,
         "trapper",
         "name = \"fields\"\nversion = \"1\"\n[config]\nmode = \"fields\"\n",
@@ -117,7 +106,7 @@ async fn a_0_1_and_a_0_2_plugin_run_side_by_side_on_the_same_event() {
 async fn a_0_2_skip_is_a_filtered_event_and_leaves_a_warm_instance_clean() {
     let tmp = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(CodeCache::new(&tmp.path().join("compiled"))).unwrap();
-    let skip = load(
+    let skip = load_guest(
         &runtime,
         "trapper",
         "name = \"skip\"\nversion = \"1\"\n[runtime]\ninstances = \"reuse\"\n[config]\nmode = \"skip\"\n",

@@ -6,10 +6,9 @@ mod support;
 use std::path::Path;
 use std::sync::Arc;
 
-use fieldhook::manifest::Manifest;
-use fieldhook::runtime::{CodeCache, Decision, InstancePolicy, LoadedPlugin, Runtime};
+use fieldhook::runtime::{CodeCache, Decision, InstancePolicy, Runtime};
 use fieldhook::store::EventRecord;
-use support::guest;
+use support::load_guest;
 
 fn event(n: u32) -> Arc<EventRecord> {
     Arc::new(EventRecord {
@@ -27,15 +26,6 @@ fn event(n: u32) -> Arc<EventRecord> {
     })
 }
 
-fn load(runtime: &Runtime, package: &str, manifest: &str) -> LoadedPlugin {
-    let component = guest(package);
-    let mut m = Manifest::parse(manifest, Path::new("/nowhere/plugin.toml")).unwrap();
-    m.component = component.clone();
-    runtime
-        .load_bytes(m, &std::fs::read(component).unwrap())
-        .unwrap()
-}
-
 fn runtime(dir: &Path) -> Runtime {
     Runtime::new(CodeCache::new(&dir.join("compiled"))).unwrap()
 }
@@ -44,7 +34,7 @@ fn runtime(dir: &Path) -> Runtime {
 async fn a_reused_instance_starts_each_call_with_an_empty_log_and_retires_after_its_calls() {
     let tmp = tempfile::tempdir().unwrap();
     let runtime = runtime(tmp.path());
-    let plugin = load(
+    let plugin = load_guest(
         &runtime,
         "relay",
         "name = \"relay\"\nversion = \"1\"\n[runtime]\ninstances = \"reuse\"\nrecycle_after_calls = 3\n\
@@ -76,7 +66,7 @@ async fn a_reused_instance_starts_each_call_with_an_empty_log_and_retires_after_
 async fn a_trapped_instance_is_never_reused() {
     let tmp = tempfile::tempdir().unwrap();
     let runtime = runtime(tmp.path());
-    let plugin = load(
+    let plugin = load_guest(
         &runtime,
         "trapper",
         "name = \"trapper\"\nversion = \"1\"\n[runtime]\ninstances = \"reuse\"\n[config]\nmode = \"trap\"\n",
@@ -91,7 +81,7 @@ async fn an_instance_whose_memory_grew_past_the_threshold_is_retired() {
     let tmp = tempfile::tempdir().unwrap();
     let runtime = runtime(tmp.path());
     // Any Rust guest's memory is past 1 MiB once it has run.
-    let plugin = load(
+    let plugin = load_guest(
         &runtime,
         "relay",
         "name = \"relay\"\nversion = \"1\"\n[runtime]\ninstances = \"reuse\"\nrecycle_memory_mb = 1\n\
@@ -111,7 +101,7 @@ async fn an_instance_whose_memory_grew_past_the_threshold_is_retired() {
 async fn a_small_component_runs_on_a_fresh_instance_per_call_by_default() {
     let tmp = tempfile::tempdir().unwrap();
     let runtime = runtime(tmp.path());
-    let plugin = load(
+    let plugin = load_guest(
         &runtime,
         "relay",
         "name = \"relay\"\nversion = \"1\"\n[config]\nendpoint = \"https://x.example.com/\"\n",

@@ -65,6 +65,22 @@ pub fn guest(package: &str) -> PathBuf {
     path
 }
 
+/// Loads the guest fixture `package` into `runtime` with the manifest text
+/// `manifest` (its `component` pointed at the fixture).
+pub fn load_guest(
+    runtime: &fieldhook::runtime::Runtime,
+    package: &str,
+    manifest: &str,
+) -> fieldhook::runtime::LoadedPlugin {
+    let component = guest(package);
+    let mut m =
+        fieldhook::manifest::Manifest::parse(manifest, Path::new("/nowhere/plugin.toml")).unwrap();
+    m.component = component.clone();
+    runtime
+        .load_bytes(m, &std::fs::read(component).unwrap())
+        .unwrap()
+}
+
 fn ensure_wasm_target() {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
