@@ -24,7 +24,7 @@ function usage(message) {
 }
 
 function parseArgs(argv) {
-  const opts = { wit: resolve(SDK_DIR, "..", "wit") };
+  const opts = { wit: resolve(SDK_DIR, "..", "wit", "0.1") };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "-o" || a === "--out") opts.out = argv[++i];

@@ -1,7 +1,7 @@
 // fieldhook guest SDK for JavaScript: event access, decisions, requests,
 // config and log. Plugins import it as "@fieldhook/guest-sdk"; build.mjs
 // bundles it into the component (componentize-js only sees the plugin's
-// own directory). The WIT contract is ../wit/plugin.wit.
+// own directory). The WIT contract is ../wit/0.1/plugin.wit.
 import * as witConfig from "fieldhook:plugin/config@0.1.0";
 import * as witLog from "fieldhook:plugin/log@0.1.0";
 

@@ -25,7 +25,7 @@ def main() -> int:
     p.add_argument("plugin_dir", type=Path, help="directory holding the plugin's module")
     p.add_argument("-o", "--out", type=Path, required=True, help="component to write")
     p.add_argument("--module", default="app", help="module holding class Handler (default: app)")
-    p.add_argument("--wit", type=Path, default=SDK_DIR.parent / "wit", help="WIT directory")
+    p.add_argument("--wit", type=Path, default=SDK_DIR.parent / "wit" / "0.1", help="WIT directory")
     p.add_argument("--componentize-py", default="componentize-py", help="the tool to run")
     args = p.parse_args()
 

@@ -391,7 +391,7 @@ pub fn js_guest(entry: &str) -> PathBuf {
         sdk.join("fieldhook.js"),
         sdk.join("build.mjs"),
         sdk.join("package-lock.json"),
-        root.join("wit"),
+        root.join("wit/0.1"),
     ];
     cached_build("js", entry, &inputs, |out| {
         ensure_js_tools(&sdk);
@@ -419,7 +419,7 @@ pub fn py_guest(dir: &str) -> PathBuf {
         plugin_dir.clone(),
         sdk.join("fieldhook"),
         sdk.join("build.py"),
-        root.join("wit"),
+        root.join("wit/0.1"),
     ];
     cached_build("py", dir, &inputs, |out| {
         let tool = componentize_py();

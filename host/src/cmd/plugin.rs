@@ -154,8 +154,8 @@ fn versions() -> String {
         .rev()
         .map(|v| {
             let (wit, builders) = match v {
-                WitVersion::V0_2 => ("wit-0.2/plugin.wit", "Rust SDK (fieldhook-guest)"),
-                WitVersion::V0_1 => ("wit/plugin.wit", "JavaScript and Python SDKs"),
+                WitVersion::V0_2 => ("wit/0.2/plugin.wit", "Rust SDK (fieldhook-guest)"),
+                WitVersion::V0_1 => ("wit/0.1/plugin.wit", "JavaScript and Python SDKs"),
             };
             format!("{v}  {wit}  built by: {builders}\n")
         })

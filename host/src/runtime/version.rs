@@ -69,7 +69,7 @@ pub enum VersionError {
     /// No `fieldhook:plugin/handler` export at all.
     #[error(
         "does not export `{HANDLER}` (it exports: {exports}); build it against the `plugin` \
-         world of fieldhook's wit/plugin.wit (fieldhook:plugin@{served})",
+         world of fieldhook's wit/0.1/plugin.wit (fieldhook:plugin@{served})",
         served = served()
     )]
     NoHandler {
@@ -89,7 +89,7 @@ pub enum VersionError {
     /// Imports from one version, exports of another.
     #[error(
         "mixes contract versions: it exports {HANDLER}@{export} but imports {import}; rebuild it \
-         against one version of wit/plugin.wit"
+         against one version of wit/0.1/plugin.wit"
     )]
     Mixed {
         /// Version of the handler export.

@@ -9,34 +9,34 @@ use super::Lang;
 /// The contract, shipped with JS and Python plugins (their tool chains read
 /// WIT files; Rust plugins get it through the SDK).
 const WIT: &[(&str, &str)] = &[
-    ("plugin.wit", include_str!("../../../../wit/plugin.wit")),
+    ("plugin.wit", include_str!("../../../../wit/0.1/plugin.wit")),
     (
         "deps/cli/cli.wit",
-        include_str!("../../../../wit/deps/cli/cli.wit"),
+        include_str!("../../../../wit/0.1/deps/cli/cli.wit"),
     ),
     (
         "deps/clocks/clocks.wit",
-        include_str!("../../../../wit/deps/clocks/clocks.wit"),
+        include_str!("../../../../wit/0.1/deps/clocks/clocks.wit"),
     ),
     (
         "deps/filesystem/filesystem.wit",
-        include_str!("../../../../wit/deps/filesystem/filesystem.wit"),
+        include_str!("../../../../wit/0.1/deps/filesystem/filesystem.wit"),
     ),
     (
         "deps/http/http.wit",
-        include_str!("../../../../wit/deps/http/http.wit"),
+        include_str!("../../../../wit/0.1/deps/http/http.wit"),
     ),
     (
         "deps/io/io.wit",
-        include_str!("../../../../wit/deps/io/io.wit"),
+        include_str!("../../../../wit/0.1/deps/io/io.wit"),
     ),
     (
         "deps/random/random.wit",
-        include_str!("../../../../wit/deps/random/random.wit"),
+        include_str!("../../../../wit/0.1/deps/random/random.wit"),
     ),
     (
         "deps/sockets/sockets.wit",
-        include_str!("../../../../wit/deps/sockets/sockets.wit"),
+        include_str!("../../../../wit/0.1/deps/sockets/sockets.wit"),
     ),
 ];
 

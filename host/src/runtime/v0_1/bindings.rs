@@ -2,7 +2,7 @@
 #![allow(missing_docs)]
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/0.1",
     world: "fieldhook:plugin/plugin",
     exports: { default: async },
     with: {

@@ -1,8 +1,8 @@
-//! Host bindings for `fieldhook:plugin@0.2.x`, generated from `wit-0.2/`.
+//! Host bindings for `fieldhook:plugin@0.2.x`, generated from `wit/0.2/`.
 #![allow(missing_docs)]
 
 wasmtime::component::bindgen!({
-    path: "../wit-0.2",
+    path: "../wit/0.2",
     world: "fieldhook:plugin/plugin",
     exports: { default: async },
     // The event's accessors look their resource up in the store's table; a

@@ -3,7 +3,7 @@
 //! bindings (no SDK): the end-to-end tests read what a plugin really sees.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/0.1",
     world: "fieldhook:plugin/plugin",
     generate_all,
 });

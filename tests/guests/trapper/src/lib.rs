@@ -8,7 +8,7 @@
 //! `fields` drops it with every field of the event resource as the reason.
 
 wit_bindgen::generate!({
-    path: "../../../wit-0.2",
+    path: "../../../wit/0.2",
     world: "fieldhook:plugin/plugin",
     generate_all,
 });
