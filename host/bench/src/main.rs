@@ -1,0 +1,615 @@
+//! Load generator for fieldhook's ingest path.
+//!
+//! `fieldhook-bench ingest` starts, in this process, the real webhook
+//! listener twice on 127.0.0.1: once storing durably (group commit) and once
+//! with a sink that discards (the baseline: same routing, verification and
+//! HTTP stack, no store). It then sends the same signed Standard Webhooks
+//! requests (unique ids, 1 KiB bodies by default) over many connections to
+//! each and prints throughput and latency percentiles for both.
+//!
+//! `fieldhook-bench plugin-call` and `hot-reload` measure the plugin
+//! runtime: see `plugin.rs`.
+
+mod plugin;
+
+// glibc malloc was about 15% of the ingest path's CPU (lock contention,
+// consolidation, page faults from trimming); mimalloc keeps per-thread heaps.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use base64::Engine as _;
+use clap::{Parser, Subcommand};
+use fieldhook::config::Config;
+use fieldhook::ingress::{self, EventSink, StoreSink};
+use fieldhook_core::event::NewEvent;
+use fieldhook_store::{EventStore, Ingested, StoreError};
+use futures::future::BoxFuture;
+use hmac::{Hmac, Mac};
+
+mod pipeline;
+mod plugin_overhead;
+
+#[derive(Parser)]
+#[command(name = "fieldhook-bench", about = "Benchmarks for fieldhook")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingest: verify + durable write + 2xx, against a no-store baseline.
+    Ingest {
+        /// Requests per run.
+        #[arg(long, default_value_t = 50_000)]
+        requests: usize,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Body size in bytes.
+        #[arg(long, default_value_t = 1024)]
+        body_bytes: usize,
+        /// Offered load in requests/s (open loop: each request is sent at
+        /// its scheduled time and its latency counts from then, so falling
+        /// behind shows). Without it, each connection sends its next request
+        /// as soon as the previous answer arrives (closed loop: the most the
+        /// server can take).
+        #[arg(long)]
+        rate: Option<u32>,
+    },
+    /// One plugin call (filter + map of a 1 KiB event): fresh pooled
+    /// instance against warm reused instance.
+    PluginCall {
+        /// A Rust plugin component that maps a job-completed event to one
+        /// request (plugins/accounting-sync built for wasm32-wasip2).
+        #[arg(long)]
+        component: std::path::PathBuf,
+        /// A guest that does nothing (tests/guests/trapper without a mode,
+        /// a fieldhook:plugin@0.2 guest), measured in the same run as the
+        /// baseline: the host's share of a call.
+        #[arg(long)]
+        baseline: Option<std::path::PathBuf>,
+        /// Calls per mode.
+        #[arg(long, default_value_t = 20_000)]
+        iterations: usize,
+    },
+    /// Hot reload: a new version's files land in a watched plugins
+    /// directory; time until it serves.
+    HotReload {
+        /// The plugin component to deploy.
+        #[arg(long)]
+        component: std::path::PathBuf,
+        /// Deployments per case.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+    },
+    /// The whole path: ingest -> plugin -> delivery to a local fake
+    /// destination, against an ingest-only baseline.
+    Pipeline {
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 1024)]
+        body_bytes: usize,
+        /// The accounting-sync component (built by the end-to-end tests).
+        #[arg(
+            long,
+            default_value = "target/guests/wasm32-wasip2/release/accounting_sync.wasm"
+        )]
+        component: std::path::PathBuf,
+    },
+    /// Ingest into an empty store vs. one already holding `--stored` events.
+    Filled {
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 1024)]
+        body_bytes: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        stored: usize,
+    },
+    /// The store alone: concurrent writers ingesting 1 KiB events, no HTTP.
+    Store {
+        #[arg(long, default_value_t = 40_000)]
+        events: usize,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 64)]
+        writers: usize,
+        #[arg(long, default_value_t = 1024)]
+        body_bytes: usize,
+    },
+    /// Per-language plugin overhead: compile, cached load, call p50/p99.
+    PluginOverhead(plugin_overhead::Args),
+}
+
+const SECRET_B64: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn main() -> anyhow::Result<()> {
+    // As the daemon does (fieldhook::memory says why).
+    if let Err(e) = fieldhook::memory::disable_transparent_huge_pages() {
+        eprintln!("warning: cannot turn off transparent huge pages: {e}");
+    }
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Ingest {
+            requests,
+            connections,
+            body_bytes,
+            rate,
+        } => rt.block_on(ingest(requests, connections, body_bytes, rate)),
+        Command::PluginCall {
+            component,
+            baseline,
+            iterations,
+        } => rt.block_on(plugin::call(component, baseline, iterations)),
+        Command::Store {
+            events,
+            writers,
+            body_bytes,
+        } => rt.block_on(store_only(events, writers, body_bytes)),
+        Command::HotReload { component, rounds } => {
+            rt.block_on(plugin::hot_reload(component, rounds))
+        }
+        Command::Pipeline {
+            requests,
+            connections,
+            body_bytes,
+            component,
+        } => rt.block_on(pipeline::pipeline(
+            requests,
+            connections,
+            body_bytes,
+            component,
+        )),
+        Command::Filled {
+            requests,
+            connections,
+            body_bytes,
+            stored,
+        } => rt.block_on(pipeline::filled(requests, connections, body_bytes, stored)),
+        Command::PluginOverhead(args) => rt.block_on(plugin_overhead::run(args)),
+    }
+}
+
+/// The baseline sink: answers as if stored, stores nothing.
+struct Discard;
+
+impl EventSink for Discard {
+    fn ingest(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<Ingested>, StoreError>> {
+        Box::pin(async move {
+            Ok(events
+                .iter()
+                .map(|_| Ingested::Stored("evt_discarded".into()))
+                .collect())
+        })
+    }
+}
+
+struct Signed {
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: Vec<u8>,
+}
+
+fn make_requests(n: usize, body_bytes: usize) -> anyhow::Result<Vec<Signed>> {
+    let key = base64::engine::general_purpose::STANDARD.decode(SECRET_B64)?;
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        .to_string();
+    (0..n)
+        .map(|i| {
+            let id = format!("msg_bench_{i:010}");
+            let head = format!(r#"{{"type":"job.completed","data":{{"id":"job_{i}","notes":""#);
+            let pad = body_bytes.saturating_sub(head.len() + 3);
+            let body = format!("{head}{}\"}}}}", "x".repeat(pad)).into_bytes();
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key)?;
+            mac.update(format!("{id}.{ts}.").as_bytes());
+            mac.update(&body);
+            let signature = format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+            );
+            Ok(Signed {
+                id,
+                timestamp: ts.clone(),
+                signature,
+                body,
+            })
+        })
+        .collect()
+}
+
+struct RunResult {
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+    errors: usize,
+}
+
+/// Sends every request once, over `connections` keep-alive HTTP/1.1
+/// connections, and records each request's latency.
+///
+/// The client writes pre-serialised request bytes on raw TCP and parses
+/// only the status line and `content-length` of each answer: it shares the
+/// two cores with the server under test, so it must cost as little CPU as
+/// possible (a reqwest client took about half of the machine).
+async fn run(url: &str, requests: Arc<Vec<Signed>>, connections: usize) -> RunResult {
+    run_at(url, requests, connections, None).await
+}
+
+/// [`run`], or at a fixed offered `rate` (requests/s): request `i` is due
+/// at `start + i / rate` and its latency counts from then.
+async fn run_at(
+    url: &str,
+    requests: Arc<Vec<Signed>>,
+    connections: usize,
+    rate: Option<u32>,
+) -> RunResult {
+    let (addr, path) = match split_url(url) {
+        Ok(parts) => parts,
+        Err(e) => {
+            eprintln!("fieldhook-bench: {e}");
+            return RunResult {
+                elapsed: Duration::ZERO,
+                latencies_us: Vec::new(),
+                errors: requests.len(),
+            };
+        }
+    };
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let next = next.clone();
+        let requests = requests.clone();
+        let path = path.clone();
+        let addr = addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            let mut conn: Option<Connection> = None;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(r) = requests.get(i) else { break };
+                let bytes = r.http1(&addr, &path);
+                let t = match rate {
+                    Some(rate) => {
+                        let due = started + Duration::from_secs_f64(i as f64 / rate.max(1) as f64);
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
+                };
+                let c = match conn.take() {
+                    Some(c) => c,
+                    None => match Connection::open(&addr).await {
+                        Ok(c) => c,
+                        Err(_) => {
+                            errors += 1;
+                            continue;
+                        }
+                    },
+                };
+                match c.exchange(&bytes).await {
+                    Ok((c, 200)) => {
+                        conn = Some(c);
+                        lat.push(t.elapsed().as_micros() as u64);
+                    }
+                    Ok((c, _)) => {
+                        conn = Some(c);
+                        errors += 1;
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            latencies_us.extend(l);
+            errors += e;
+        }
+    }
+    RunResult {
+        elapsed: started.elapsed(),
+        latencies_us,
+        errors,
+    }
+}
+
+/// `http://host:port/path` -> (`host:port`, `/path`).
+fn split_url(url: &str) -> anyhow::Result<(String, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("only http:// URLs are supported: {url}"))?;
+    let (addr, path) = rest.split_once('/').unwrap_or((rest, ""));
+    Ok((addr.to_owned(), format!("/{path}")))
+}
+
+impl Signed {
+    fn http1(&self, host: &str, path: &str) -> Vec<u8> {
+        let mut out = format!(
+            "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n\
+             webhook-id: {}\r\nwebhook-timestamp: {}\r\nwebhook-signature: {}\r\n\
+             content-length: {}\r\n\r\n",
+            self.id,
+            self.timestamp,
+            self.signature,
+            self.body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// One keep-alive connection of the load generator.
+struct Connection {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(addr: &str) -> std::io::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Sends one request and reads its whole answer; returns the status.
+    async fn exchange(mut self, request: &[u8]) -> std::io::Result<(Self, u16)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.stream.write_all(request).await?;
+        self.buf.clear();
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut response = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head) = response
+                .parse(&self.buf)
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+            {
+                let status = response.code.unwrap_or(0);
+                let length = response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                while self.buf.len() < head + length {
+                    if self.stream.read_buf(&mut self.buf).await? == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+                return Ok((self, status));
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+}
+
+fn report(name: &str, r: &mut RunResult) {
+    r.latencies_us.sort_unstable();
+    let n = r.latencies_us.len().max(1);
+    let pct = |p: f64| {
+        r.latencies_us
+            .get(((n as f64 * p) as usize).min(n - 1))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "{name:<22} {:>9.0} req/s   p50 {:>6.2} ms   p90 {:>6.2} ms   p99 {:>6.2} ms   max {:>7.2} ms   errors {}",
+        r.latencies_us.len() as f64 / r.elapsed.as_secs_f64(),
+        pct(0.50) as f64 / 1000.0,
+        pct(0.90) as f64 / 1000.0,
+        pct(0.99) as f64 / 1000.0,
+        r.latencies_us.last().copied().unwrap_or(0) as f64 / 1000.0,
+        r.errors
+    );
+}
+
+async fn ingest(
+    requests: usize,
+    connections: usize,
+    body_bytes: usize,
+    rate: Option<u32>,
+) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    std::fs::write(dir.join("bench.secret"), format!("whsec_{SECRET_B64}"))?;
+    let config = Config::parse(
+        r#"
+        listen = "127.0.0.1:0"
+        max_body_bytes = 65536
+        [[sources]]
+        name = "bench"
+        vendor = "standard-webhooks"
+        secret_file = "bench.secret"
+        "#,
+        &dir,
+    )?;
+    let store = EventStore::open(&dir.join("db")).context("open store")?;
+    let durable: Arc<dyn EventSink> = Arc::new(StoreSink {
+        store: store.clone(),
+        dedupe_window_ms: config.dedupe_window_secs * 1000,
+        on_stored: Box::new(|| {}),
+    });
+    let baseline: Arc<dyn EventSink> = Arc::new(Discard);
+
+    let mut urls = Vec::new();
+    for sink in [baseline, durable] {
+        let app = ingress::router(&config.ingress(), sink);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        urls.push(format!("http://{addr}/hooks/bench"));
+    }
+
+    println!(
+        "fieldhook-bench ingest: {requests} requests, {connections} connections, {body_bytes}-byte bodies, {}, {} cores",
+        match rate {
+            Some(r) => format!("open loop at {r} requests/s"),
+            None => "closed loop".to_owned(),
+        },
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    let signed = Arc::new(make_requests(requests, body_bytes)?);
+    // Warm-up on the baseline, then the two measured runs.
+    let _ = run(
+        &urls[0],
+        Arc::new(make_requests(2_000.min(requests), body_bytes)?),
+        connections,
+    )
+    .await;
+    let cpu = cpu_seconds();
+    let mut base = run_at(&urls[0], signed.clone(), connections, rate).await;
+    report("baseline (no store)", &mut base);
+    let base_cpu = cpu_seconds() - cpu;
+    let before = store.commit_stats();
+    let cpu = cpu_seconds();
+    let mut stored = run_at(&urls[1], signed, connections, rate).await;
+    report("durable (group commit)", &mut stored);
+    let stored_cpu = cpu_seconds() - cpu;
+    println!(
+        "cpu (server + load generator): baseline {:.0} us/request, durable {:.0} us/request",
+        base_cpu * 1e6 / requests as f64,
+        stored_cpu * 1e6 / requests as f64
+    );
+    let after = store.commit_stats();
+    let flushes = after.flushes - before.flushes;
+    println!(
+        "group commit: {} writes in {} flushes ({:.1} writes per fsync); events stored: {}",
+        after.writes - before.writes,
+        flushes,
+        (after.writes - before.writes) as f64 / flushes.max(1) as f64,
+        store.event_count()
+    );
+    println!(
+        "slowest group: write {:.2} ms, flush + fdatasync {:.2} ms",
+        after.slowest_write_us as f64 / 1000.0,
+        after.slowest_sync_us as f64 / 1000.0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A verified Standard Webhooks `job.completed` event as the listener hands
+/// it to the store, with its dedupe key and body.
+fn stored_event(dedupe_key: String, body: Vec<u8>) -> NewEvent {
+    NewEvent {
+        source: "bench".into(),
+        vendor: "standard-webhooks".into(),
+        kind: "job.completed".into(),
+        entity: None,
+        occurred_at: None,
+        dedupe_key: Some(dedupe_key),
+        parsed: true,
+        received_at_ms: fieldhook_core::time::now_ms(),
+        headers: vec![("content-type".into(), b"application/json".to_vec())],
+        body,
+    }
+}
+
+async fn store_only(events: usize, writers: usize, body_bytes: usize) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let store = EventStore::open(&dir.join("db")).context("open store")?;
+    let body = vec![b'x'; body_bytes];
+    let next = Arc::new(AtomicUsize::new(0));
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let (store, next, body) = (store.clone(), next.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < events {
+                let event = stored_event(ulid::Ulid::new().to_string(), body.clone());
+                let t = Instant::now();
+                store.ingest(vec![event], 60_000).await?;
+                lat.push(t.elapsed().as_micros() as u64);
+            }
+            Ok::<_, StoreError>(lat)
+        }));
+    }
+    let mut r = RunResult {
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+        errors: 0,
+    };
+    for t in tasks {
+        r.latencies_us.extend(t.await??);
+    }
+    r.elapsed = started.elapsed();
+    let used = cpu_seconds() - cpu;
+    println!("fieldhook-bench store: {events} events of {body_bytes} bytes, {writers} writers");
+    report("store.ingest", &mut r);
+    let stats = store.commit_stats();
+    println!(
+        "cpu {:.0} us/event; {:.1} writes per fsync",
+        used * 1e6 / events as f64,
+        stats.writes as f64 / stats.flushes.max(1) as f64
+    );
+    store.close().await?;
+    // After a restart, the first ingest reads the dedupe window's events
+    // back to rebuild the dedupe index; here that is every event.
+    let store = EventStore::open(&dir.join("db")).context("reopen store")?;
+    let t = Instant::now();
+    let event = stored_event(ulid::Ulid::new().to_string(), body);
+    store.ingest(vec![event], 3 * 86_400_000).await?;
+    println!(
+        "after reopening: first ingest, rebuilding the dedupe index from {events} events: {:.0} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+    store.close().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// User + system CPU time of this process so far, from /proc (Linux); 0
+/// elsewhere.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces): utime is
+    // the 12th, stime the 13th, in clock ticks (100 per second on Linux).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("fieldhook-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

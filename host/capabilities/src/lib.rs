@@ -1,0 +1,108 @@
+//! What a plugin may reach, and the services behind it.
+//!
+//! - [`outbound`]: sends a plugin's `wasi:http` request after checking it
+//!   against the manifest's grants ([`fieldhook_policy::grants`]), with
+//!   credentials, timeouts, a response-size cap and the per-destination
+//!   [`rate`] limit. [`outbound::authorize`] is the same check for any
+//!   request, given plain values: the pipeline authorizes deliveries with it.
+//! - the plugin's key-value store ([`fieldhook_store::kv`]), with the
+//!   operator's size limits.
+//!
+//! [`Capabilities`] holds the daemon-wide services; the runtime builds each
+//! call's state from it. The operator's ceilings and outbound limits are
+//! [`Sandbox`], the `[sandbox]` section, which lives with the policy rules.
+#![deny(missing_docs)]
+
+pub mod outbound;
+pub mod rate;
+
+use std::sync::Arc;
+
+use fieldhook_credentials::Credentials;
+use fieldhook_policy::manifest::Manifest;
+pub use fieldhook_policy::sandbox::Sandbox;
+use fieldhook_store::EventStore;
+use fieldhook_store::kv::{KvLimits, KvStore};
+
+/// The daemon-wide services behind plugins' capabilities.
+#[derive(Debug)]
+pub struct Capabilities {
+    /// Operator settings.
+    pub sandbox: Sandbox,
+    /// Configured credentials.
+    pub credentials: Arc<Credentials>,
+    /// Per-destination rate limit.
+    pub rates: rate::RateLimiter,
+    /// Plugins' key-value stores; `None` when the daemon runs without a store.
+    pub kv: Option<KvStore>,
+}
+
+impl Capabilities {
+    /// Services over `credentials`, with key-value stores in `store` when
+    /// one is given (tools that run a plugin offline give none: its kv
+    /// calls then fail as unavailable).
+    pub fn new(sandbox: Sandbox, credentials: Credentials, store: Option<&EventStore>) -> Self {
+        let limits = KvLimits {
+            max_key_bytes: sandbox.kv_max_key_bytes,
+            max_value_bytes: sandbox.kv_max_value_bytes,
+            max_total_bytes: sandbox.kv_max_total_bytes,
+        };
+        let kv = store.and_then(|store| match KvStore::open(store, limits) {
+            Ok(kv) => Some(kv),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the plugins' key-value tree; kv calls will fail");
+                None
+            }
+        });
+        Self {
+            rates: rate::RateLimiter::new(sandbox.rate_per_sec, sandbox.rate_burst),
+            sandbox,
+            credentials: Arc::new(credentials),
+            kv,
+        }
+    }
+
+    /// No credentials and no key-value store, within `sandbox`: for tools
+    /// and tests that run a plugin outside the daemon.
+    pub fn offline(sandbox: Sandbox) -> Self {
+        Self::new(sandbox, Credentials::default(), None)
+    }
+
+    /// Checks a manifest against the daemon: every credential a rule names
+    /// must be configured. Limits above the ceilings are only warned about:
+    /// the plugin runs at the ceiling.
+    pub fn check_manifest(&self, manifest: &Manifest) -> Result<(), String> {
+        if let Some(why) = self.sandbox.over_ceiling(manifest.limits) {
+            tracing::warn!(plugin = %manifest.name, "{why}");
+        }
+        for r in manifest.http.rules() {
+            if let Some(c) = &r.credential
+                && !self.credentials.contains(c)
+            {
+                return Err(format!(
+                    "[[http]] rule for `{}` names credential `{c}`, which the daemon configuration \
+                         does not define; add `[credentials.{c}]` to it",
+                    r.host
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_naming_an_unconfigured_credential_is_reported() {
+        let m = Manifest::parse(
+            "name = \"p\"\nversion = \"1\"\n[[http]]\nhost = \"api.example.com\"\ncredential = \"books\"\n",
+            std::path::Path::new("/p/plugin.toml"),
+        )
+        .unwrap();
+        let caps = Capabilities::offline(Sandbox::default());
+        let e = caps.check_manifest(&m).unwrap_err();
+        assert!(e.contains("[credentials.books]"), "{e}");
+    }
+}

@@ -1,0 +1,532 @@
+//! The admin API: its own listener, every route but `/healthz` and `/readyz`
+//! behind a bearer token.
+//!
+//! | route                          | what                                        |
+//! |--------------------------------|---------------------------------------------|
+//! | `GET /healthz`, `GET /readyz`  | liveness; readiness (503 while stopping)    |
+//! | `GET /metrics`                 | Prometheus text                             |
+//! | `GET /stats`                   | queue depth, DLQ size, counters, circuits   |
+//! | `GET /events[?source&after&limit]`, `GET /events/{id}` | events, one with its work |
+//! | `GET /jobs[?state&after&limit]`, `GET /jobs/{id}`       | jobs                |
+//! | `GET /deliveries[...]`, `GET /deliveries/{id}`          | deliveries          |
+//! | `GET /dlq[?topic&plugin&source&reason&limit]`           | dead letters        |
+//! | `POST /replay`                 | `{"event_id"}`, `{"dlq": {filter}}` or `{"source","from_ms","to_ms"}` |
+//! | `GET /plugins`                 | loaded plugins and load failures            |
+//!
+//! `fieldhook events|dlq|replay|stats` ([`client`]) talk to it.
+
+pub mod client;
+
+use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use fieldhook_core::secret::{Secret, SecretSource};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use fieldhook_core::event::EventRecord;
+use fieldhook_pipeline::Pipeline;
+use fieldhook_pipeline::replay::{DlqFilter, ReplayReport};
+use fieldhook_runtime::directory::LoadFailure;
+use fieldhook_store::queue::{Task, TaskState, Topic};
+
+/// Most items one list answer holds.
+pub const MAX_PAGE: usize = 1_000;
+
+/// `[admin]` as written in the daemon config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Address of the admin listener (keep it on loopback or a private net).
+    pub listen: SocketAddr,
+    /// Environment variable holding the bearer token.
+    pub token_env: Option<String>,
+    /// File holding the bearer token.
+    pub token_file: Option<PathBuf>,
+}
+
+/// The resolved admin settings.
+#[derive(Clone)]
+pub struct AdminSettings {
+    /// Address of the admin listener.
+    pub listen: SocketAddr,
+    /// The bearer token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RawAdmin {
+    /// Loads the token; relative paths resolve against `base`.
+    pub fn resolve(self, base: &FsPath) -> Result<AdminSettings, String> {
+        let source = SecretSource::from_pair("token", self.token_env, self.token_file)
+            .map_err(|e| e.to_string())?
+            .ok_or("give `token_env` or `token_file`: the admin API needs a bearer token")?;
+        let token = source
+            .load(base)
+            .and_then(Secret::into_text)
+            .map_err(|e| e.to_string())?;
+        let token = token.expose_str().trim().to_owned();
+        if token.len() < 16 {
+            return Err("the admin token must be at least 16 characters".into());
+        }
+        Ok(AdminSettings {
+            listen: self.listen,
+            token,
+        })
+    }
+}
+
+/// What the admin API serves from.
+pub struct AdminState {
+    /// The running pipeline.
+    pub pipeline: Arc<Pipeline>,
+    /// Plugins that failed to load (fed by the daemon, and by hot reload).
+    pub load_failures: Arc<RwLock<Vec<LoadFailure>>>,
+    /// False while starting or stopping.
+    pub ready: Arc<AtomicBool>,
+    token: String,
+}
+
+/// The admin router.
+pub fn router(
+    settings: &AdminSettings,
+    pipeline: Arc<Pipeline>,
+    load_failures: Arc<RwLock<Vec<LoadFailure>>>,
+    ready: Arc<AtomicBool>,
+) -> Router {
+    let state = Arc::new(AdminState {
+        pipeline,
+        load_failures,
+        ready,
+        token: settings.token.clone(),
+    });
+    let protected = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/stats", get(stats))
+        .route("/events", get(list_events))
+        .route("/events/{id}", get(show_event))
+        .route("/jobs", get(|s, q| list_tasks(s, Topic::Jobs, q)))
+        .route("/jobs/{id}", get(|s, p| show_task(s, Topic::Jobs, p)))
+        .route(
+            "/deliveries",
+            get(|s, q| list_tasks(s, Topic::Deliveries, q)),
+        )
+        .route(
+            "/deliveries/{id}",
+            get(|s, p| show_task(s, Topic::Deliveries, p)),
+        )
+        .route("/dlq", get(dlq))
+        .route("/replay", post(replay))
+        .route("/plugins", get(plugins))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(protected)
+        .with_state(state)
+}
+
+async fn authorize(State(s): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    use subtle::ConstantTimeEq;
+    if bool::from(given.as_bytes().ct_eq(s.token.as_bytes())) {
+        next.run(req).await
+    } else {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <[admin] token>)",
+        )
+    }
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, e)
+}
+
+async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
+    if s.ready.load(Ordering::Relaxed) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
+    let p = &s.pipeline;
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        p.metrics.render(&p.queue.depth()),
+    )
+        .into_response()
+}
+
+/// `GET /stats`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stats {
+    /// Webhooks answered 2xx since start.
+    pub received: u64,
+    /// Webhooks refused since start, by status.
+    pub rejected: std::collections::BTreeMap<u16, u64>,
+    /// `{topic: {state: count}}`.
+    pub tasks: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    /// Dead-lettered tasks.
+    pub dlq: u64,
+    /// Destinations seen, with their circuits.
+    pub destinations: Vec<Value>,
+    /// Group-commit flushes and writes.
+    pub flushes: u64,
+    /// Writes covered by those flushes.
+    pub writes: u64,
+}
+
+async fn stats(State(s): State<Arc<AdminState>>) -> Response {
+    let p = &s.pipeline;
+    let depth = p.queue.depth();
+    let mut tasks =
+        std::collections::BTreeMap::<String, std::collections::BTreeMap<String, u64>>::new();
+    for (topic, state, n) in &depth.counts {
+        tasks
+            .entry(topic.name().into())
+            .or_default()
+            .insert(state.name().into(), *n);
+    }
+    let commit = p.store.commit_stats();
+    Json(Stats {
+        received: p.metrics.received(),
+        rejected: p.metrics.rejected(),
+        dlq: Topic::ALL
+            .iter()
+            .map(|t| depth.get(*t, TaskState::Dead))
+            .sum(),
+        tasks,
+        destinations: p
+            .destinations
+            .status()
+            .into_iter()
+            .map(|d| serde_json::to_value(d).unwrap_or_default())
+            .collect(),
+        flushes: commit.flushes,
+        writes: commit.writes,
+    })
+    .into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    source: Option<String>,
+    state: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+fn limit(q: Option<usize>) -> usize {
+    q.unwrap_or(100).clamp(1, MAX_PAGE)
+}
+
+/// An event without its body and headers.
+fn event_summary(e: &EventRecord) -> Value {
+    json!({
+        "id": e.id,
+        "source": e.source,
+        "vendor": e.vendor,
+        "kind": e.kind,
+        "entity": e.entity,
+        "received_at_ms": e.received_at_ms,
+        "occurred_at": e.occurred_at,
+        "dedupe_key": e.dedupe_key,
+        "bytes": e.body.len(),
+    })
+}
+
+async fn list_events(State(s): State<Arc<AdminState>>, Query(q): Query<ListQuery>) -> Response {
+    let keep = |e: &EventRecord| q.source.as_deref().is_none_or(|src| e.source == src);
+    match s
+        .pipeline
+        .store
+        .events_page(q.after.as_deref(), limit(q.limit), &keep)
+    {
+        Ok(list) => Json(json!({ "events": list.iter().map(event_summary).collect::<Vec<_>>() }))
+            .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+fn task_json(topic: Topic, t: &Task) -> Value {
+    let origin = Pipeline::task_origin(topic, &t.payload);
+    let mut v = json!({
+        "topic": topic.name(),
+        "id": t.id,
+        "state": t.state.name(),
+        "attempts": t.attempts,
+        "due_ms": t.due_ms,
+        "created_ms": t.created_ms,
+        "event_id": origin.as_ref().map(|o| &o.0),
+        "plugin": origin.as_ref().map(|o| &o.1),
+        "order_key": t.order_key,
+        "history": t.history.iter().map(|a| json!({"at_ms": a.at_ms, "outcome": a.outcome})).collect::<Vec<_>>(),
+    });
+    match topic {
+        Topic::Jobs => {
+            if let Some(j) = Pipeline::job_payload(&t.payload) {
+                v["coalesced"] = json!(j.coalesced);
+                v["events"] = json!(j.events);
+            }
+        }
+        Topic::Deliveries => {
+            if let Some(d) = Pipeline::delivery_payload(&t.payload) {
+                v["method"] = json!(d.request.method);
+                v["url"] = json!(d.request.url);
+                v["idempotency_key"] = json!(d.idempotency_key);
+            }
+        }
+    }
+    v
+}
+
+async fn show_event(State(s): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+    let p = &s.pipeline;
+    let event = match p.store.event(&id) {
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no event `{id}` (expired by retention, or never stored)"),
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    let mut v = event_summary(&event);
+    v["headers"] = json!(
+        event
+            .headers
+            .iter()
+            .map(|(k, val)| (k.clone(), String::from_utf8_lossy(val).into_owned()))
+            .collect::<Vec<_>>()
+    );
+    v["body"] = json!(String::from_utf8_lossy(&event.body));
+    for topic in Topic::ALL {
+        match p.queue.with_prefix(topic, &format!("{id}.")) {
+            Ok(tasks) => {
+                v[topic.name()] = json!(
+                    tasks
+                        .iter()
+                        .map(|t| task_json(topic, t))
+                        .collect::<Vec<_>>()
+                )
+            }
+            Err(e) => return internal(e),
+        }
+    }
+    Json(v).into_response()
+}
+
+async fn list_tasks(
+    State(s): State<Arc<AdminState>>,
+    topic: Topic,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(name) => match TaskState::ALL.into_iter().find(|st| st.name() == name) {
+            Some(st) => Some(st),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown state `{name}`: ready, leased, done or dead"),
+                );
+            }
+        },
+    };
+    let keep = |t: &Task| state.is_none_or(|st| t.state == st);
+    match s
+        .pipeline
+        .queue
+        .list(topic, q.after.as_deref(), limit(q.limit), &keep)
+    {
+        Ok(list) => Json(
+            json!({ topic.name(): list.iter().map(|t| task_json(topic, t)).collect::<Vec<_>>() }),
+        )
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn show_task(
+    State(s): State<Arc<AdminState>>,
+    topic: Topic,
+    Path(id): Path<String>,
+) -> Response {
+    match s.pipeline.queue.get(topic, &id) {
+        Ok(Some(t)) => Json(task_json(topic, &t)).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no {} task `{id}`", topic.name()),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DlqQuery {
+    topic: Option<String>,
+    plugin: Option<String>,
+    source: Option<String>,
+    reason: Option<String>,
+    limit: Option<usize>,
+}
+
+fn dlq_filter(
+    topic: Option<&str>,
+    plugin: Option<String>,
+    source: Option<String>,
+    reason: Option<String>,
+) -> Result<DlqFilter, String> {
+    let topic = match topic {
+        None => None,
+        Some(t) => Some(
+            Topic::parse(t).ok_or_else(|| format!("unknown topic `{t}`: jobs or deliveries"))?,
+        ),
+    };
+    Ok(DlqFilter {
+        topic,
+        plugin,
+        source,
+        reason,
+        id_prefix: None,
+    })
+}
+
+async fn dlq(State(s): State<Arc<AdminState>>, Query(q): Query<DlqQuery>) -> Response {
+    let filter = match dlq_filter(q.topic.as_deref(), q.plugin, q.source, q.reason) {
+        Ok(f) => f,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match s.pipeline.dead_letters(&filter, limit(q.limit)) {
+        Ok(list) => Json(json!({
+            "dead_letters": list.iter().map(|d| {
+                let mut v = task_json(d.topic, &d.task);
+                v["reason"] = json!(d.reason);
+                v
+            }).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// `POST /replay` body: exactly one of the three forms.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReplayRequest {
+    /// Replay one event.
+    pub event_id: Option<String>,
+    /// Replay the dead letters matching this filter (`{}` = all).
+    pub dlq: Option<DlqRequest>,
+    /// Replay events of this source (with `from_ms`/`to_ms`; any source when absent).
+    pub source: Option<String>,
+    /// Range start, Unix ms (inclusive).
+    pub from_ms: Option<u64>,
+    /// Range end, Unix ms (exclusive).
+    pub to_ms: Option<u64>,
+}
+
+/// The dead-letter filter of a replay request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DlqRequest {
+    /// `jobs` or `deliveries`.
+    pub topic: Option<String>,
+    /// Plugin name.
+    pub plugin: Option<String>,
+    /// Source name.
+    pub source: Option<String>,
+    /// Text in the reason.
+    pub reason: Option<String>,
+    /// Only this event's work.
+    pub event_id: Option<String>,
+}
+
+async fn replay(State(s): State<Arc<AdminState>>, Json(r): Json<ReplayRequest>) -> Response {
+    let p = s.pipeline.clone();
+    let result: Result<ReplayReport, Response> = match (&r.event_id, &r.dlq, r.from_ms.or(r.to_ms))
+    {
+        (Some(id), None, None) if r.source.is_none() => p.replay_event(id).map_err(internal),
+        (None, Some(d), None) if r.source.is_none() => {
+            let mut filter = match dlq_filter(
+                d.topic.as_deref(),
+                d.plugin.clone(),
+                d.source.clone(),
+                d.reason.clone(),
+            ) {
+                Ok(f) => f,
+                Err(message) => return error(StatusCode::BAD_REQUEST, message),
+            };
+            filter.id_prefix = d.event_id.as_ref().map(|e| format!("{e}."));
+            p.replay_dlq(&filter).map_err(internal)
+        }
+        (None, None, Some(_)) => match (r.from_ms, r.to_ms) {
+            (Some(from), Some(to)) if from < to => p
+                .replay_range(r.source.as_deref(), from, to)
+                .map_err(internal),
+            _ => Err(error(
+                StatusCode::BAD_REQUEST,
+                "a range replay needs from_ms < to_ms",
+            )),
+        },
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            "give exactly one of: {\"event_id\"}, {\"dlq\": {filter}}, or {\"source\", \"from_ms\", \"to_ms\"}",
+        )),
+    };
+    match result {
+        Ok(report) => {
+            tracing::info!(?r, ?report, "replay");
+            Json(report).into_response()
+        }
+        Err(resp) => resp,
+    }
+}
+
+async fn plugins(State(s): State<Arc<AdminState>>) -> Response {
+    let loaded: Vec<Value> = s
+        .pipeline
+        .plugins
+        .snapshot()
+        .values()
+        .map(|p| json!({ "name": p.manifest.name, "version": p.manifest.version }))
+        .collect();
+    let failures: Vec<Value> = s
+        .load_failures
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|f| json!({ "dir": f.dir.display().to_string(), "reason": f.reason }))
+        .collect();
+    Json(json!({ "loaded": loaded, "failures": failures })).into_response()
+}

@@ -1,0 +1,213 @@
+//! `fieldhook plugin`: tools for plugin authors.
+//!
+//! - `check` validates a component against the WIT world and its manifest,
+//!   without running it;
+//! - `run` runs it locally on a sample event, or on an event the daemon
+//!   stored, and shows everything it did (as text or JSON);
+//! - `new` scaffolds a working plugin with its manifest and a sample event.
+
+mod check;
+mod new;
+mod run;
+mod sample;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
+use fieldhook_policy::manifest::Manifest;
+use fieldhook_runtime::CodeCache;
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Run a plugin locally on a sample event or a stored one: prints the
+    /// decision, every outbound request, the logs, and time, CPU time and
+    /// memory against the limits.
+    Run {
+        /// The plugin's component (`.wasm`).
+        component: PathBuf,
+        /// Sample event: JSON with `source`, `kind`, `body`... (as written
+        /// by `plugin new`), or any other file, taken as the raw body.
+        #[arg(
+            long,
+            required_unless_present = "event_id",
+            conflicts_with = "event_id"
+        )]
+        event: Option<PathBuf>,
+        /// Run on an event the daemon stored, by id (`evt_...`), read from
+        /// the store of `--data-dir` or `--config` (stop the daemon first:
+        /// it locks the store).
+        #[arg(long, value_name = "ID")]
+        event_id: Option<String>,
+        /// The daemon's data directory (holding `db/`), for `--event-id`.
+        #[arg(
+            long,
+            value_name = "DIR",
+            requires = "event_id",
+            conflicts_with = "config"
+        )]
+        data_dir: Option<PathBuf>,
+        /// The daemon's configuration, to find its data directory for
+        /// `--event-id`.
+        #[arg(long, value_name = "FILE", requires = "event_id")]
+        config: Option<PathBuf>,
+        /// The plugin's manifest (limits, config); default: `plugin.toml`
+        /// beside the component when there is one, else defaults.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Canned answers to the plugin's outbound HTTP (JSON list of
+        /// `{method, url, status, headers, body}`); unmatched requests are
+        /// denied. Without it, requests go through the daemon's policy.
+        #[arg(long)]
+        responses: Option<PathBuf>,
+        /// Print one JSON document (plugin, event, outbound requests, logs,
+        /// usage, decision or error) instead of the report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a component against the WIT world and its manifest, without
+    /// running it.
+    Check {
+        /// The plugin's component (`.wasm`).
+        component: PathBuf,
+        /// The plugin's manifest; default: `plugin.toml` beside the
+        /// component when there is one.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Scaffold a new plugin: source, manifest and a sample event.
+    New {
+        /// Plugin name (`a-z`, `0-9`, `-`, `_`); also its directory.
+        name: String,
+        /// Language of the plugin.
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
+        /// Where to create the plugin's directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The `fieldhook-guest` SDK (Rust); default: the one in this
+        /// fieldhook checkout.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// List the `fieldhook:plugin` contract versions this fieldhook serves,
+    /// with the SDKs that build each.
+    Versions,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Lang {
+    Rust,
+    Js,
+    Python,
+}
+
+pub async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::Run {
+            component,
+            event,
+            event_id,
+            data_dir,
+            config,
+            manifest,
+            responses,
+            json,
+        } => {
+            let event = match (event, event_id) {
+                (Some(file), _) => run::EventFrom::File(file),
+                (None, Some(id)) => run::EventFrom::Store {
+                    id,
+                    data_dir: run::data_dir(data_dir, config.as_deref())?,
+                },
+                (None, None) => anyhow::bail!("give --event FILE or --event-id ID"),
+            };
+            let options = run::Options {
+                manifest,
+                responses,
+                json,
+            };
+            run::run(&component, &event, &options).await
+        }
+        PluginCommand::Check {
+            component,
+            manifest,
+        } => check::check(&component, manifest.as_deref()),
+        PluginCommand::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => new::new(&name, lang, &dir, sdk.as_deref()),
+        PluginCommand::Versions => {
+            print!("{}", versions());
+            Ok(())
+        }
+    }
+}
+
+/// One line per served contract version, newest first.
+fn versions() -> String {
+    use fieldhook_runtime::WitVersion;
+    WitVersion::ALL
+        .iter()
+        .rev()
+        .map(|v| {
+            let (wit, builders) = match v {
+                WitVersion::V0_2 => ("wit/0.2/plugin.wit", "Rust SDK (fieldhook-guest)"),
+                WitVersion::V0_1 => ("wit/0.1/plugin.wit", "JavaScript and Python SDKs"),
+            };
+            format!("{v}  {wit}  built by: {builders}\n")
+        })
+        .collect()
+}
+
+/// The manifest to use for a component: the given one, else `plugin.toml`
+/// beside the component, else defaults named after the file. The component
+/// given on the command line wins over the manifest's `component`.
+fn manifest_for(component: &Path, manifest: Option<&Path>) -> anyhow::Result<Manifest> {
+    let beside = component
+        .parent()
+        .map(|d| d.join("plugin.toml"))
+        .filter(|p| p.is_file());
+    let mut m = match manifest.map(Path::to_owned).or(beside) {
+        Some(path) => Manifest::load(&path)?,
+        None => {
+            let stem = component
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("plugin");
+            let name: String = stem
+                .chars()
+                .map(|c| c.to_ascii_lowercase())
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            let text = format!(
+                "name = \"{name}\"\nversion = \"0.0.0\"\n[[subscriptions]]\nsource = \"*\"\n"
+            );
+            Manifest::parse(&text, &component.with_file_name("plugin.toml"))?
+        }
+    };
+    m.component = component.to_owned();
+    Ok(m)
+}
+
+/// Compiled code for the tools, kept between runs.
+fn tool_cache() -> CodeCache {
+    CodeCache::new(&std::env::temp_dir().join("fieldhook-compiled"))
+}
+
+fn read_component(component: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(component)
+        .with_context(|| format!("cannot read component {}", component.display()))
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}

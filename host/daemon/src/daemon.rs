@@ -1,0 +1,301 @@
+//! Wires the daemon together: store, queue, runtime, plugins, workers and
+//! the webhook listener, with graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use fieldhook_capabilities::Capabilities;
+use fieldhook_core::time::now_ms;
+use fieldhook_credentials::{Credentials, TokenTree};
+use fieldhook_pipeline::Pipeline;
+use fieldhook_pipeline::delivery::{Deliverer, DeliveryGuard};
+use fieldhook_pipeline::metrics::Metrics;
+use fieldhook_pipeline::policy::{Destinations, JobPolicies};
+use fieldhook_runtime::directory::{self, LoadFailure, PluginSet};
+use fieldhook_runtime::{CodeCache, Runtime};
+use fieldhook_store::EventStore;
+use fieldhook_store::queue::{Queue, TaskLog};
+
+use crate::config::Config;
+use crate::ingress::{self, StoreSink};
+
+/// Failures to start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The store could not be opened.
+    #[error("cannot open the store in {dir}: {source}")]
+    Store {
+        /// Data directory.
+        dir: std::path::PathBuf,
+        /// Underlying error.
+        source: fieldhook_store::StoreError,
+    },
+    /// The queue could not be opened or recovered.
+    #[error("cannot open the queue: {0}")]
+    Queue(#[from] fieldhook_store::queue::QueueError),
+    /// The plugin runtime could not start.
+    #[error(transparent)]
+    Runtime(#[from] fieldhook_runtime::RuntimeError),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// A running daemon.
+pub struct Daemon {
+    /// The address the webhook listener is bound to.
+    pub addr: SocketAddr,
+    /// Plugins that failed to load at start.
+    pub load_failures: Vec<LoadFailure>,
+    /// Plugin load failures as the admin API shows them (`GET /plugins`);
+    /// whoever reloads plugins replaces the list.
+    pub plugin_failures: Arc<RwLock<Vec<LoadFailure>>>,
+    /// The address the admin API is bound to, when `[admin]` is configured.
+    pub admin_addr: Option<SocketAddr>,
+    ready: Arc<AtomicBool>,
+    /// Shared pipeline (store, queue, plugins).
+    pub pipeline: Arc<Pipeline>,
+    /// Hot load: `None` when the plugins directory cannot be watched.
+    _plugins_watch: Option<directory::Watcher>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Opens the store, loads plugins, starts workers and the listener.
+    pub async fn start(config: Config) -> Result<Self, DaemonError> {
+        let store =
+            EventStore::open(&config.data_dir.join("db")).map_err(|source| DaemonError::Store {
+                dir: config.data_dir.clone(),
+                source,
+            })?;
+        let started = std::time::Instant::now();
+        let keys = store
+            .load_dedupe(config.dedupe_window_secs * 1000)
+            .await
+            .map_err(|source| DaemonError::Store {
+                dir: config.data_dir.clone(),
+                source,
+            })?;
+        tracing::info!(
+            keys,
+            ms = started.elapsed().as_millis() as u64,
+            "dedupe index loaded from the stored events"
+        );
+        let queue: Arc<dyn TaskLog> = Arc::new(Queue::open(&store).map_err(DaemonError::Queue)?);
+        let recovered = queue.recover(now_ms())?;
+        if recovered > 0 {
+            tracing::warn!(
+                recovered,
+                "re-queued work that was running when the daemon stopped"
+            );
+        }
+        let credentials = Credentials::new(
+            config.credentials.clone(),
+            TokenTree::open(&store)
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "rotated OAuth tokens will not survive a restart")
+                })
+                .ok(),
+        );
+        let capabilities = Arc::new(Capabilities::new(
+            config.sandbox.clone(),
+            credentials,
+            Some(&store),
+        ));
+        let runtime = Arc::new(Runtime::new(
+            CodeCache::new(&config.data_dir.join("compiled")),
+            capabilities.clone(),
+        )?);
+        let plugin_set = Arc::new(PluginSet::default());
+        // Watch before the first load, so nothing landing meanwhile is missed.
+        let plugins_watch = directory::watch(
+            runtime.clone(),
+            config.plugins_dir.clone(),
+            plugin_set.clone(),
+        )
+        .inspect_err(|e| {
+            tracing::error!(
+                dir = %config.plugins_dir.display(), error = %e,
+                "cannot watch the plugins directory; plugins load at start only"
+            )
+        })
+        .ok();
+        let load_failures = {
+            let runtime = runtime.clone();
+            let set = plugin_set.clone();
+            let dir = config.plugins_dir.clone();
+            // Compiling may take seconds (JS, Python): keep it off the reactor.
+            tokio::task::spawn_blocking(move || directory::load_dir(&runtime, &dir, &set))
+                .await
+                .unwrap_or_default()
+        };
+        for plugin in plugin_set.snapshot().values() {
+            if let Err(why) = capabilities.check_manifest(&plugin.manifest) {
+                tracing::error!(plugin = %plugin.manifest.name, "{why}");
+            }
+        }
+        let metrics = Arc::new(Metrics::default());
+        let pipeline = Arc::new(Pipeline {
+            store: store.clone(),
+            queue,
+            plugins: plugin_set.clone(),
+            runtime,
+            delivery: Deliverer::new(
+                config.delivery.clone(),
+                DeliveryGuard::new(capabilities.clone(), plugin_set.clone()),
+            )?,
+            destinations: Destinations::new(&config.delivery, &config.destinations),
+            entity_rules: config.entities.clone(),
+            metrics: metrics.clone(),
+            job_policies: JobPolicies::new(
+                fieldhook_pipeline::MAX_JOB_ATTEMPTS,
+                &config.delivery,
+                &config.plugin_retries,
+            ),
+            inbox: Notify::new(),
+            jobs: Notify::new(),
+            deliveries: Notify::new(),
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut workers = pipeline.spawn(
+            config.workers.jobs,
+            config.workers.deliveries,
+            shutdown_rx.clone(),
+        );
+        {
+            let p = pipeline.clone();
+            let (r, window, stop) = (
+                config.retention.clone(),
+                config.dedupe_window_secs * 1000,
+                shutdown_rx.clone(),
+            );
+            workers.push(tokio::spawn(async move {
+                p.retention_loop(r, window, stop).await
+            }));
+        }
+
+        let wake = pipeline.clone();
+        let sink = Arc::new(StoreSink {
+            store,
+            dedupe_window_ms: config.dedupe_window_secs * 1000,
+            on_stored: Box::new(move || wake.inbox.notify_one()),
+        });
+        let app = ingress::router(&config.ingress(), sink).layer(
+            axum::middleware::from_fn_with_state(metrics, ingress::track),
+        );
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| DaemonError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| DaemonError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let mut stop = shutdown_rx;
+        let server = tokio::spawn(async move {
+            // Connect info gives the ingress the peer address (`allowed_ips`).
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+        });
+        let ready = Arc::new(AtomicBool::new(false));
+        let plugin_failures = Arc::new(RwLock::new(load_failures.clone()));
+        let admin_addr = match &config.admin {
+            None => None,
+            Some(settings) => {
+                let app = crate::admin::router(
+                    settings,
+                    pipeline.clone(),
+                    plugin_failures.clone(),
+                    ready.clone(),
+                );
+                let listener = tokio::net::TcpListener::bind(settings.listen)
+                    .await
+                    .map_err(|source| DaemonError::Bind {
+                        addr: settings.listen,
+                        source,
+                    })?;
+                let admin_addr = listener.local_addr().map_err(|source| DaemonError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
+                let mut stop = shutdown.subscribe();
+                workers.push(tokio::spawn(async move {
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        })
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "admin listener failed");
+                    }
+                }));
+                tracing::info!(addr = %admin_addr, "admin API listening");
+                Some(admin_addr)
+            }
+        };
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!(%addr, plugins = pipeline.plugins.snapshot().len(), "fieldhook listening");
+        Ok(Self {
+            addr,
+            load_failures,
+            plugin_failures,
+            admin_addr,
+            ready,
+            pipeline,
+            _plugins_watch: plugins_watch,
+            shutdown,
+            server,
+            workers,
+        })
+    }
+
+    /// Stops accepting webhooks, lets workers finish their current task,
+    /// and flushes the store.
+    pub async fn shutdown(self) {
+        self.ready.store(false, Ordering::Relaxed);
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        // Workers finish the task they hold (bounded by plugin and delivery
+        // timeouts); anything unfinished is re-run after restart anyway.
+        let workers = futures::future::join_all(self.workers);
+        if tokio::time::timeout(std::time::Duration::from_secs(30), workers)
+            .await
+            .is_err()
+        {
+            tracing::warn!("workers still busy after 30 s; their tasks will re-run after restart");
+        }
+        if let Err(e) = self.pipeline.store.sync().await {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+}

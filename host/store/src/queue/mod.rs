@@ -1,0 +1,295 @@
+//! The work queue: jobs and deliveries as leased tasks.
+//!
+//! The pipeline talks to a [`TaskLog`], a small interface shaped like a
+//! distributed log with leases (publish with an id, lease, ack, retry after a
+//! delay, dead-letter, replay), so a NATS JetStream backend can stand in for
+//! the embedded one. [`Queue`] is the embedded backend, in sled.
+//!
+//! A task's life: published `Ready` -> leased (`Leased`, invisible until the
+//! lease expires, so a crashed worker's task simply comes due again) -> acked
+//! (`Done`), retried (`Ready` after a delay) or dead-lettered (`Dead`, with
+//! the reason and the whole attempt history). A `Done` or `Dead` task can be
+//! replayed: it becomes `Ready` again with a fresh attempt count.
+//!
+//! Two optional per-task keys give the pipeline debounce and ordering:
+//! - an *order key*: tasks sharing one run one at a time, in publish order;
+//!   only the oldest unfinished one is ever due, so others are not blocked;
+//! - a *coalesce key* ([`TaskLog::coalesce`]): a task published while an
+//!   earlier one with the same key still waits is merged into it and its due
+//!   time pushed back (trailing-edge debounce).
+
+mod sled_log;
+
+use serde::{Deserialize, Serialize};
+
+pub use sled_log::Queue;
+pub(crate) use sled_log::verify;
+
+/// Queue failures.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The embedded store failed.
+    #[error("queue store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A task record could not be decoded.
+    #[error("queue record `{0}` is corrupt")]
+    Corrupt(String),
+}
+
+/// A queue topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Topic {
+    /// An event to run through one plugin.
+    Jobs,
+    /// An outbound request to deliver.
+    Deliveries,
+}
+
+impl Topic {
+    /// Both topics.
+    pub const ALL: [Topic; 2] = [Topic::Jobs, Topic::Deliveries];
+
+    /// Name used in logs, metrics and the admin API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Jobs => "jobs",
+            Topic::Deliveries => "deliveries",
+        }
+    }
+
+    /// The topic with this [`name`](Self::name).
+    pub fn parse(name: &str) -> Option<Self> {
+        Topic::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskState {
+    /// Waiting for its due time (or, when ordered, for its turn).
+    Ready,
+    /// Held by a worker until the lease expires.
+    Leased,
+    /// Finished.
+    Done,
+    /// Gave up; see the history for why. This is the dead-letter queue.
+    Dead,
+}
+
+impl TaskState {
+    /// Every state.
+    pub const ALL: [TaskState; 4] = [
+        TaskState::Ready,
+        TaskState::Leased,
+        TaskState::Done,
+        TaskState::Dead,
+    ];
+
+    /// Name used in metrics and the admin API.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::Ready => "ready",
+            TaskState::Leased => "leased",
+            TaskState::Done => "done",
+            TaskState::Dead => "dead",
+        }
+    }
+
+    /// Done or dead: nothing will run it unless it is replayed.
+    pub fn is_finished(self) -> bool {
+        matches!(self, TaskState::Done | TaskState::Dead)
+    }
+}
+
+/// One attempt's outcome, kept with the task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When the attempt ended, Unix ms.
+    pub at_ms: u64,
+    /// What happened.
+    pub outcome: String,
+}
+
+/// A stored task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// Unique within its topic; publishing the same id twice is a no-op.
+    pub id: String,
+    /// Current state.
+    pub state: TaskState,
+    /// Leases taken since it was published or last replayed.
+    pub attempts: u32,
+    /// When it is due next (or when its lease expires), Unix ms.
+    pub due_ms: u64,
+    /// When it was published, Unix ms.
+    pub created_ms: u64,
+    /// Topic-specific payload.
+    pub payload: Vec<u8>,
+    /// Outcome of every finished attempt, oldest first.
+    pub history: Vec<Attempt>,
+    /// Tasks sharing this key run one at a time, in publish order.
+    pub order_key: Option<String>,
+    /// The key it was coalesced under, if published by [`TaskLog::coalesce`].
+    pub coalesce_key: Option<String>,
+}
+
+/// A task held by a worker.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// Topic of the task.
+    pub topic: Topic,
+    /// Task id.
+    pub id: String,
+    /// 1 on the first lease, then 2, 3, ...
+    pub attempt: u32,
+    /// When the task was published (or replayed), Unix ms.
+    pub created_ms: u64,
+    /// Topic-specific payload.
+    pub payload: Vec<u8>,
+}
+
+/// A task to publish.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Topic.
+    pub topic: Topic,
+    /// Id, unique within the topic.
+    pub id: String,
+    /// Payload.
+    pub payload: Vec<u8>,
+    /// Run one at a time with the other tasks of this key, in publish order.
+    pub order_key: Option<String>,
+}
+
+impl NewTask {
+    /// An unordered task.
+    pub fn new(topic: Topic, id: impl Into<String>, payload: Vec<u8>) -> Self {
+        Self {
+            topic,
+            id: id.into(),
+            payload,
+            order_key: None,
+        }
+    }
+}
+
+/// What [`TaskLog::coalesce`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coalesced {
+    /// A new task was published under this id.
+    Published(String),
+    /// Merged into this waiting task.
+    Merged(String),
+}
+
+/// Tasks per topic and state, for metrics and stats.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Depth {
+    /// `(topic, state, count)` for every combination.
+    pub counts: Vec<(Topic, TaskState, u64)>,
+}
+
+impl Depth {
+    /// The count for one topic and state.
+    pub fn get(&self, topic: Topic, state: TaskState) -> u64 {
+        self.counts
+            .iter()
+            .find(|(t, s, _)| *t == topic && *s == state)
+            .map_or(0, |c| c.2)
+    }
+}
+
+/// A durable log of leased tasks. Every method is one atomic step; the
+/// embedded backend is [`Queue`].
+pub trait TaskLog: Send + Sync + std::fmt::Debug + 'static {
+    /// Publishes tasks due at `now_ms`. A task whose id already exists in its
+    /// topic is left as it is (publishing is idempotent). Returns how many
+    /// were new.
+    fn publish(&self, tasks: &[NewTask], now_ms: u64) -> Result<usize, QueueError>;
+
+    /// Publishes `task` due at `now_ms + delay_ms`, unless a task published
+    /// under the same `key` is still waiting (not yet leased): then that one
+    /// takes `merge(its payload)` as its payload and becomes due at
+    /// `now_ms + delay_ms` instead.
+    fn coalesce(
+        &self,
+        task: &NewTask,
+        key: &str,
+        delay_ms: u64,
+        now_ms: u64,
+        merge: &(dyn Fn(&[u8]) -> Vec<u8> + Sync),
+    ) -> Result<Coalesced, QueueError>;
+
+    /// Leases up to `max` tasks of `topic` due at `now_ms`, for `lease_ms`.
+    fn lease(
+        &self,
+        topic: Topic,
+        now_ms: u64,
+        lease_ms: u64,
+        max: usize,
+    ) -> Result<Vec<Lease>, QueueError>;
+
+    /// Finishes a leased task and publishes follow-up tasks in the same step
+    /// (a job's deliveries are queued exactly when the job is done). A
+    /// follow-up whose id exists and is finished runs again (a replayed job
+    /// re-delivers).
+    fn ack(
+        &self,
+        lease: &Lease,
+        outcome: &str,
+        follow_ups: &[NewTask],
+        now_ms: u64,
+    ) -> Result<(), QueueError>;
+
+    /// Releases a leased task to run again at `now_ms + delay_ms`, recording
+    /// the failed attempt.
+    fn retry(
+        &self,
+        lease: &Lease,
+        delay_ms: u64,
+        outcome: &str,
+        now_ms: u64,
+    ) -> Result<(), QueueError>;
+
+    /// Gives a leased task back without running it (its destination is
+    /// throttled or its circuit open): due at `now_ms + delay_ms`, and the
+    /// lease does not count as an attempt.
+    fn defer(&self, lease: &Lease, delay_ms: u64, now_ms: u64) -> Result<(), QueueError>;
+
+    /// Gives up on a leased task; it stays, dead, with its history.
+    fn dead_letter(&self, lease: &Lease, reason: &str, now_ms: u64) -> Result<(), QueueError>;
+
+    /// Makes a finished (done or dead) task run again, due now, with a fresh
+    /// attempt count; its history is kept. Returns false when the task does
+    /// not exist or is not finished.
+    fn replay(&self, topic: Topic, id: &str, now_ms: u64) -> Result<bool, QueueError>;
+
+    /// One task.
+    fn get(&self, topic: Topic, id: &str) -> Result<Option<Task>, QueueError>;
+
+    /// Tasks of a topic in id order (event ids are time-sortable, so this is
+    /// arrival order), starting after `after`, that pass `keep`, at most `limit`.
+    fn list(
+        &self,
+        topic: Topic,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&Task) -> bool,
+    ) -> Result<Vec<Task>, QueueError>;
+
+    /// Tasks of a topic whose id starts with `prefix`.
+    fn with_prefix(&self, topic: Topic, prefix: &str) -> Result<Vec<Task>, QueueError>;
+
+    /// Removes done tasks whose id sorts before `before` (ids start with a
+    /// time-sortable event id), at most `limit`; returns how many.
+    fn purge_done(&self, topic: Topic, before: &str, limit: usize) -> Result<usize, QueueError>;
+
+    /// After a restart nobody holds a lease: make leased tasks due now.
+    fn recover(&self, now_ms: u64) -> Result<usize, QueueError>;
+
+    /// The earliest due time of a topic, if any task is waiting.
+    fn next_due(&self, topic: Topic) -> Result<Option<u64>, QueueError>;
+
+    /// Tasks per topic and state.
+    fn depth(&self) -> Depth;
+}
