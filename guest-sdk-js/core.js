@@ -38,7 +38,7 @@ function current() {
   return host;
 }
 
-const bytes = (value) => (typeof value === "string" ? utf8.encode(value) : value);
+const bytes = (value) => (value instanceof Uint8Array ? value : utf8.encode(String(value)));
 
 // ---- the event ------------------------------------------------------------
 
