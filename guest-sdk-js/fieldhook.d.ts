@@ -1,5 +1,8 @@
-// Typings for the fieldhook JavaScript guest SDK (`fieldhook.js`) and the
-// event record of the `fieldhook:plugin@0.1.0` WIT contract.
+// Typings for the fieldhook JavaScript guest SDK ("@fieldhook/guest-sdk"),
+// contract `fieldhook:plugin@0.2.0` (wit/0.2/plugin.wit).
+import type * as vendorViews from "./vendors";
+
+export * as vendors from "./vendors";
 
 /** One HTTP header. Values are bytes: vendors do send non-UTF-8. */
 export interface Header {
@@ -14,27 +17,37 @@ export interface EntityRef {
   /** Vendor's id of the entity, as text. */
   id: string;
   /** Where the full record can be fetched, when the vendor gives it. */
-  url?: string;
+  url: string | null;
 }
 
-/** The event record exactly as the WIT `event` lowers into JavaScript. */
-export interface RawEvent {
-  id: string;
-  source: string;
-  vendor: string;
-  kind: string;
-  entity?: EntityRef;
-  receivedAtMs: bigint;
-  occurredAt?: string;
-  attempt: number;
-  headers: Header[];
-  body: Uint8Array;
+/**
+ * What the host lends for one call: the WIT `event` resource, or a fake
+ * (`event()` of "@fieldhook/guest-sdk/testing") with the same methods.
+ */
+export interface EventSource {
+  id(): string;
+  source(): string;
+  vendor(): string;
+  kind(): string;
+  entity(): { kind: string; id: string; url?: string } | undefined;
+  receivedAtMs(): bigint;
+  occurredAt(): string | undefined;
+  attempt(): number;
+  dedupeKey(): string | undefined;
+  parsed(): boolean;
+  coalesced(): number;
+  header(name: string): Uint8Array | undefined;
+  headers(): Header[];
+  body(): Uint8Array;
 }
 
-/** A verified webhook as the host stored it. */
+/**
+ * A verified webhook as the host stored it, lent for one call. Each field
+ * is read from the host on first use and kept for the call; reading a field
+ * not read yet after `handle` returned is an error.
+ */
 export declare class Event {
-  constructor(raw: RawEvent);
-  readonly raw: RawEvent;
+  constructor(source: EventSource);
   /** Host-assigned id, stable across retries and replays (`evt_...`). */
   readonly id: string;
   /** Name of the configured source it arrived on. */
@@ -50,21 +63,41 @@ export declare class Event {
   readonly occurredAt: string | null;
   /** 1 on the first run of this plugin on this event, then 2, 3, ... */
   readonly attempt: number;
+  /** The key the host deduplicated deliveries of this event on. */
+  readonly dedupeKey: string | null;
+  /** False when the body was not the JSON the vendor documents (stored raw). */
+  readonly parsed: boolean;
+  /** How many events this one stands for (more than 1 for a coalesced burst). */
+  readonly coalesced: number;
+  /** Every request header (copies them all; `header(name)` asks for one). */
   readonly headers: Header[];
+  /** The raw request body. */
   readonly body: Uint8Array;
-  /** First value of a header (case-insensitive), as text. */
+  /** The first header called `name` (any case), as text. */
   header(name: string): string | null;
-  /** The body as UTF-8 text. */
+  /** The first header called `name` (any case), as bytes. */
+  headerBytes(name: string): Uint8Array | null;
+  /** The body as UTF-8 text (invalid bytes replaced). */
   text(): string;
-  /** The body parsed as JSON; throws a fatal PluginError when it is not JSON. */
-  json<T = unknown>(): T;
+  /** The body parsed as JSON (once); a fatal PluginError when it is not JSON. */
+  json<T = any>(): T;
+  servicem8(): vendorViews.servicem8.Notice;
+  servicetrade(): vendorViews.servicetrade.Message;
+  housecallPro(): vendorViews.housecallPro.Envelope;
+  servicetitan(): vendorViews.servicetitan.Envelope;
+  jobber(): vendorViews.jobber.Notice;
+  standardWebhooks(): vendorViews.standardWebhooks.Payload;
 }
 
 /** A failure to handle an event. */
 export declare class PluginError extends Error {
   constructor(message: string, retryable?: boolean);
   readonly retryable: boolean;
+  /** Set on kv failures: `unavailable` (retryable), `too-large`, `quota-exceeded`. */
+  readonly kvError?: "unavailable" | "too-large" | "quota-exceeded";
+  /** Running again later may succeed. */
   static retry(message: string): PluginError;
+  /** Running again never will. */
   static fatal(message: string): PluginError;
 }
 
@@ -77,8 +110,9 @@ export interface OutboundRequest {
   idempotencyKey?: string;
 }
 
-/** An HTTP request the host delivers after `handle` returns. */
+/** An HTTP request: delivered after `handle` returns, or sent now with `http.send`. */
 export declare class Request {
+  /** Throws a fatal PluginError unless `url` is absolute http(s). */
   constructor(method: string, url: string);
   method: string;
   url: string;
@@ -90,80 +124,101 @@ export declare class Request {
   static put(url: string): Request;
   static patch(url: string): Request;
   static delete(url: string): Request;
+  /** Sets a header, replacing any of the same name (any case). */
   header(name: string, value: string | Uint8Array): this;
+  /** Adds a header, keeping others of the same name. */
+  appendHeader(name: string, value: string | Uint8Array): this;
+  headerValue(name: string): string | null;
   setBody(body: string | Uint8Array): this;
+  /** JSON body, and `Content-Type: application/json` unless one is set. */
   json(value: unknown): this;
+  /** Sent as `Idempotency-Key`; for deliveries the host derives one when unset. */
   withIdempotencyKey(key: string): this;
   toWit(): OutboundRequest;
 }
 
 /** The WIT `decision` variant. */
 export type Decision =
+  | { tag: "skip" }
   | { tag: "drop"; val: string }
-  | { tag: "deliver"; val: Array<OutboundRequest | Request> };
+  | { tag: "deliver"; val: Request[] };
 
-export declare function deliver(...requests: Array<Request | Request[]>): Decision;
+/** Not for this plugin. */
+export declare function skip(): Decision;
+/** Nothing to do; the reason is recorded with the job. */
 export declare function drop(reason: string): Decision;
+/** Deliver these requests, each on its own with retries. */
+export declare function deliver(...requests: Array<Request | Request[]>): Decision;
 
 export declare const config: {
   get(key: string): string | null;
+  /** A missing or empty value is a fatal PluginError naming the key. */
   require(key: string): string;
   entries(): Record<string, string>;
 };
 
-export declare const log: {
-  trace(message: string): void;
-  debug(message: string): void;
-  info(message: string): void;
-  warn(message: string): void;
-  error(message: string): void;
+export declare const kv: {
+  get(key: string): Uint8Array | null;
+  getText(key: string): string | null;
+  getJson<T = any>(key: string): T | null;
+  set(key: string, value: string | Uint8Array, options?: { ttlMs?: number }): void;
+  setJson(key: string, value: unknown, options?: { ttlMs?: number }): void;
+  /** True when the key existed. */
+  delete(key: string): boolean;
 };
 
+export declare const log: {
+  trace(message: unknown): void;
+  debug(message: unknown): void;
+  info(message: unknown): void;
+  warn(message: unknown): void;
+  error(message: unknown): void;
+};
+
+/** A complete response of `http.send` / `http.get`. */
+export declare class Response {
+  readonly url: string;
+  readonly status: number;
+  readonly headers: Header[];
+  readonly body: Uint8Array;
+  readonly ok: boolean;
+  header(name: string): string | null;
+  text(): string;
+  json<T = any>(): T;
+  /** This response when 2xx; else a PluginError, retryable for 408, 425, 429, 5xx. */
+  errorForStatus(): this;
+}
+
+export declare const http: {
+  fetch(input: string | URL, init?: RequestInit): Promise<globalThis.Response>;
+  /** Any status resolves; a transport failure or denial is a retryable PluginError. */
+  send(request: Request): Promise<Response>;
+  get(url: string): Promise<Response>;
+  getJson<T = any>(url: string): Promise<T>;
+};
+
+/** What `definePlugin` takes. */
 export interface PluginDefinition {
-  /** Cheap first look; false drops the event. Default: every event. */
+  /** Cheap first look; false skips the event. Default: every event. */
   filter?(event: Event): boolean;
-  /** Decide what to do; may `await fetch(...)` (policed by the host). */
+  /** Decide; may `await fetch(...)` (policed by the host). */
   handle(event: Event): Decision | Promise<Decision>;
 }
 
-/** The `handler` export of the `fieldhook:plugin/plugin` world. */
+/** The `handler` export of the `fieldhook:plugin/plugin@0.2.0` world. */
 export interface Handler {
-  filter(event: RawEvent): boolean;
-  handle(event: RawEvent): Promise<Decision>;
+  handle(event: EventSource): Promise<{ tag: "skip" } | { tag: "drop"; val: string } | { tag: "deliver"; val: OutboundRequest[] }>;
 }
 
 export declare function definePlugin(definition: PluginDefinition): Handler;
 
-// ---- Typed payloads of the vendors (see docs/vendors) ----
-
-/** ServiceTrade webhook message; one event per `data[]` item. */
-export interface ServiceTradeMessage {
-  messageId: string;
-  /** Seconds since the epoch, as text. */
-  timestamp: string;
-  data: ServiceTradeChange[];
+/** The host the SDK talks to (set by the component entry or FakeHost). */
+export interface Host {
+  log(level: "trace" | "debug" | "info" | "warn" | "error", message: string): void;
+  configEntries(): Array<[string, string]>;
+  kvGet(key: string): Uint8Array | undefined;
+  kvSet(key: string, value: Uint8Array, ttlMs: bigint | undefined): void;
+  kvDelete(key: string): boolean;
+  fetch(input: string | URL, init?: RequestInit): Promise<globalThis.Response>;
 }
-
-export interface ServiceTradeChange {
-  action: "created" | "updated" | "deleted" | string;
-  timestamp: number;
-  userId?: number;
-  entity: { type: string; id: number | string; uri?: string };
-  changeset?: Array<{ field: string; oldValue: unknown; newValue: unknown }>;
-}
-
-/** Housecall Pro envelope: the record sits under the event's first part. */
-export interface HousecallProEnvelope {
-  event: string;
-  event_occurred_at?: string;
-  company_id?: string;
-  [record: string]: unknown;
-}
-
-/** ServiceTitan / Scheduling Pro envelope (not published; what integrators read). */
-export interface ServiceTitanEnvelope {
-  eventId: string;
-  eventType: string;
-  tenantId?: number | string;
-  data?: Record<string, unknown>;
-}
+export declare function useHost(host: Host): void;

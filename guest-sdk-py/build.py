@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Builds a fieldhook plugin written in Python into a WebAssembly component
-for the ``fieldhook:plugin/plugin`` world, with componentize-py.
+for the ``fieldhook:plugin/plugin@0.2.0`` world, with componentize-py.
 
     python3 guest-sdk-py/build.py plugins/my-plugin -o plugins/my-plugin/plugin.wasm
 
@@ -10,6 +10,7 @@ Needs ``componentize-py`` (``pip install componentize-py==0.25.0``) on PATH.
 """
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,24 @@ import time
 from pathlib import Path
 
 SDK_DIR = Path(__file__).resolve().parent
-WORLD = "fieldhook:plugin/plugin"
+# The contract this SDK speaks.
+CONTRACT = "0.2.0"
+
+
+def world(wit: Path) -> str:
+    """The world of the contract in ``wit``, which must be the one this SDK speaks."""
+    try:
+        text = (wit / "plugin.wit").read_text()
+    except OSError:
+        raise SystemExit(f"error: {wit} has no plugin.wit")
+    found = re.search(r"^package\s+fieldhook:plugin@([0-9.]+)\s*;", text, re.M)
+    version = found.group(1) if found else "(unknown)"
+    if version != CONTRACT:
+        raise SystemExit(
+            f"error: {wit} is contract {version}; this SDK builds {CONTRACT} only "
+            "(components already built for 0.1 keep working in the daemon)"
+        )
+    return f"fieldhook:plugin/plugin@{CONTRACT}"
 
 
 def main() -> int:
@@ -25,9 +43,10 @@ def main() -> int:
     p.add_argument("plugin_dir", type=Path, help="directory holding the plugin's module")
     p.add_argument("-o", "--out", type=Path, required=True, help="component to write")
     p.add_argument("--module", default="app", help="module holding class Handler (default: app)")
-    p.add_argument("--wit", type=Path, default=SDK_DIR.parent / "wit" / "0.1", help="WIT directory")
+    p.add_argument("--wit", type=Path, default=SDK_DIR.parent / "wit" / "0.2", help="WIT directory")
     p.add_argument("--componentize-py", default="componentize-py", help="the tool to run")
     args = p.parse_args()
+    target = world(args.wit)
 
     tool = shutil.which(args.componentize_py)
     if tool is None:
@@ -43,7 +62,7 @@ def main() -> int:
     cmd = [
         tool,
         "-d", str(args.wit),
-        "-w", WORLD,
+        "-w", target,
         "componentize",
         "-p", str(args.plugin_dir),
         "-p", str(SDK_DIR),

@@ -13,8 +13,7 @@ from typing import Any, Dict, Optional
 from urllib.parse import quote
 
 import fieldhook
-from fieldhook import Event, PluginError, Request, config, deliver, drop, log
-from fieldhook.vendors import ServiceTitanEnvelope
+from fieldhook import Event, Request, config, deliver, drop, log
 
 ABANDONED = "scheduling.session_abandoned"
 COMPLETED = "scheduling.session_completed"
@@ -25,14 +24,15 @@ class Handler(fieldhook.Plugin):
         return event.kind in (ABANDONED, COMPLETED)
 
     def decide(self, event: Event) -> fieldhook.Decision:
-        body: ServiceTitanEnvelope = event.json()
-        data = body.get("data")
-        if not isinstance(data, dict):
-            raise PluginError.fatal(f"{event.kind}: envelope has no `data` object")
-        session_id = first(data, "sessionId", "id")
-        if session_id is None:
-            raise PluginError.fatal(f"{event.kind}: `data` has no session id (`sessionId` or `id`)")
-        external_id = f"schedulingpro:{body.get('tenantId', 'tenant')}:{session_id}"
+        # The envelope and the session in `data`; the view's errors name
+        # what is missing (no `data`, no `data.sessionId` or `data.id`).
+        envelope = event.servicetitan()
+        session = envelope.session()
+        session_id = session.require_id()
+        data = session.raw
+        tenant = envelope.tenant_id if envelope.tenant_id is not None else "tenant"
+        external_id = f"schedulingpro:{tenant}:{session_id}"
+        occurred_at = event.occurred_at or envelope.occurred_at
         base = config.require("crm_url").rstrip("/")
         lead_url = f"{base}/leads/{quote(external_id, safe='')}"
 
@@ -48,7 +48,7 @@ class Handler(fieldhook.Plugin):
                 "interest": first(data, "serviceName", "jobType", "categoryName", "service"),
                 "notes": first(data, "notes", "summary", "comments"),
                 "campaign": first(data, "campaign", "campaignName", "utmCampaign"),
-                "abandoned_at": event.occurred_at,
+                "abandoned_at": occurred_at,
                 "fieldhook_event_id": event.id,
             }
             log.info(f"session {session_id} abandoned -> lead {external_id}")
@@ -59,7 +59,7 @@ class Handler(fieldhook.Plugin):
             "status": "closed",
             "outcome": "booked",
             "job_id": first(data, "jobId", "job_id", "bookingId"),
-            "closed_at": event.occurred_at,
+            "closed_at": occurred_at,
             "fieldhook_event_id": event.id,
         }
         log.info(f"session {session_id} completed -> close lead {external_id}")

@@ -8,5 +8,5 @@ from fieldhook import Event, Request, config, deliver, http
 class Handler(fieldhook.Plugin):
     def decide(self, event: Event) -> fieldhook.Decision:
         response = http.send(Request.get(config.require("url")).header("Accept", "application/json"))
-        body = {"status": response.status, "body": response.body.decode("utf-8", "replace")}
+        body = {"status": response.status, "body": response.text()}
         return deliver(Request.post(config.require("endpoint")).json(body))

@@ -1,19 +1,22 @@
 // Benchmark fixture: the same filter/map logic as overhead-rust.
-import { definePlugin, deliver, config, Request } from "@fieldhook/guest-sdk";
+import { config, definePlugin, deliver, Request } from "@fieldhook/guest-sdk";
+
+const str = (v) => (typeof v === "string" ? v : "");
+const field = (v, key) => (v !== null && typeof v === "object" && !Array.isArray(v) ? (v[key] ?? null) : null);
 
 export const handler = definePlugin({
   filter: (event) => event.kind === "job.completed",
   handle(event) {
     const body = event.json();
-    const job = body.job ?? {};
-    const customer = job.customer ?? {};
-    const name = `${customer.first_name ?? ""} ${customer.last_name ?? ""}`.trim();
+    const job = field(body, "job");
+    const customer = field(job, "customer");
+    const name = `${str(field(customer, "first_name"))} ${str(field(customer, "last_name"))}`.trim();
     const record = {
-      external_id: job.id ?? null,
-      invoice_number: job.invoice_number ?? null,
+      external_id: field(job, "id"),
+      invoice_number: field(job, "invoice_number"),
       customer: name,
-      total_cents: job.total_amount ?? null,
-      occurred_at: body.event_occurred_at ?? null,
+      total_cents: field(job, "total_amount"),
+      occurred_at: field(body, "event_occurred_at"),
       event_id: event.id,
     };
     return deliver(

@@ -1,7 +1,18 @@
 """Benchmark fixture: the same filter/map logic as overhead-rust."""
 
+from typing import Any
+
 import fieldhook
 from fieldhook import Event, Request, config, deliver
+
+
+def field(value: Any, key: str) -> Any:
+    """``value[key]`` as serde_json indexes: None unless an object has it."""
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 class Handler(fieldhook.Plugin):
@@ -10,15 +21,15 @@ class Handler(fieldhook.Plugin):
 
     def decide(self, event: Event) -> fieldhook.Decision:
         body = event.json()
-        job = body.get("job") or {}
-        customer = job.get("customer") or {}
-        name = f"{customer.get('first_name') or ''} {customer.get('last_name') or ''}".strip()
+        job = field(body, "job")
+        customer = field(job, "customer")
+        name = f"{text(field(customer, 'first_name'))} {text(field(customer, 'last_name'))}".strip()
         record = {
-            "external_id": job.get("id"),
-            "invoice_number": job.get("invoice_number"),
+            "external_id": field(job, "id"),
+            "invoice_number": field(job, "invoice_number"),
             "customer": name,
-            "total_cents": job.get("total_amount"),
-            "occurred_at": body.get("event_occurred_at"),
+            "total_cents": field(job, "total_amount"),
+            "occurred_at": field(body, "event_occurred_at"),
             "event_id": event.id,
         }
         request = Request.post(config.require("endpoint")).json(record)
