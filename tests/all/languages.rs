@@ -536,3 +536,62 @@ async fn outbound_http_from_javascript_and_python_reaches_the_host_policy_which_
         "{js:?}"
     );
 }
+
+/// Runs `program args` in `dir` and fails the test with its output when it
+/// fails.
+fn run_ok(dir: &std::path::Path, program: &str, args: &[&str], env: &[(&str, &std::path::Path)]) {
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).current_dir(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} in {} failed:\n{}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_javascript_and_python_sdks_and_plugins_pass_their_own_unit_tests() {
+    let root = workspace_root();
+    // JS: the SDK's tests and every JS plugin's, through the SDK's fake host.
+    run_ok(
+        &root.join("guest-sdk-js"),
+        "npm",
+        &["test", "--silent"],
+        &[],
+    );
+    // Python: the SDK's tests, then each Python plugin's directory.
+    let sdk = root.join("guest-sdk-py");
+    run_ok(
+        &root,
+        "python3",
+        &["-m", "unittest", "discover", "-s", "guest-sdk-py/tests"],
+        &[],
+    );
+    let mut plugin_dirs = 0;
+    for parent in ["plugins", "tests/guests"] {
+        for entry in std::fs::read_dir(root.join(parent)).unwrap() {
+            let dir = entry.unwrap().path();
+            if dir.join("app.py").is_file() {
+                run_ok(
+                    &dir,
+                    "python3",
+                    &["-m", "unittest"],
+                    &[("PYTHONPATH", &sdk)],
+                );
+                plugin_dirs += 1;
+            }
+        }
+    }
+    assert!(
+        plugin_dirs >= 4,
+        "found only {plugin_dirs} Python plugins with tests"
+    );
+}

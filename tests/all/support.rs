@@ -399,10 +399,10 @@ pub fn js_guest(entry: &str) -> PathBuf {
     let sdk = root.join("guest-sdk-js");
     let inputs = [
         plugin_dir.clone(),
-        sdk.join("fieldhook.js"),
-        sdk.join("build.mjs"),
-        sdk.join("package-lock.json"),
-        root.join("wit/0.1"),
+        // Every SDK module, build.mjs and package-lock.json (hash_tree
+        // skips node_modules).
+        sdk.clone(),
+        root.join("wit/0.2"),
     ];
     cached_build("js", entry, &inputs, |out| {
         ensure_js_tools(&sdk);
@@ -430,7 +430,7 @@ pub fn py_guest(dir: &str) -> PathBuf {
         plugin_dir.clone(),
         sdk.join("fieldhook"),
         sdk.join("build.py"),
-        root.join("wit/0.1"),
+        root.join("wit/0.2"),
     ];
     cached_build("py", dir, &inputs, |out| {
         let tool = componentize_py();

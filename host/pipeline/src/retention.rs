@@ -88,7 +88,8 @@ impl Pipeline {
         now_ms: u64,
     ) -> Result<Swept, PipelineError> {
         let mut swept = Swept::default();
-        let finished_before = event_id_at(now_ms.saturating_sub(r.finished_secs.saturating_mul(1000)));
+        let finished_before =
+            event_id_at(now_ms.saturating_sub(r.finished_secs.saturating_mul(1000)));
         for topic in Topic::ALL {
             swept.tasks += self
                 .queue

@@ -85,8 +85,8 @@ pub enum PluginCommand {
         /// Where to create the plugin's directory.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The `fieldhook-guest` SDK (Rust); default: the one in this
-        /// fieldhook checkout.
+        /// The SDK to use: guest-sdk/ for rust, guest-sdk-js/ for js,
+        /// guest-sdk-py/ for python; default: this fieldhook checkout's.
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -154,8 +154,11 @@ fn versions() -> String {
         .rev()
         .map(|v| {
             let (wit, builders) = match v {
-                WitVersion::V0_2 => ("wit/0.2/plugin.wit", "Rust SDK (fieldhook-guest)"),
-                WitVersion::V0_1 => ("wit/0.1/plugin.wit", "JavaScript and Python SDKs"),
+                WitVersion::V0_2 => ("wit/0.2/plugin.wit", "Rust, JavaScript and Python SDKs"),
+                WitVersion::V0_1 => (
+                    "wit/0.1/plugin.wit",
+                    "no SDK any more (built components still run)",
+                ),
             };
             format!("{v}  {wit}  built by: {builders}\n")
         })

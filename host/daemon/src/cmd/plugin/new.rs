@@ -11,35 +11,35 @@ use super::Lang;
 const WIT: &[(&str, &str)] = &[
     (
         "plugin.wit",
-        include_str!("../../../../../wit/0.1/plugin.wit"),
+        include_str!("../../../../../wit/0.2/plugin.wit"),
     ),
     (
         "deps/cli/cli.wit",
-        include_str!("../../../../../wit/0.1/deps/cli/cli.wit"),
+        include_str!("../../../../../wit/0.2/deps/cli/cli.wit"),
     ),
     (
         "deps/clocks/clocks.wit",
-        include_str!("../../../../../wit/0.1/deps/clocks/clocks.wit"),
+        include_str!("../../../../../wit/0.2/deps/clocks/clocks.wit"),
     ),
     (
         "deps/filesystem/filesystem.wit",
-        include_str!("../../../../../wit/0.1/deps/filesystem/filesystem.wit"),
+        include_str!("../../../../../wit/0.2/deps/filesystem/filesystem.wit"),
     ),
     (
         "deps/http/http.wit",
-        include_str!("../../../../../wit/0.1/deps/http/http.wit"),
+        include_str!("../../../../../wit/0.2/deps/http/http.wit"),
     ),
     (
         "deps/io/io.wit",
-        include_str!("../../../../../wit/0.1/deps/io/io.wit"),
+        include_str!("../../../../../wit/0.2/deps/io/io.wit"),
     ),
     (
         "deps/random/random.wit",
-        include_str!("../../../../../wit/0.1/deps/random/random.wit"),
+        include_str!("../../../../../wit/0.2/deps/random/random.wit"),
     ),
     (
         "deps/sockets/sockets.wit",
-        include_str!("../../../../../wit/0.1/deps/sockets/sockets.wit"),
+        include_str!("../../../../../wit/0.2/deps/sockets/sockets.wit"),
     ),
 ];
 
@@ -80,8 +80,8 @@ pub fn new(name: &str, lang: Lang, dir: &Path, sdk: Option<&Path>) -> anyhow::Re
     }
     let files = match lang {
         Lang::Rust => rust(name, &sdk_path(sdk)?),
-        Lang::Js => with_wit(js(name)),
-        Lang::Python => with_wit(python(name)),
+        Lang::Js => with_wit(js(name, &lang_sdk(sdk, "guest-sdk-js", "build.mjs")?)),
+        Lang::Python => with_wit(python(name, &lang_sdk(sdk, "guest-sdk-py", "build.py")?)),
     };
     for (path, text) in &files {
         let path = root.join(path);
@@ -112,6 +112,25 @@ fn sdk_path(sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
     candidate.join("Cargo.toml").is_file().then_some(()).with_context(|| {
         format!(
             "the fieldhook-guest SDK is not at {}; pass --sdk PATH (the guest-sdk/ directory of a fieldhook checkout)",
+            candidate.display()
+        )
+    })?;
+    Ok(std::fs::canonicalize(&candidate)?)
+}
+
+/// The JavaScript or Python SDK (`dir` of a checkout, holding `marker`): the
+/// one given with --sdk, else the one of the checkout this binary was built
+/// from.
+fn lang_sdk(sdk: Option<&Path>, dir: &str, marker: &str) -> anyhow::Result<PathBuf> {
+    let candidate = match sdk {
+        Some(p) => p.to_owned(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(dir),
+    };
+    candidate.join(marker).is_file().then_some(()).with_context(|| {
+        format!(
+            "the {dir} SDK is not at {}; pass --sdk PATH (the {dir}/ directory of a fieldhook checkout)",
             candidate.display()
         )
     })?;
@@ -264,54 +283,60 @@ mod tests {{
     ]
 }
 
-fn js(name: &str) -> Vec<(String, String)> {
+fn js(name: &str, sdk: &Path) -> Vec<(String, String)> {
+    let sdk = sdk.display();
     vec![
         (
             "plugin.js".into(),
             format!(
                 r#"// {name}: posts a short record of each completed job to `endpoint`.
-// Built into a component by componentize-js (`npm run build`).
-import {{ get }} from "fieldhook:plugin/config@0.1.0";
-import {{ log }} from "fieldhook:plugin/log@0.1.0";
+import {{ config, definePlugin, deliver, drop, log, Request }} from "@fieldhook/guest-sdk";
 
-const utf8 = new TextEncoder();
+export const handler = definePlugin({{
+  // Reads only the kind: other events never copy the body.
+  filter: (event) => event.kind === "job.completed",
 
-export const handler = {{
-  filter(event) {{
-    return event.kind === "job.completed";
-  }},
-
-  // Returning is `ok`; throwing `{{ message, retryable }}` is `err`.
   handle(event) {{
-    const body = JSON.parse(new TextDecoder().decode(event.body));
-    if (!body.job) {{
-      return {{ tag: "drop", val: "the body has no `job` object" }};
-    }}
-    const endpoint = get("endpoint");
-    if (!endpoint) {{
-      throw {{ message: "config.endpoint is not set", retryable: false }};
-    }}
-    log("info", `job ${{body.job.id}} completed`);
+    const job = event.json().job;
+    if (job === null || typeof job !== "object") return drop("the body has no `job` object");
+    log.info(`job ${{job.id}} completed`);
     const record = {{
-      job_id: body.job.id,
-      invoice_number: body.job.invoice_number,
-      total_cents: body.job.total_amount,
+      job_id: job.id ?? null,
+      invoice_number: job.invoice_number ?? null,
+      total_cents: job.total_amount ?? null,
       event_id: event.id,
     }};
-    return {{
-      tag: "deliver",
-      val: [{{
-        method: "POST",
-        url: endpoint,
-        headers: [{{ name: "content-type", value: utf8.encode("application/json") }}],
-        body: utf8.encode(JSON.stringify(record)),
-        idempotencyKey: `{name}:${{event.id}}`,
-      }}],
-    }};
+    return deliver(Request.post(config.require("endpoint")).json(record).withIdempotencyKey(`{name}:${{event.id}}`));
   }},
-}};
+}});
 "#
             ),
+        ),
+        (
+            "plugin.test.mjs".into(),
+            r#"// Unit tests, no build: npm test
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { test } from "node:test";
+import { event, eventFromSample, FakeHost } from "@fieldhook/guest-sdk/testing";
+import { handler } from "./plugin.js";
+
+const host = () => new FakeHost({ config: { endpoint: "https://books.example.com/api/jobs" } });
+const sample = JSON.parse(readFileSync(new URL("sample-event.json", import.meta.url), "utf8"));
+
+test("a completed job becomes one POST to the endpoint", async () => {
+  const result = await host().run(handler, eventFromSample(sample));
+  assert.equal(result.type, "deliver");
+  assert.equal(result.requests[0].url, "https://books.example.com/api/jobs");
+  assert.equal(result.requests[0].json.job_id, "job_7f3e");
+});
+
+test("other kinds are skipped, bodies without a job dropped", async () => {
+  assert.deepEqual(await host().run(handler, event({ kind: "job.updated" })), { type: "skip" });
+  assert.equal((await host().run(handler, event({ kind: "job.completed", body: {} }))).type, "drop");
+});
+"#
+            .into(),
         ),
         (
             "package.json".into(),
@@ -322,11 +347,8 @@ export const handler = {{
   "private": true,
   "type": "module",
   "scripts": {{
-    "build": "jco componentize plugin.js --wit wit --world-name plugin --out plugin.wasm"
-  }},
-  "devDependencies": {{
-    "@bytecodealliance/componentize-js": "*",
-    "@bytecodealliance/jco": "*"
+    "build": "node {sdk}/build.mjs plugin.js -o plugin.wasm",
+    "test": "node --import {sdk}/register.mjs --test plugin.test.mjs"
   }}
 }}
 "#
@@ -341,56 +363,85 @@ export const handler = {{
             ),
         ),
         ("sample-event.json".into(), SAMPLE_EVENT.into()),
-        (".gitignore".into(), "/node_modules\n/plugin.wasm\n".into()),
+        (".gitignore".into(), "/plugin.wasm\n".into()),
         (
             "README.md".into(),
-            readme(name, "npm install\nnpm run build", "plugin.wasm"),
+            readme(
+                name,
+                &format!(
+                    "(cd {sdk} && npm install)   # once: the SDK's build tool\nnpm test                         # unit tests through the SDK's fake host, no build\nnpm run build"
+                ),
+                "plugin.wasm",
+            ),
         ),
     ]
 }
 
-fn python(name: &str) -> Vec<(String, String)> {
+fn python(name: &str, sdk: &Path) -> Vec<(String, String)> {
+    let sdk = sdk.display();
     vec![
         (
             "app.py".into(),
             format!(
-                r#"# {name}: posts a short record of each completed job to `endpoint`.
-# Built into a component by componentize-py (see README.md).
-import json
+                r#""""{name}: posts a short record of each completed job to `endpoint`."""
 
-from wit_world import exports
-from wit_world.imports import config, log, types
-from wit_world.types import Err
+import fieldhook
+from fieldhook import Event, Request, config, deliver, drop, log
 
 
-class Handler(exports.Handler):
-    def filter(self, event: types.Event) -> bool:
+class Handler(fieldhook.Plugin):
+    def accepts(self, event: Event) -> bool:
+        # Reads only the kind: other events never copy the body.
         return event.kind == "job.completed"
 
-    def handle(self, event: types.Event) -> types.Decision:
-        body = json.loads(bytes(event.body))
-        job = body.get("job")
+    def decide(self, event: Event) -> fieldhook.Decision:
+        job = event.json().get("job")
         if not isinstance(job, dict):
-            return types.Decision_Drop("the body has no `job` object")
-        endpoint = config.get("endpoint")
-        if endpoint is None:
-            raise Err(types.PluginError(message="config.endpoint is not set", retryable=False))
-        log.log(log.Level.INFO, f"job {{job.get('id')}} completed")
+            return drop("the body has no `job` object")
+        log.info(f"job {{job.get('id')}} completed")
         record = {{
             "job_id": job.get("id"),
             "invoice_number": job.get("invoice_number"),
             "total_cents": job.get("total_amount"),
             "event_id": event.id,
         }}
-        return types.Decision_Deliver([
-            types.OutboundRequest(
-                method="POST",
-                url=endpoint,
-                headers=[types.Header(name="content-type", value=b"application/json")],
-                body=json.dumps(record).encode(),
-                idempotency_key=f"{name}:{{event.id}}",
-            )
-        ])
+        request = Request.post(config.require("endpoint")).json(record)
+        return deliver(request.idempotency_key(f"{name}:{{event.id}}"))
+"#
+            ),
+        ),
+        (
+            "test_app.py".into(),
+            format!(
+                r#""""Unit tests, no build: PYTHONPATH={sdk} python3 -m unittest"""
+
+import unittest
+from pathlib import Path
+
+from fieldhook.testing import FakeHost, event, event_from_sample
+
+import app
+
+SAMPLE = str(Path(__file__).resolve().parent / "sample-event.json")
+
+
+class AppTest(unittest.TestCase):
+    def host(self) -> FakeHost:
+        return FakeHost(config={{"endpoint": "https://books.example.com/api/jobs"}})
+
+    def test_a_completed_job_becomes_one_post_to_the_endpoint(self):
+        result = self.host().run(app.Handler(), event_from_sample(SAMPLE))
+        self.assertEqual(result.type, "deliver")
+        self.assertEqual(result.requests[0].url, "https://books.example.com/api/jobs")
+        self.assertEqual(result.requests[0].json["job_id"], "job_7f3e")
+
+    def test_other_kinds_are_skipped_and_bodies_without_a_job_dropped(self):
+        self.assertEqual(self.host().run(app.Handler(), event(kind="job.updated")).type, "skip")
+        self.assertEqual(self.host().run(app.Handler(), event(kind="job.completed", body={{}})).type, "drop")
+
+
+if __name__ == "__main__":
+    unittest.main()
 "#
             ),
         ),
@@ -403,12 +454,14 @@ class Handler(exports.Handler):
             ),
         ),
         ("sample-event.json".into(), SAMPLE_EVENT.into()),
-        (".gitignore".into(), "/plugin.wasm\n/wit_world\n".into()),
+        (".gitignore".into(), "/plugin.wasm\n__pycache__/\n".into()),
         (
             "README.md".into(),
             readme(
                 name,
-                "pip install componentize-py\ncomponentize-py --wit-path wit --world plugin componentize app -o plugin.wasm",
+                &format!(
+                    "pip install componentize-py==0.25.0\nPYTHONPATH={sdk} python3 -m unittest   # unit tests through the SDK's fake host, no build\npython3 {sdk}/build.py . -o plugin.wasm"
+                ),
                 "plugin.wasm",
             ),
         ),
