@@ -31,9 +31,9 @@ use fieldhook_policy::manifest::MAX_TIMEOUT_MS;
 use fieldhook_runtime::directory::PluginSet;
 use fieldhook_runtime::{Run, Runtime};
 use fieldhook_store::EventStore;
-use fieldhook_store::queue::{Coalesced, Lease, NewTask, TaskLog, Topic};
+use fieldhook_store::queue::{Coalesced, Lease, NewTask, Settlement, TaskEnd, TaskLog, Topic};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
@@ -42,6 +42,12 @@ use crate::metrics::Metrics;
 pub const MAX_JOB_ATTEMPTS: u32 = 3;
 /// Most requests one decision may ask for.
 pub const MAX_REQUESTS_PER_DECISION: usize = 100;
+/// Events fanned out in one step.
+const FAN_OUT_BATCH: usize = 512;
+/// Most tasks leased in one step (one sync makes them all durable).
+const MAX_LEASE_BATCH: usize = 256;
+/// Most outcomes recorded in one step.
+const MAX_SETTLE_BATCH: usize = 1024;
 
 /// Worker counts for the two queues: the `[workers]` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,10 +60,13 @@ pub struct Workers {
 }
 
 impl Default for Workers {
+    /// Plugin calls are short and mostly CPU; deliveries mostly wait on the
+    /// network, so many run at once. Leasing and settling in batches keeps
+    /// either count cheap.
     fn default() -> Self {
         Self {
-            jobs: 4,
-            deliveries: 8,
+            jobs: 16,
+            deliveries: 128,
         }
     }
 }
@@ -131,20 +140,15 @@ impl Pipeline {
         let p = self.clone();
         let s = shutdown.clone();
         handles.push(tokio::spawn(async move { p.fan_out_loop(s).await }));
-        for _ in 0..jobs.max(1) {
-            let p = self.clone();
-            let s = shutdown.clone();
-            handles.push(tokio::spawn(
-                async move { p.worker_loop(Topic::Jobs, s).await },
-            ));
-        }
-        for _ in 0..deliveries.max(1) {
-            let p = self.clone();
-            let s = shutdown.clone();
-            handles.push(tokio::spawn(async move {
-                p.worker_loop(Topic::Deliveries, s).await
-            }));
-        }
+        let p = self.clone();
+        let s = shutdown.clone();
+        handles.push(tokio::spawn(p.topic_loop(Topic::Jobs, jobs.max(1), s)));
+        let p = self.clone();
+        handles.push(tokio::spawn(p.topic_loop(
+            Topic::Deliveries,
+            deliveries.max(1),
+            shutdown,
+        )));
         handles
     }
 
@@ -169,34 +173,38 @@ impl Pipeline {
 
     /// Queues jobs for waiting events; returns how many events it handled.
     pub fn fan_out(&self) -> Result<usize, PipelineError> {
-        let ids = self.store.inbox(256)?;
+        let ids = self.store.inbox(FAN_OUT_BATCH)?;
         let now = now_ms();
-        // Marked done together at the end, as far as it got: one write for
-        // the batch instead of one per event.
-        let mut done = 0;
-        let result = ids.iter().try_for_each(|id| {
-            self.fan_out_one(id, now)?;
-            done += 1;
-            Ok::<_, PipelineError>(())
-        });
-        self.store.inbox_done(&ids[..done])?;
-        result?;
+        // The batch's plain jobs are published in one step, then the events
+        // marked done together: a crash in between redoes the fan-out, which
+        // publishes nothing twice (job ids are `{event}.{plugin}`).
+        let mut plain = Vec::new();
+        for id in &ids {
+            self.fan_out_one(id, now, &mut plain)?;
+        }
+        self.queue.publish(&plain, now)?;
+        self.store.inbox_done(&ids)?;
         if !ids.is_empty() {
-            self.jobs.notify_waiters();
+            self.jobs.notify_one();
         }
         Ok(ids.len())
     }
 
-    /// Queues the jobs of one event.
-    fn fan_out_one(&self, id: &str, now: u64) -> Result<(), PipelineError> {
-        let Some(event) = self.store.event(id)? else {
+    /// The jobs of one event: plain ones are added to `plain`, debounced
+    /// ones coalesced at once.
+    fn fan_out_one(
+        &self,
+        id: &str,
+        now: u64,
+        plain: &mut Vec<NewTask>,
+    ) -> Result<(), PipelineError> {
+        let Some(event) = self.store.event_head(id)? else {
             return Ok(());
         };
         let plugins = self.plugins.subscribers(&event.source, &event.kind);
         if plugins.is_empty() {
-            tracing::info!(event = %id, source = %event.source, kind = %event.kind, "no plugin subscribes to this event");
+            tracing::debug!(event = %id, source = %event.source, kind = %event.kind, "no plugin subscribes to this event");
         }
-        let mut plain = Vec::new();
         for plugin in plugins {
             let payload = encode(&JobPayload {
                 event_id: id.to_owned(),
@@ -232,30 +240,50 @@ impl Pipeline {
                 tracing::debug!(event = %id, job = %into, "coalesced into a waiting job");
             }
         }
-        self.queue.publish(&plain, now)?;
         Ok(())
     }
 
-    async fn worker_loop(&self, topic: Topic, mut shutdown: watch::Receiver<bool>) {
+    /// Runs a topic's work: leases batches as slots free up, runs each task
+    /// on its own, and hands the outcomes to a settler that records all the
+    /// ready ones in one step. Stops when `shutdown` turns true, after the
+    /// tasks in hand finish.
+    async fn topic_loop(
+        self: Arc<Self>,
+        topic: Topic,
+        slots: usize,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let (wake, lease_ms) = match topic {
             Topic::Jobs => (&self.jobs, MAX_TIMEOUT_MS + 30_000),
             Topic::Deliveries => (&self.deliveries, self.delivery.lease_ms()),
         };
+        let (outcomes, inbox) = mpsc::unbounded_channel();
+        let settler = tokio::spawn(self.clone().settle_loop(topic, inbox));
+        let free = Arc::new(Semaphore::new(slots));
         loop {
             if *shutdown.borrow() {
-                return;
+                break;
+            }
+            let available = free.available_permits();
+            if available == 0 {
+                tokio::select! {
+                    permit = free.clone().acquire_owned() => drop(permit),
+                    _ = shutdown.changed() => {}
+                }
+                continue;
             }
             let notified = wake.notified();
-            let lease = match self.queue.lease(topic, now_ms(), lease_ms, 1) {
-                Ok(mut l) => l.pop(),
+            let max = available.min(MAX_LEASE_BATCH);
+            let leases = match self.queue.lease(topic, now_ms(), lease_ms, max).await {
+                Ok(l) => l,
                 Err(e) => {
                     tracing::error!(topic = topic.name(), error = %e, "cannot lease work");
-                    None
+                    Vec::new()
                 }
             };
-            let Some(lease) = lease else {
+            if leases.is_empty() {
                 let wait = match self.queue.next_due(topic) {
-                    Ok(Some(due)) => due.saturating_sub(now_ms()).clamp(5, 1_000),
+                    Ok(Some(due)) => due.saturating_sub(now_ms()).clamp(1, 1_000),
                     _ => 1_000,
                 };
                 tokio::select! {
@@ -264,49 +292,92 @@ impl Pipeline {
                     _ = shutdown.changed() => {}
                 }
                 continue;
-            };
-            let end = match topic {
-                Topic::Jobs => self.run_job(&lease).await,
-                Topic::Deliveries => self.run_delivery(&lease).await,
-            };
-            if let Err(e) = self.finish(topic, &lease, end).await {
-                tracing::error!(topic = topic.name(), task = %lease.id, error = %e, "cannot record the outcome; the task will run again when its lease expires");
+            }
+            for lease in leases {
+                let Ok(permit) = free.clone().acquire_owned().await else {
+                    break;
+                };
+                let p = self.clone();
+                let outcomes = outcomes.clone();
+                tokio::spawn(async move {
+                    let end = match topic {
+                        Topic::Jobs => p.run_job(&lease).await,
+                        Topic::Deliveries => p.run_delivery(&lease).await,
+                    };
+                    // The settler outlives every task (it ends when the
+                    // last sender is dropped), so this cannot fail.
+                    let _ = outcomes.send((lease, end));
+                    drop(permit);
+                });
+            }
+        }
+        // Let the tasks in hand finish, then the settler record them.
+        let _ = free
+            .acquire_many(u32::try_from(slots).unwrap_or(u32::MAX))
+            .await;
+        drop(outcomes);
+        let _ = settler.await;
+    }
+
+    /// Records outcomes as they come, every one that is ready in one step.
+    async fn settle_loop(
+        self: Arc<Self>,
+        topic: Topic,
+        mut inbox: mpsc::UnboundedReceiver<(Lease, End)>,
+    ) {
+        while let Some(first) = inbox.recv().await {
+            let mut ready = vec![first];
+            while ready.len() < MAX_SETTLE_BATCH
+                && let Ok(more) = inbox.try_recv()
+            {
+                ready.push(more);
+            }
+            let now = now_ms();
+            let mut queued = false;
+            let settlements = ready
+                .into_iter()
+                .map(|(lease, end)| {
+                    let end = self.record(topic, &lease, end);
+                    queued |=
+                        matches!(&end, TaskEnd::Done { follow_ups, .. } if !follow_ups.is_empty());
+                    Settlement { lease, end }
+                })
+                .collect();
+            if let Err(e) = self.queue.settle(settlements, now) {
+                tracing::error!(topic = topic.name(), error = %e, "cannot record outcomes; their tasks run again when their leases expire");
+            }
+            if queued {
+                self.deliveries.notify_one();
             }
         }
     }
 
-    async fn finish(&self, topic: Topic, lease: &Lease, end: End) -> Result<(), PipelineError> {
-        let now = now_ms();
+    /// Logs and counts one outcome, and says how the task log ends it.
+    fn record(&self, topic: Topic, lease: &Lease, end: End) -> TaskEnd {
         match end {
             End::Done(outcome, follow_ups) => {
-                tracing::info!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, %outcome, "done");
-                let queued = !follow_ups.is_empty();
-                self.queue.ack(lease, &outcome, &follow_ups, now)?;
+                tracing::debug!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, %outcome, "done");
                 self.metrics.attempt(topic, "done");
-                if queued {
-                    self.deliveries.notify_waiters();
+                TaskEnd::Done {
+                    outcome,
+                    follow_ups,
                 }
             }
-            End::Retry(outcome, delay) => {
-                tracing::warn!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, %outcome, delay_ms = delay, "will retry");
-                self.queue.retry(lease, delay, &outcome, now)?;
+            End::Retry(outcome, delay_ms) => {
+                tracing::warn!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, %outcome, delay_ms, "will retry");
                 self.metrics.attempt(topic, "retry");
+                TaskEnd::Retry { outcome, delay_ms }
             }
-            End::Defer(delay) => {
-                // Nothing happened: no flush needed, a crash just re-leases it.
-                self.queue.defer(lease, delay, now)?;
+            End::Defer(delay_ms) => {
                 self.metrics.attempt(topic, "deferred");
-                return Ok(());
+                TaskEnd::Defer { delay_ms }
             }
             End::Dead(reason) => {
                 tracing::error!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, %reason, "dead-lettered");
-                self.queue.dead_letter(lease, &reason, now)?;
                 self.metrics.attempt(topic, "dead");
+                TaskEnd::Dead { reason }
             }
         }
-        // The outcome must survive a crash, or a done job would run again.
-        self.store.sync().await?;
-        Ok(())
     }
 
     async fn run_job(&self, lease: &Lease) -> End {

@@ -199,7 +199,7 @@ mod tests {
                 now,
             )
             .unwrap();
-        for lease in p.queue.lease(Topic::Jobs, now, 1000, 10).unwrap() {
+        for lease in p.queue.lease(Topic::Jobs, now, 1000, 10).await.unwrap() {
             if lease.id.starts_with(&done_id) {
                 p.queue.ack(&lease, "ok", &[], now).unwrap();
             } else {

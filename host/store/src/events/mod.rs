@@ -61,6 +61,19 @@ impl StoreError {
     }
 }
 
+/// The leading fields of a stored event ([`EventStore::event_head`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHead {
+    /// Event id.
+    pub id: String,
+    /// Source name.
+    pub source: String,
+    /// Normalized kind.
+    pub kind: String,
+    /// Entity, when known.
+    pub entity: Option<EntityRecord>,
+}
+
 /// What happened to one event offered to [`EventStore::ingest`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ingested {
@@ -209,6 +222,24 @@ impl EventStore {
                     })
             }
         }
+    }
+
+    /// The leading fields of one stored event (id, source, kind, entity):
+    /// what fan-out needs, without copying headers and body.
+    pub fn event_head(&self, id: &str) -> Result<Option<EventHead>, StoreError> {
+        let Some(bytes) = self.events.get(key(EVENT, id.as_bytes()))? else {
+            return Ok(None);
+        };
+        let head = record::HeadFields::decode(&bytes).map_err(|message| StoreError::Corrupt {
+            key: id.to_owned(),
+            message,
+        })?;
+        Ok(Some(EventHead {
+            id: head.id.to_owned(),
+            source: head.source.to_owned(),
+            kind: head.kind.to_owned(),
+            entity: head.entity,
+        }))
     }
 
     /// Number of stored events.

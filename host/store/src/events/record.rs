@@ -88,6 +88,30 @@ pub(crate) struct DedupeFields<'a> {
     pub(crate) received_at_ms: u64,
 }
 
+/// What fan-out needs of a stored record: decoding stops before the
+/// occurred-at text, headers and body.
+#[derive(Deserialize)]
+pub(crate) struct HeadFields<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) source: &'a str,
+    _vendor: &'a str,
+    pub(crate) kind: &'a str,
+    pub(crate) entity: Option<EntityRecord>,
+}
+
+impl<'a> HeadFields<'a> {
+    /// Decodes the leading fields of a stored record.
+    pub(crate) fn decode(bytes: &'a [u8]) -> Result<Self, String> {
+        match bytes.split_first() {
+            Some((&FORMAT_V1, rest)) => postcard::take_from_bytes(rest)
+                .map(|(fields, _rest)| fields)
+                .map_err(|e| e.to_string()),
+            Some((v, _)) => Err(format!("unknown record format version {v}")),
+            None => Err("empty record".into()),
+        }
+    }
+}
+
 /// [`EntityRecord`], borrowed.
 #[derive(Deserialize)]
 struct EntityRef<'a> {

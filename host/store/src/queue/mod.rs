@@ -1,15 +1,26 @@
 //! The work queue: jobs and deliveries as leased tasks.
 //!
-//! The pipeline talks to a [`TaskLog`], a small interface shaped like a
-//! distributed log with leases (publish with an id, lease, ack, retry after a
-//! delay, dead-letter, replay), so a NATS JetStream backend can stand in for
-//! the embedded one. [`Queue`] is the embedded backend, in sled.
+//! The pipeline talks to a [`TaskLog`], an interface shaped like a log with
+//! consumers (publish with an id, lease a batch, settle a batch of outcomes,
+//! replay), so a NATS JetStream engine can stand in for the embedded one.
+//! [`Queue`] is the embedded engine, in sled.
 //!
 //! A task's life: published `Ready` -> leased (`Leased`, invisible until the
-//! lease expires, so a crashed worker's task simply comes due again) -> acked
-//! (`Done`), retried (`Ready` after a delay) or dead-lettered (`Dead`, with
-//! the reason and the whole attempt history). A `Done` or `Dead` task can be
-//! replayed: it becomes `Ready` again with a fresh attempt count.
+//! lease expires, so a crashed worker's task simply comes due again) ->
+//! settled: done (`Done`), retried (`Ready` after a delay) or dead-lettered
+//! (`Dead`, with the reason and the whole attempt history). A `Done` or
+//! `Dead` task can be replayed: it becomes `Ready` again with a fresh
+//! attempt count.
+//!
+//! Durability, and why it is cheap:
+//! - a lease is durable when [`TaskLog::lease`] returns: the attempt is on
+//!   disk before the worker acts on it, so after a crash an attempt is never
+//!   missing from a task's history (it reads "interrupted");
+//! - settling does not wait for the disk; its effects are durable at the
+//!   next sync, and any later lease waits for that sync, so a delivery can
+//!   never leave before the job that queued it is durable;
+//! - work is leased and settled in batches, so one sync serves as many
+//!   outcomes as are ready.
 //!
 //! Two optional per-task keys give the pipeline debounce and ordering:
 //! - an *order key*: tasks sharing one run one at a time, in publish order;
@@ -18,12 +29,13 @@
 //!   earlier one with the same key still waits is merged into it and its due
 //!   time pushed back (trailing-edge debounce).
 
-mod sled_log;
+mod engine;
 
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-pub use sled_log::Queue;
-pub(crate) use sled_log::verify;
+pub use engine::Queue;
+pub(crate) use engine::verify;
 
 /// Queue failures.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +43,9 @@ pub enum QueueError {
     /// The embedded store failed.
     #[error("queue store: {0}")]
     Sled(#[from] sled::Error),
+    /// The sync that makes leases durable failed.
+    #[error("queue store: {0}")]
+    Store(#[from] crate::StoreError),
     /// A task record could not be decoded.
     #[error("queue record `{0}` is corrupt")]
     Corrupt(String),
@@ -199,8 +214,50 @@ impl Depth {
     }
 }
 
+/// How a leased task's attempt ended.
+#[derive(Debug, Clone)]
+pub enum TaskEnd {
+    /// Finished; `follow_ups` are published in the same step (a job's
+    /// deliveries are queued exactly when the job is done). A follow-up whose
+    /// id exists and is finished runs again (a replayed job re-delivers).
+    Done {
+        /// What happened, for the history.
+        outcome: String,
+        /// Tasks to publish with it.
+        follow_ups: Vec<NewTask>,
+    },
+    /// Run again after `delay_ms`; the failed attempt is recorded.
+    Retry {
+        /// What failed.
+        outcome: String,
+        /// Delay before the next attempt.
+        delay_ms: u64,
+    },
+    /// Not attempted (its destination is throttled or its circuit open):
+    /// due again after `delay_ms`, and the lease does not count as an
+    /// attempt.
+    Defer {
+        /// Delay before it is due again.
+        delay_ms: u64,
+    },
+    /// Give up; the task stays, dead, with its history.
+    Dead {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One leased task's end, for [`TaskLog::settle`].
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    /// The lease being ended.
+    pub lease: Lease,
+    /// How it ended.
+    pub end: TaskEnd,
+}
+
 /// A durable log of leased tasks. Every method is one atomic step; the
-/// embedded backend is [`Queue`].
+/// embedded engine is [`Queue`].
 pub trait TaskLog: Send + Sync + std::fmt::Debug + 'static {
     /// Publishes tasks due at `now_ms`. A task whose id already exists in its
     /// topic is left as it is (publishing is idempotent). Returns how many
@@ -220,44 +277,24 @@ pub trait TaskLog: Send + Sync + std::fmt::Debug + 'static {
         merge: &(dyn Fn(&[u8]) -> Vec<u8> + Sync),
     ) -> Result<Coalesced, QueueError>;
 
-    /// Leases up to `max` tasks of `topic` due at `now_ms`, for `lease_ms`.
+    /// Leases up to `max` tasks of `topic` due at `now_ms`, for `lease_ms`,
+    /// and returns once the leases are durable.
     fn lease(
         &self,
         topic: Topic,
         now_ms: u64,
         lease_ms: u64,
         max: usize,
-    ) -> Result<Vec<Lease>, QueueError>;
+    ) -> BoxFuture<'_, Result<Vec<Lease>, QueueError>>;
 
-    /// Finishes a leased task and publishes follow-up tasks in the same step
-    /// (a job's deliveries are queued exactly when the job is done). A
-    /// follow-up whose id exists and is finished runs again (a replayed job
-    /// re-delivers).
-    fn ack(
-        &self,
-        lease: &Lease,
-        outcome: &str,
-        follow_ups: &[NewTask],
-        now_ms: u64,
-    ) -> Result<(), QueueError>;
+    /// Ends leased tasks' attempts, all in one step. A lease that expired
+    /// and was taken again is ignored (the newer attempt owns the task).
+    /// Durable at the next [`TaskLog::sync`]; nothing leased after this
+    /// returns can overtake it.
+    fn settle(&self, settlements: Vec<Settlement>, now_ms: u64) -> Result<(), QueueError>;
 
-    /// Releases a leased task to run again at `now_ms + delay_ms`, recording
-    /// the failed attempt.
-    fn retry(
-        &self,
-        lease: &Lease,
-        delay_ms: u64,
-        outcome: &str,
-        now_ms: u64,
-    ) -> Result<(), QueueError>;
-
-    /// Gives a leased task back without running it (its destination is
-    /// throttled or its circuit open): due at `now_ms + delay_ms`, and the
-    /// lease does not count as an attempt.
-    fn defer(&self, lease: &Lease, delay_ms: u64, now_ms: u64) -> Result<(), QueueError>;
-
-    /// Gives up on a leased task; it stays, dead, with its history.
-    fn dead_letter(&self, lease: &Lease, reason: &str, now_ms: u64) -> Result<(), QueueError>;
+    /// Waits until every step taken so far is on disk.
+    fn sync(&self) -> BoxFuture<'_, Result<(), QueueError>>;
 
     /// Makes a finished (done or dead) task run again, due now, with a fresh
     /// attempt count; its history is kept. Returns false when the task does
@@ -277,14 +314,15 @@ pub trait TaskLog: Send + Sync + std::fmt::Debug + 'static {
         keep: &dyn Fn(&Task) -> bool,
     ) -> Result<Vec<Task>, QueueError>;
 
-    /// Tasks of a topic whose id starts with `prefix`.
+    /// Tasks of a topic whose id starts with `prefix`, in id order.
     fn with_prefix(&self, topic: Topic, prefix: &str) -> Result<Vec<Task>, QueueError>;
 
     /// Removes done tasks whose id sorts before `before` (ids start with a
     /// time-sortable event id), at most `limit`; returns how many.
     fn purge_done(&self, topic: Topic, before: &str, limit: usize) -> Result<usize, QueueError>;
 
-    /// After a restart nobody holds a lease: make leased tasks due now.
+    /// After a restart nobody holds a lease: make leased tasks due now, each
+    /// attempt recorded as interrupted.
     fn recover(&self, now_ms: u64) -> Result<usize, QueueError>;
 
     /// The earliest due time of a topic, if any task is waiting.
@@ -292,4 +330,72 @@ pub trait TaskLog: Send + Sync + std::fmt::Debug + 'static {
 
     /// Tasks per topic and state.
     fn depth(&self) -> Depth;
+
+    /// Finishes one leased task (see [`TaskEnd::Done`]).
+    fn ack(
+        &self,
+        lease: &Lease,
+        outcome: &str,
+        follow_ups: &[NewTask],
+        now_ms: u64,
+    ) -> Result<(), QueueError> {
+        let end = TaskEnd::Done {
+            outcome: outcome.to_owned(),
+            follow_ups: follow_ups.to_vec(),
+        };
+        self.settle(
+            vec![Settlement {
+                lease: lease.clone(),
+                end,
+            }],
+            now_ms,
+        )
+    }
+
+    /// Releases one leased task to run again later (see [`TaskEnd::Retry`]).
+    fn retry(
+        &self,
+        lease: &Lease,
+        delay_ms: u64,
+        outcome: &str,
+        now_ms: u64,
+    ) -> Result<(), QueueError> {
+        let end = TaskEnd::Retry {
+            outcome: outcome.to_owned(),
+            delay_ms,
+        };
+        self.settle(
+            vec![Settlement {
+                lease: lease.clone(),
+                end,
+            }],
+            now_ms,
+        )
+    }
+
+    /// Gives one leased task back unattempted (see [`TaskEnd::Defer`]).
+    fn defer(&self, lease: &Lease, delay_ms: u64, now_ms: u64) -> Result<(), QueueError> {
+        let end = TaskEnd::Defer { delay_ms };
+        self.settle(
+            vec![Settlement {
+                lease: lease.clone(),
+                end,
+            }],
+            now_ms,
+        )
+    }
+
+    /// Gives up on one leased task (see [`TaskEnd::Dead`]).
+    fn dead_letter(&self, lease: &Lease, reason: &str, now_ms: u64) -> Result<(), QueueError> {
+        let end = TaskEnd::Dead {
+            reason: reason.to_owned(),
+        };
+        self.settle(
+            vec![Settlement {
+                lease: lease.clone(),
+                end,
+            }],
+            now_ms,
+        )
+    }
 }
