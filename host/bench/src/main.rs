@@ -31,8 +31,12 @@ use fieldhook_store::{EventStore, Ingested, StoreError};
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 
+mod load;
+mod peer;
 mod pipeline;
 mod plugin_overhead;
+
+use load::{Drive, MakeRequest, RunResult, report, run};
 
 #[derive(Parser)]
 #[command(name = "fieldhook-bench", about = "Benchmarks for fieldhook")]
@@ -127,6 +131,9 @@ enum Command {
     },
     /// Per-language plugin overhead: compile, cached load, call p50/p99.
     PluginOverhead(plugin_overhead::Args),
+    /// The whole path on fieldhook against Node-RED 4: the same job, the
+    /// same load generator, one run (Node-RED is installed with npm).
+    Peer(peer::Args),
 }
 
 const SECRET_B64: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -178,6 +185,7 @@ fn main() -> anyhow::Result<()> {
             stored,
         } => rt.block_on(pipeline::filled(requests, connections, body_bytes, stored)),
         Command::PluginOverhead(args) => rt.block_on(plugin_overhead::run(args)),
+        Command::Peer(args) => rt.block_on(peer::run(args)),
     }
 }
 
@@ -231,113 +239,21 @@ fn make_requests(n: usize, body_bytes: usize) -> anyhow::Result<Vec<Signed>> {
         .collect()
 }
 
-struct RunResult {
-    elapsed: Duration,
-    latencies_us: Vec<u64>,
-    errors: usize,
+/// Requests for `url` made from a prepared list, each sent once.
+fn signed_requests(url: &str, requests: Arc<Vec<Signed>>) -> anyhow::Result<Arc<MakeRequest>> {
+    let (host, path) = load::split_url(url)?;
+    Ok(Arc::new(move |i| {
+        requests.get(i).map(|r| r.http1(&host, &path))
+    }))
 }
 
-/// Sends every request once, over `connections` keep-alive HTTP/1.1
-/// connections, and records each request's latency.
-///
-/// The client writes pre-serialised request bytes on raw TCP and parses
-/// only the status line and `content-length` of each answer: it shares the
-/// two cores with the server under test, so it must cost as little CPU as
-/// possible (a reqwest client took about half of the machine).
-async fn run(url: &str, requests: Arc<Vec<Signed>>, connections: usize) -> RunResult {
-    run_at(url, requests, connections, None).await
-}
-
-/// [`run`], or at a fixed offered `rate` (requests/s): request `i` is due
-/// at `start + i / rate` and its latency counts from then.
-async fn run_at(
-    url: &str,
-    requests: Arc<Vec<Signed>>,
-    connections: usize,
-    rate: Option<u32>,
-) -> RunResult {
-    let (addr, path) = match split_url(url) {
-        Ok(parts) => parts,
-        Err(e) => {
-            eprintln!("fieldhook-bench: {e}");
-            return RunResult {
-                elapsed: Duration::ZERO,
-                latencies_us: Vec::new(),
-                errors: requests.len(),
-            };
-        }
-    };
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let next = next.clone();
-        let requests = requests.clone();
-        let path = path.clone();
-        let addr = addr.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0;
-            let mut conn: Option<Connection> = None;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(r) = requests.get(i) else { break };
-                let bytes = r.http1(&addr, &path);
-                let t = match rate {
-                    Some(rate) => {
-                        let due = started + Duration::from_secs_f64(i as f64 / rate.max(1) as f64);
-                        tokio::time::sleep_until(due.into()).await;
-                        due
-                    }
-                    None => Instant::now(),
-                };
-                let c = match conn.take() {
-                    Some(c) => c,
-                    None => match Connection::open(&addr).await {
-                        Ok(c) => c,
-                        Err(_) => {
-                            errors += 1;
-                            continue;
-                        }
-                    },
-                };
-                match c.exchange(&bytes).await {
-                    Ok((c, 200)) => {
-                        conn = Some(c);
-                        lat.push(t.elapsed().as_micros() as u64);
-                    }
-                    Ok((c, _)) => {
-                        conn = Some(c);
-                        errors += 1;
-                    }
-                    Err(_) => errors += 1,
-                }
-            }
-            (lat, errors)
-        }));
+/// Closed loop over `connections`, each prepared request once.
+fn closed(connections: usize) -> Drive {
+    Drive {
+        connections,
+        rate: None,
+        duration: None,
     }
-    let mut latencies_us = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        if let Ok((l, e)) = t.await {
-            latencies_us.extend(l);
-            errors += e;
-        }
-    }
-    RunResult {
-        elapsed: started.elapsed(),
-        latencies_us,
-        errors,
-    }
-}
-
-/// `http://host:port/path` -> (`host:port`, `/path`).
-fn split_url(url: &str) -> anyhow::Result<(String, String)> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("only http:// URLs are supported: {url}"))?;
-    let (addr, path) = rest.split_once('/').unwrap_or((rest, ""));
-    Ok((addr.to_owned(), format!("/{path}")))
 }
 
 impl Signed {
@@ -355,76 +271,6 @@ impl Signed {
         out.extend_from_slice(&self.body);
         out
     }
-}
-
-/// One keep-alive connection of the load generator.
-struct Connection {
-    stream: tokio::net::TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Connection {
-    async fn open(addr: &str) -> std::io::Result<Self> {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            stream,
-            buf: Vec::with_capacity(1024),
-        })
-    }
-
-    /// Sends one request and reads its whole answer; returns the status.
-    async fn exchange(mut self, request: &[u8]) -> std::io::Result<(Self, u16)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        self.stream.write_all(request).await?;
-        self.buf.clear();
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 16];
-            let mut response = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(head) = response
-                .parse(&self.buf)
-                .map_err(|e| std::io::Error::other(e.to_string()))?
-            {
-                let status = response.code.unwrap_or(0);
-                let length = response
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok())
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                while self.buf.len() < head + length {
-                    if self.stream.read_buf(&mut self.buf).await? == 0 {
-                        return Err(std::io::ErrorKind::UnexpectedEof.into());
-                    }
-                }
-                return Ok((self, status));
-            }
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-        }
-    }
-}
-
-fn report(name: &str, r: &mut RunResult) {
-    r.latencies_us.sort_unstable();
-    let n = r.latencies_us.len().max(1);
-    let pct = |p: f64| {
-        r.latencies_us
-            .get(((n as f64 * p) as usize).min(n - 1))
-            .copied()
-            .unwrap_or(0)
-    };
-    println!(
-        "{name:<22} {:>9.0} req/s   p50 {:>6.2} ms   p90 {:>6.2} ms   p99 {:>6.2} ms   max {:>7.2} ms   errors {}",
-        r.latencies_us.len() as f64 / r.elapsed.as_secs_f64(),
-        pct(0.50) as f64 / 1000.0,
-        pct(0.90) as f64 / 1000.0,
-        pct(0.99) as f64 / 1000.0,
-        r.latencies_us.last().copied().unwrap_or(0) as f64 / 1000.0,
-        r.errors
-    );
 }
 
 async fn ingest(
@@ -477,19 +323,25 @@ async fn ingest(
     );
     let signed = Arc::new(make_requests(requests, body_bytes)?);
     // Warm-up on the baseline, then the two measured runs.
+    let warm = Arc::new(make_requests(2_000.min(requests), body_bytes)?);
     let _ = run(
         &urls[0],
-        Arc::new(make_requests(2_000.min(requests), body_bytes)?),
-        connections,
+        signed_requests(&urls[0], warm)?,
+        closed(connections),
     )
     .await;
     let cpu = cpu_seconds();
-    let mut base = run_at(&urls[0], signed.clone(), connections, rate).await;
+    let drive = Drive {
+        connections,
+        rate,
+        duration: None,
+    };
+    let mut base = run(&urls[0], signed_requests(&urls[0], signed.clone())?, drive).await;
     report("baseline (no store)", &mut base);
     let base_cpu = cpu_seconds() - cpu;
     let before = store.commit_stats();
     let cpu = cpu_seconds();
-    let mut stored = run_at(&urls[1], signed, connections, rate).await;
+    let mut stored = run(&urls[1], signed_requests(&urls[1], signed)?, drive).await;
     report("durable (group commit)", &mut stored);
     let stored_cpu = cpu_seconds() - cpu;
     println!(

@@ -19,7 +19,9 @@ use fieldhook::ingress::{self, EventSink, StoreSink};
 use fieldhook_core::event::NewEvent;
 use fieldhook_store::EventStore;
 
-use super::{SECRET_B64, make_requests, report, run, stored_event, tempfile_dir};
+use super::{
+    SECRET_B64, closed, make_requests, report, run, signed_requests, stored_event, tempfile_dir,
+};
 
 fn config_text(plugins: bool) -> String {
     format!(
@@ -97,7 +99,10 @@ pub async fn pipeline(
     std::fs::write(
         plugin_dir.join("plugin.toml"),
         format!(
-            "name = \"accounting-sync\"\nversion = \"0.1.0\"\n[[subscriptions]]\nsource = \"bench\"\n[config]\nendpoint = \"{dest}/books/jobs\"\n"
+            "name = \"accounting-sync\"\nversion = \"0.1.0\"\n[[subscriptions]]\nsource = \"bench\"\n\
+             [[http]]\nscheme = \"http\"\nhost = \"127.0.0.1\"\nport = {port}\nmethods = [\"POST\"]\npath = \"/books/\"\n\
+             [config]\nendpoint = \"{dest}/books/jobs\"\n",
+            port = dest.rsplit(':').next().unwrap_or_default()
         ),
     )?;
     println!(
@@ -118,7 +123,12 @@ pub async fn pipeline(
         let url = format!("http://{}/hooks/bench", daemon.addr);
         let signed = Arc::new(make_requests(requests, body_bytes)?);
         let started = Instant::now();
-        let mut r = run(&url, signed, connections).await;
+        let mut r = run(&url, signed_requests(&url, signed)?, closed(connections)).await;
+        anyhow::ensure!(
+            r.errors == 0 && r.latencies_us.len() == requests,
+            "{} of {requests} webhooks were not accepted",
+            requests - r.latencies_us.len()
+        );
         if !plugins {
             report("baseline: ingest only", &mut r);
         } else {
@@ -153,6 +163,10 @@ pub async fn pipeline(
                 pct(0.9),
                 pct(0.99),
                 e2e.last().copied().unwrap_or(0)
+            );
+            anyhow::ensure!(
+                delivered >= requests,
+                "only {delivered} of {requests} events were delivered: see the daemon's log for dead letters"
             );
         }
         daemon.shutdown().await;
@@ -218,7 +232,8 @@ pub async fn filled(
             let _ = axum::serve(listener, app).await;
         });
         let signed = Arc::new(make_requests(requests, body_bytes)?);
-        let mut r = run(&format!("http://{addr}/hooks/bench"), signed, connections).await;
+        let url = format!("http://{addr}/hooks/bench");
+        let mut r = run(&url, signed_requests(&url, signed)?, closed(connections)).await;
         report(label, &mut r);
         server.abort();
         store.close().await?;

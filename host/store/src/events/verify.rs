@@ -5,8 +5,8 @@
 //! and legacy dedupe entry points to a stored event (a dedupe entry may
 //! outlive its event after retention, which is reported as a note, not a
 //! problem); and
-//! the queue's invariants ([`crate::queue::verify`]): each waiting task is due
-//! exactly once, finished tasks are not due, order lists hold live tasks.
+//! the queue's invariants: every task decodes under its own id and is
+//! stored as finished or unfinished as its state says.
 
 use std::path::Path;
 
@@ -106,7 +106,8 @@ pub fn verify(db_dir: &Path) -> Result<Report, StoreError> {
             "{orphan_dedupe} dedupe entries point to events removed by retention; they expire with the dedupe window"
         ));
     }
-    let queue_problems = crate::queue::verify(&db).map_err(|e| StoreError::Check(e.to_string()))?;
+    let queue_problems = crate::queue::verify(&db, &mut report.notes)
+        .map_err(|e| StoreError::Check(e.to_string()))?;
     report.problems.extend(queue_problems);
     Ok(report)
 }
