@@ -211,8 +211,6 @@ pub async fn filled(
                 store
                     .ingest(batch, config.dedupe_window_secs * 1000)
                     .await?;
-                // Pre-stored events count as fanned out already.
-                store.inbox_done(&store.inbox(usize::MAX)?)?;
             }
             store.sync().await?;
             println!(

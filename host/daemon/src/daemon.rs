@@ -294,7 +294,7 @@ impl Daemon {
         {
             tracing::warn!("workers still busy after 30 s; their tasks will re-run after restart");
         }
-        if let Err(e) = self.pipeline.store.sync().await {
+        if let Err(e) = self.pipeline.queue.sync().await {
             tracing::error!(error = %e, "final flush failed");
         }
     }

@@ -65,8 +65,8 @@ impl Default for Workers {
     /// either count cheap.
     fn default() -> Self {
         Self {
-            jobs: 16,
-            deliveries: 128,
+            jobs: 64,
+            deliveries: 256,
         }
     }
 }
@@ -142,6 +142,9 @@ impl Pipeline {
         handles.push(tokio::spawn(async move { p.fan_out_loop(s).await }));
         let p = self.clone();
         let s = shutdown.clone();
+        handles.push(tokio::spawn(async move { p.checkpoint_loop(s).await }));
+        let p = self.clone();
+        let s = shutdown.clone();
         handles.push(tokio::spawn(p.topic_loop(Topic::Jobs, jobs.max(1), s)));
         let p = self.clone();
         handles.push(tokio::spawn(p.topic_loop(
@@ -150,6 +153,19 @@ impl Pipeline {
             shutdown,
         )));
         handles
+    }
+
+    /// Lets the task log bound its start-up now and then.
+    async fn checkpoint_loop(&self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(e) = self.queue.checkpoint().await {
+                tracing::error!(error = %e, "task log checkpoint failed; retrying");
+            }
+        }
     }
 
     async fn fan_out_loop(&self, mut shutdown: watch::Receiver<bool>) {
@@ -173,21 +189,27 @@ impl Pipeline {
 
     /// Queues jobs for waiting events; returns how many events it handled.
     pub fn fan_out(&self) -> Result<usize, PipelineError> {
-        let ids = self.store.inbox(FAN_OUT_BATCH)?;
+        let state = self.queue.fan_out_state();
+        // Replays first, then what was stored since the cursor.
+        let replays: Vec<String> = state.replays.into_iter().take(FAN_OUT_BATCH).collect();
+        let new = self
+            .store
+            .events_after(&state.cursor, FAN_OUT_BATCH.saturating_sub(replays.len()))?;
+        if replays.is_empty() && new.is_empty() {
+            return Ok(0);
+        }
         let now = now_ms();
-        // The batch's plain jobs are published in one step, then the events
-        // marked done together: a crash in between redoes the fan-out, which
-        // publishes nothing twice (job ids are `{event}.{plugin}`).
         let mut plain = Vec::new();
-        for id in &ids {
+        for id in replays.iter().chain(&new) {
             self.fan_out_one(id, now, &mut plain)?;
         }
-        self.queue.publish(&plain, now)?;
-        self.store.inbox_done(&ids)?;
-        if !ids.is_empty() {
-            self.jobs.notify_one();
-        }
-        Ok(ids.len())
+        // The jobs and the cursor in one step: a crash redoes the whole
+        // fan-out or none of it, and publishing is idempotent (job ids are
+        // `{event}.{plugin}`).
+        self.queue
+            .fanned_out(&plain, new.last().map(String::as_str), &replays, now)?;
+        self.jobs.notify_one();
+        Ok(replays.len() + new.len())
     }
 
     /// The jobs of one event: plain ones are added to `plain`, debounced
@@ -274,14 +296,18 @@ impl Pipeline {
             }
             let notified = wake.notified();
             let max = available.min(MAX_LEASE_BATCH);
-            let leases = match self.queue.lease(topic, now_ms(), lease_ms, max).await {
+            let leased = match self.queue.lease(topic, now_ms(), lease_ms, max) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!(topic = topic.name(), error = %e, "cannot lease work");
-                    Vec::new()
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
                 }
             };
-            if leases.is_empty() {
+            if leased.is_empty() {
                 let wait = match self.queue.next_due(topic) {
                     Ok(Some(due)) => due.saturating_sub(now_ms()).clamp(1, 1_000),
                     _ => 1_000,
@@ -293,23 +319,43 @@ impl Pipeline {
                 }
                 continue;
             }
-            for lease in leases {
-                let Ok(permit) = free.clone().acquire_owned().await else {
-                    break;
+            let Ok(mut permits) = free
+                .clone()
+                .try_acquire_many_owned(u32::try_from(leased.len()).unwrap_or(u32::MAX))
+            else {
+                // Cannot happen: only this loop takes permits, and it saw
+                // enough. The tasks' leases expire and they run again.
+                continue;
+            };
+            // The next batch is leased while this one waits for its sync.
+            let p = self.clone();
+            let outcomes = outcomes.clone();
+            tokio::spawn(async move {
+                let leases = match leased.durable().await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(topic = topic.name(), error = %e, "leases could not be made durable; they run again when they expire");
+                        return;
+                    }
                 };
-                let p = self.clone();
-                let outcomes = outcomes.clone();
-                tokio::spawn(async move {
-                    let end = match topic {
-                        Topic::Jobs => p.run_job(&lease).await,
-                        Topic::Deliveries => p.run_delivery(&lease).await,
+                for lease in leases {
+                    let Some(permit) = permits.split(1) else {
+                        break;
                     };
-                    // The settler outlives every task (it ends when the
-                    // last sender is dropped), so this cannot fail.
-                    let _ = outcomes.send((lease, end));
-                    drop(permit);
-                });
-            }
+                    let p = p.clone();
+                    let outcomes = outcomes.clone();
+                    tokio::spawn(async move {
+                        let end = match topic {
+                            Topic::Jobs => p.run_job(&lease).await,
+                            Topic::Deliveries => p.run_delivery(&lease).await,
+                        };
+                        // The settler outlives every task (it ends when the
+                        // last sender is dropped), so this cannot fail.
+                        let _ = outcomes.send((lease, end));
+                        drop(permit);
+                    });
+                }
+            });
         }
         // Let the tasks in hand finish, then the settler record them.
         let _ = free

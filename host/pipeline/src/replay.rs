@@ -153,10 +153,11 @@ impl Pipeline {
         event_id: &str,
         report: &mut ReplayReport,
     ) -> Result<(), PipelineError> {
-        if !self.store.requeue(event_id)? {
+        if !self.store.contains(event_id)? {
             report.missing.push(event_id.to_owned());
             return Ok(());
         }
+        self.queue.requeue(event_id)?;
         report.events += 1;
         let now = now_ms();
         for job in self

@@ -111,7 +111,7 @@ impl Pipeline {
                         .any(|t| t.state != TaskState::Done),
                 )
             })?;
-            if !busy && self.store.delete_event(&id)? {
+            if !busy && !self.queue.waiting_fan_out(&id) && self.store.delete_event(&id)? {
                 swept.events += 1;
             }
         }
@@ -187,9 +187,7 @@ mod tests {
             .await
             .unwrap();
         let (done_id, dead_id) = (out[0].id().to_owned(), out[1].id().to_owned());
-        for id in [&done_id, &dead_id] {
-            p.store.inbox_done(std::slice::from_ref(id)).unwrap();
-        }
+        p.queue.fanned_out(&[], Some(&dead_id), &[], now).unwrap();
         p.queue
             .publish(
                 &[
@@ -199,7 +197,14 @@ mod tests {
                 now,
             )
             .unwrap();
-        for lease in p.queue.lease(Topic::Jobs, now, 1000, 10).await.unwrap() {
+        for lease in p
+            .queue
+            .lease(Topic::Jobs, now, 1000, 10)
+            .unwrap()
+            .durable()
+            .await
+            .unwrap()
+        {
             if lease.id.starts_with(&done_id) {
                 p.queue.ack(&lease, "ok", &[], now).unwrap();
             } else {

@@ -1,9 +1,10 @@
 //! Everything fieldhook keeps on disk, in one embedded sled database: the
 //! only crate that names sled.
 //!
-//! - [`events`]: verified webhooks, made durable before the 2xx by a group
-//!   commit (concurrent requests share one write and one fdatasync), with
-//!   the dedupe index and `store verify`.
+//! - [`events`]: verified webhooks, made durable before the 2xx by the
+//!   store's journal (concurrent requests share one write and one
+//!   fdatasync; sled is written behind it), with the dedupe index and
+//!   `store verify`.
 //! - [`queue`]: the [`TaskLog`](queue::TaskLog) interface (a log of leased
 //!   tasks, shaped so a NATS JetStream engine can stand in) and its sled
 //!   engine, [`Queue`](queue::Queue).
@@ -40,8 +41,10 @@
 #![deny(missing_docs)]
 
 pub mod events;
+mod journal;
 pub mod kv;
 pub mod queue;
 pub mod tokens;
 
 pub use events::{EventStore, GroupCommitStats, Ingested, StoreError};
+pub use journal::JournalError;

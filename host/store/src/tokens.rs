@@ -41,6 +41,7 @@ impl TokenTree {
     /// Writes and returns once the record is on disk.
     pub async fn put_durable(&self, name: &str, record: &[u8]) -> Result<(), StoreError> {
         self.put(name, record)?;
-        self.store.sync().await
+        // Not journaled: sled itself must be on disk.
+        self.store.sync_all().await
     }
 }

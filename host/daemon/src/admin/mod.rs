@@ -504,13 +504,17 @@ async fn replay(State(s): State<Arc<AdminState>>, Json(r): Json<ReplayRequest>) 
             "give exactly one of: {\"event_id\"}, {\"dlq\": {filter}}, or {\"source\", \"from_ms\", \"to_ms\"}",
         )),
     };
-    match result {
-        Ok(report) => {
-            tracing::info!(?r, ?report, "replay");
-            Json(report).into_response()
-        }
-        Err(resp) => resp,
+    let report = match result {
+        Ok(report) => report,
+        Err(resp) => return resp,
+    };
+    // Answered once the replay is durable: a crash after the answer
+    // cannot undo it.
+    if let Err(e) = p.queue.sync().await {
+        return internal(e);
     }
+    tracing::info!(?r, ?report, "replay");
+    Json(report).into_response()
 }
 
 async fn plugins(State(s): State<Arc<AdminState>>) -> Response {

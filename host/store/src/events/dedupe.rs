@@ -2,10 +2,10 @@
 //! and under which event id.
 //!
 //! Every stored event carries its dedupe key, so the events themselves are
-//! the durable record and this index is rebuilt from them: the committer
-//! reads back the events of the dedupe window the first time it needs them.
+//! the durable record and this index is rebuilt from them: ingest reads
+//! back the events of the dedupe window the first time it needs them.
 //! Keeping the index out of sled saves one tree insert per event on the
-//! ingest path (about a third of the committer's work).
+//! ingest path.
 //!
 //! Entries are a 128-bit digest of source and key, so each costs the same
 //! few dozen bytes whatever the sender puts in its message ids.
@@ -122,17 +122,9 @@ impl DedupeIndex {
         self.order.push_back((received_at_ms, fp));
     }
 
-    /// Adds what `staged` recorded, in the order it recorded it.
-    pub(super) fn absorb(&mut self, staged: DedupeIndex) {
-        let DedupeIndex {
-            mut latest, order, ..
-        } = staged;
-        for (at, fp) in order {
-            if let Some(entry) = latest.remove(&fp) {
-                self.latest.insert(fp, entry);
-                self.order.push_back((at, fp));
-            }
-        }
+    /// Forgets this key (its event was not stored after all).
+    pub(super) fn remove(&mut self, source: &str, key: &str) {
+        self.latest.remove(&fingerprint(source, key));
     }
 
     /// Forgets entries received before `before_ms`; the index then covers
@@ -187,20 +179,6 @@ mod tests {
         assert_eq!(index.duplicate_of("a", "k", 2_100, 500), Some("evt_3"));
         assert_eq!(index.duplicate_of("a", "other", 1_200, 500), None);
         assert_eq!(index.len(), 1);
-    }
-
-    #[test]
-    fn absorbing_a_staged_index_adds_its_entries_after_the_existing_ones() {
-        let mut index = DedupeIndex::default();
-        index.insert("a", "k", "evt_1", 1_000);
-        let mut staged = DedupeIndex::default();
-        staged.insert("a", "k", "evt_2", 2_000);
-        staged.insert("a", "j", "evt_3", 2_000);
-        index.absorb(staged);
-        assert_eq!(index.duplicate_of("a", "k", 2_100, 500), Some("evt_2"));
-        assert_eq!(index.duplicate_of("a", "j", 2_100, 500), Some("evt_3"));
-        index.expire(1_500);
-        assert_eq!(index.len(), 2, "evt_1's expiry leaves the refreshed key");
     }
 
     #[test]

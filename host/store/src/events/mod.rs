@@ -1,34 +1,36 @@
-//! Durable event storage in sled.
+//! Durable event storage: sled, written behind the store's journal.
 //!
 //! One tree, `events`:
 //!
 //! | key                          | value                                  |
 //! |------------------------------|----------------------------------------|
 //! | `e` + event id               | [`EventRecord`] (postcard)             |
-//! | `f`                          | fan-out cursor: last event id fanned out |
-//! | `i` + event id               | empty: fan out again (replay)          |
+//! | `f`                          | fan-out cursor (stores before the task log kept it) |
+//! | `i` + event id               | fan out again (idem)                   |
 //! | `d` + source + `\0` + key    | legacy dedupe entry, expires           |
 //!
-//! Storing an event is one insert. Event ids increase in the order events
-//! are stored, so the events past the fan-out cursor are the ones waiting
-//! for fan-out, and the dedupe index is rebuilt from the events themselves
-//! (each carries its dedupe key). Stores written before this layout have
-//! `i` entries for their waiting events and `d` entries; both still work.
-//!
-//! Durability comes from [`GroupCommit`]: one committer thread writes the
-//! events of all waiting requests as one batch and answers them after one
-//! flush.
+//! Storing an event is one sled insert and one journal record; the request
+//! is answered once the journal's next sync (shared by every request
+//! waiting) has made it durable ([`crate::journal`]). Event ids increase in
+//! the order events are journaled, so the events past the task log's
+//! fan-out cursor are the ones waiting for fan-out, and the dedupe index is
+//! rebuilt from the events themselves (each carries its dedupe key).
+//! Opening replays the journal into sled, so an event sled had not written
+//! out before a crash is there again.
 
 mod dedupe;
-mod group_commit;
+mod ingest;
 mod record;
 pub mod verify;
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 pub use fieldhook_core::event::{EntityRecord, EventRecord, NewEvent, event_id};
-pub use group_commit::{GroupCommit, GroupCommitStats};
+
+use crate::journal::{Journal, JournalError, Record, Recovered};
+use ingest::{Ingest, Prepared};
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,9 @@ pub enum StoreError {
         /// Decoder message.
         message: String,
     },
+    /// The journal could not be read or written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 impl StoreError {
@@ -92,15 +97,41 @@ impl Ingested {
     }
 }
 
-/// The sled database behind the daemon.
+/// How well writes were grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommitStats {
+    /// Journal writes that reached the disk (one fdatasync each).
+    pub flushes: u64,
+    /// Ingest requests answered.
+    pub writes: u64,
+    /// The longest any request held the ingest lock (dedupe checks, sled
+    /// inserts, journal append), µs.
+    pub slowest_write_us: u64,
+    /// The longest journal write + fdatasync, µs. Every request it covered
+    /// waited that long.
+    pub slowest_sync_us: u64,
+}
+
+/// The store behind the daemon: sled for the data, the journal for
+/// durability.
 #[derive(Clone)]
 pub struct EventStore {
+    dir: std::path::PathBuf,
     db: sled::Db,
     events: sled::Tree,
-    commit: GroupCommit,
+    journal: Arc<Journal>,
+    ingest: Arc<Mutex<Ingest>>,
+    /// What opening found for the task log to take.
+    recovered: Arc<Mutex<Option<Recovered>>>,
     /// The last event made durable: fan-out reads no further, so it never
-    /// passes an event that is still being written.
+    /// passes an event whose request is still waiting for its sync.
     stored_through: Arc<RwLock<String>>,
+    /// sled's log file, fdatasynced after a sled flush (sled's own flush
+    /// ends in sync_file_range, which neither empties the disk's write
+    /// cache nor records the file's length).
+    log: Arc<std::fs::File>,
+    writes: Arc<AtomicU64>,
+    slowest_write_us: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for EventStore {
@@ -112,7 +143,7 @@ impl std::fmt::Debug for EventStore {
 const EVENT: u8 = b'e';
 const DEDUPE: u8 = b'd';
 const INBOX: u8 = b'i';
-/// The fan-out cursor's key.
+/// The legacy fan-out cursor's key.
 const CURSOR: &[u8] = b"f";
 
 fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
@@ -126,17 +157,17 @@ fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
 const SLED_LOG_FILE: &str = "db";
 
 impl EventStore {
-    /// Opens (or creates) the store in `dir` and starts its committer thread.
+    /// Opens (or creates) the store in `dir`: sled, then the journal
+    /// (`dir/journal/`), whose events are written into sled again.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
-            // Group commit flushes on demand; the background flush only
-            // bounds what a crash can lose of non-durable bookkeeping.
-            .flush_every_ms(Some(200))
+            // Written behind the journal: sled's own background flush (and
+            // the segment cleaning it does) only bounds how much opening
+            // replays.
+            .flush_every_ms(Some(1000))
             .open()?;
         let events = db.open_tree("events")?;
-        // The committer fdatasyncs this file itself (group_commit::durable
-        // says why sled's flush is not enough).
         let log_path = dir.join(SLED_LOG_FILE);
         let log = std::fs::File::open(&log_path).map_err(|e| {
             StoreError::Flush(format!(
@@ -144,22 +175,57 @@ impl EventStore {
                 log_path.display()
             ))
         })?;
-        let last = last_event_id(&events)?;
-        if events.get(CURSOR)?.is_none() {
-            // A new store, or one from before the cursor, where every event
-            // still waiting has an inbox entry: either way, all stored events
-            // are accounted for. The committer's first flush makes this
-            // durable before any event stored after it.
-            events.insert(CURSOR, last.as_bytes())?;
+        let journal_dir = dir.join("journal");
+        // A store from before the journal kept the fan-out state in the
+        // events tree; a new store has none. Either way, it starts here.
+        let fresh = !journal_dir.exists();
+        let (journal, mut recovered) = Journal::open(&journal_dir)?;
+        // Events the journal has and sled may have lost; the rest is the
+        // task log's, taken when it opens.
+        recovered.records.retain(|r| match r {
+            Record::Event(id, record) => {
+                let _ = events.insert(key(EVENT, id.as_bytes()), record.as_slice());
+                false
+            }
+            _ => true,
+        });
+        if fresh {
+            // Before the cursor, every waiting event had an inbox entry and
+            // all others were done: the last stored event is the cursor.
+            let cursor = match events.get(CURSOR)? {
+                Some(c) => String::from_utf8_lossy(&c).into_owned(),
+                None => last_event_id(&events)?,
+            };
+            let mut replays = Vec::new();
+            for k in events.scan_prefix([INBOX]).keys() {
+                replays.push(String::from_utf8_lossy(&k?[1..]).into_owned());
+            }
+            // Journaled at once: a crash before the first checkpoint must
+            // not lose it.
+            let mut state: Vec<Record> = replays.iter().cloned().map(Record::Requeue).collect();
+            state.push(Record::FannedOut(Some(cursor.clone()), Vec::new()));
+            journal.append(&state);
+            recovered.snapshot.fanned_out = cursor;
+            recovered.snapshot.replays = replays;
         }
-        let stored_through = Arc::new(RwLock::new(last));
-        let commit = GroupCommit::start(db.clone(), events.clone(), log, stored_through.clone())?;
+        let last = last_event_id(&events)?;
         Ok(Self {
+            dir: dir.to_owned(),
             db,
             events,
-            commit,
-            stored_through,
+            journal: Arc::new(journal),
+            ingest: Arc::new(Mutex::new(Ingest::new(&last))),
+            recovered: Arc::new(Mutex::new(Some(recovered))),
+            stored_through: Arc::new(RwLock::new(last)),
+            log: Arc::new(log),
+            writes: Arc::default(),
+            slowest_write_us: Arc::default(),
         })
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
     }
 
     /// The underlying database, for this crate's other trees (queue, kv,
@@ -168,22 +234,60 @@ impl EventStore {
         &self.db
     }
 
-    /// Waits until everything written so far is on disk. Concurrent callers
-    /// share one flush.
-    pub async fn sync(&self) -> Result<(), StoreError> {
-        self.commit.sync().await
+    /// The journal, for the task log.
+    /// The store's directory.
+    #[cfg(test)]
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
-    /// Flushes, then releases this handle. When it is the last handle the
-    /// database is closed on return, so the directory can be opened again.
-    pub async fn close(self) -> Result<(), StoreError> {
+    pub(crate) fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// What opening recovered for the task log (once).
+    pub(crate) fn take_recovered(&self) -> Option<Recovered> {
+        self.recovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    fn lock_ingest(&self) -> std::sync::MutexGuard<'_, Ingest> {
+        self.ingest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until everything journaled so far is on disk. Concurrent
+    /// callers share one fdatasync.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        Ok(self.journal.sync().await?)
+    }
+
+    /// Makes sled itself durable: its buffers flushed and its log synced.
+    /// For what is not journaled (rotated tokens) and before a checkpoint
+    /// lets older journal files go.
+    pub async fn sync_all(&self) -> Result<(), StoreError> {
         self.sync().await?;
-        let EventStore {
-            db, events, commit, ..
-        } = self;
-        drop(events);
-        drop(db);
-        commit.close().await;
+        let db = self.db.clone();
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            db.flush()?;
+            log.sync_data()
+                .map_err(|e| StoreError::Flush(format!("fdatasync of sled's log failed: {e}")))
+        })
+        .await
+        .map_err(|e| StoreError::Flush(format!("the flush task failed: {e}")))?
+    }
+
+    /// Syncs everything, then releases this handle. When it is the last
+    /// handle the database is closed on return, so the directory can be
+    /// opened again.
+    pub async fn close(self) -> Result<(), StoreError> {
+        self.sync_all().await?;
+        let EventStore { journal, .. } = self;
+        if let Some(journal) = Arc::into_inner(journal) {
+            journal.close();
+        }
         Ok(())
     }
 
@@ -191,22 +295,100 @@ impl EventStore {
     /// now, so the first ingest after a restart does not wait for it;
     /// returns how many events carried a dedupe key.
     pub async fn load_dedupe(&self, window_ms: u64) -> Result<usize, StoreError> {
-        self.commit.load_dedupe(window_ms).await
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            store.lock_ingest().cover_window(window_ms, &store.events)
+        })
+        .await
+        .map_err(|e| StoreError::Flush(format!("the dedupe load failed: {e}")))?
     }
 
-    /// Group-commit counters (flushes, writes covered).
+    /// How well writes were grouped, since open.
     pub fn commit_stats(&self) -> GroupCommitStats {
-        self.commit.stats()
+        let (flushes, slowest_sync_us) = self.journal.stats();
+        GroupCommitStats {
+            flushes,
+            writes: self.writes.load(Ordering::Relaxed),
+            slowest_write_us: self.slowest_write_us.load(Ordering::Relaxed),
+            slowest_sync_us,
+        }
     }
 
-    /// Stores events atomically (all or none), skipping duplicates seen
-    /// within `dedupe_window_ms`, and returns once they are durable.
+    /// Stores events, skipping duplicates seen within `dedupe_window_ms`,
+    /// and returns once they are durable.
     pub async fn ingest(
         &self,
         events: Vec<NewEvent>,
         dedupe_window_ms: u64,
     ) -> Result<Vec<Ingested>, StoreError> {
-        self.commit.ingest(events, dedupe_window_ms).await
+        let prepared: Vec<Prepared> = events.into_iter().map(Prepared::new).collect();
+        let written = {
+            let started = std::time::Instant::now();
+            let mut ingest = self.lock_ingest();
+            let written = ingest.write(prepared, dedupe_window_ms, &self.events)?;
+            // Appended under the lock: the journal's order is id order.
+            self.journal.append(&written.records);
+            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.slowest_write_us.fetch_max(took, Ordering::Relaxed);
+            written
+        };
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.journal.sync().await {
+            self.lock_ingest().forget(&written.keys);
+            return Err(e.into());
+        }
+        if let Some(id) = written.last_id {
+            // Every record journaled before this one is durable too, and
+            // ids were assigned in journal order.
+            let mut through = self
+                .stored_through
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            if *through < id {
+                *through = id;
+            }
+        }
+        Ok(written.out)
+    }
+
+    /// The last event made durable.
+    pub fn stored_through(&self) -> String {
+        self.stored_through
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Ids of durable events after `after`, oldest first, at most `limit`:
+    /// the events a fan-out at cursor `after` has yet to see.
+    pub fn events_after(&self, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let through = self.stored_through();
+        if through.as_str() <= after {
+            return Ok(Vec::new());
+        }
+        let mut from = key(EVENT, after.as_bytes());
+        from.push(0);
+        let range = from..=key(EVENT, through.as_bytes());
+        let mut ids = Vec::new();
+        for item in self.events.range(range).keys().take(limit) {
+            ids.push(String::from_utf8_lossy(&item?[1..]).into_owned());
+        }
+        Ok(ids)
+    }
+
+    /// Whether event `id` is stored.
+    pub fn contains(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.events.contains_key(key(EVENT, id.as_bytes()))?)
+    }
+
+    /// Forgets the legacy fan-out state (cursor and inbox entries) once the
+    /// task log has taken it over.
+    pub(crate) fn drop_legacy_fan_out(&self) -> Result<(), StoreError> {
+        self.events.remove(CURSOR)?;
+        for k in self.events.scan_prefix([INBOX]).keys() {
+            self.events.remove(k?)?;
+        }
+        Ok(())
     }
 
     /// One stored event.
@@ -245,79 +427,6 @@ impl EventStore {
     /// Number of stored events.
     pub fn event_count(&self) -> usize {
         self.events.scan_prefix([EVENT]).count()
-    }
-
-    /// Ids of events waiting for fan-out (replays first, then new events
-    /// oldest first), at most `limit`.
-    pub fn inbox(&self, limit: usize) -> Result<Vec<String>, StoreError> {
-        let cursor = self.cursor()?;
-        let mut ids = Vec::new();
-        for item in self.events.scan_prefix([INBOX]).keys().take(limit) {
-            let id = String::from_utf8_lossy(&item?[1..]).into_owned();
-            // Past the cursor it is listed below, once.
-            if id <= cursor {
-                ids.push(id);
-            }
-        }
-        let through = self.stored_through()?;
-        if through > cursor {
-            let mut from = key(EVENT, cursor.as_bytes());
-            from.push(0);
-            let range = from..=key(EVENT, through.as_bytes());
-            for item in self.events.range(range).keys() {
-                if ids.len() >= limit {
-                    break;
-                }
-                ids.push(String::from_utf8_lossy(&item?[1..]).into_owned());
-            }
-        }
-        Ok(ids)
-    }
-
-    /// Marks events from [`EventStore::inbox`] as fanned out (their jobs are
-    /// queued). New events must be marked in the order they were listed.
-    pub fn inbox_done(&self, ids: &[String]) -> Result<(), StoreError> {
-        let cursor = self.cursor()?;
-        let mut batch = sled::Batch::default();
-        let mut advanced = None;
-        for id in ids {
-            batch.remove(key(INBOX, id.as_bytes()));
-            if *id > cursor {
-                advanced = Some(id);
-            }
-        }
-        if let Some(id) = advanced {
-            batch.insert(CURSOR, id.as_bytes());
-        }
-        self.events.apply_batch(batch)?;
-        Ok(())
-    }
-
-    /// The last event id fanned out ("" before the first).
-    fn cursor(&self) -> Result<String, StoreError> {
-        Ok(self
-            .events
-            .get(CURSOR)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default())
-    }
-
-    fn stored_through(&self) -> Result<String, StoreError> {
-        Ok(self
-            .stored_through
-            .read()
-            .map_err(|_| StoreError::Flush("the store's committer thread panicked".into()))?
-            .clone())
-    }
-
-    /// Puts a stored event back in the inbox so it is fanned out again
-    /// (replay). False when the event is not stored.
-    pub fn requeue(&self, id: &str) -> Result<bool, StoreError> {
-        if !self.events.contains_key(key(EVENT, id.as_bytes()))? {
-            return Ok(false);
-        }
-        self.events.insert(key(INBOX, id.as_bytes()), &[][..])?;
-        Ok(true)
     }
 
     /// Events in id order (= receive order) after `after`, that pass `keep`,
@@ -383,12 +492,9 @@ impl EventStore {
         Ok(out)
     }
 
-    /// Deletes an event that is no longer waiting for fan-out (retention).
-    /// False when it is absent or still in the inbox.
+    /// Deletes an event (retention; the caller checks it is not waiting
+    /// for fan-out). False when it is absent.
     pub fn delete_event(&self, id: &str) -> Result<bool, StoreError> {
-        if id > self.cursor()?.as_str() || self.events.contains_key(key(INBOX, id.as_bytes()))? {
-            return Ok(false);
-        }
         Ok(self.events.remove(key(EVENT, id.as_bytes()))?.is_some())
     }
 
@@ -459,7 +565,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_ingested_event_reads_back_byte_for_byte_and_waits_in_the_inbox() {
+    async fn an_ingested_event_reads_back_byte_for_byte_and_is_listed_for_fan_out() {
         let dir = tempfile::tempdir().unwrap();
         let store = EventStore::open(dir.path()).unwrap();
         let out = store.ingest(vec![event("a", None, 1)], 1000).await.unwrap();
@@ -469,9 +575,26 @@ mod tests {
         let back = store.event(id).unwrap().expect("stored");
         assert_eq!(back.body, br#"{"a":1}"#);
         assert_eq!(back.kind, "job.completed");
-        assert_eq!(store.inbox(10).unwrap(), vec![id.clone()]);
-        store.inbox_done(std::slice::from_ref(id)).unwrap();
-        assert!(store.inbox(10).unwrap().is_empty());
+        assert_eq!(store.events_after("", 10).unwrap(), vec![id.clone()]);
+        assert!(store.events_after(id, 10).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_event_sled_lost_in_a_crash_is_written_again_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let store = EventStore::open(dir.path()).unwrap();
+            let out = store.ingest(vec![event("a", None, 1)], 0).await.unwrap();
+            // As if sled had not written it out when the process died.
+            store
+                .events
+                .remove(key(EVENT, out[0].id().as_bytes()))
+                .unwrap();
+            store.db.flush().unwrap();
+            out[0].id().to_owned()
+        };
+        let store = EventStore::open(dir.path()).unwrap();
+        assert_eq!(store.event(&id).unwrap().unwrap().body, br#"{"a":1}"#);
     }
 
     #[tokio::test]
@@ -600,32 +723,35 @@ mod tests {
 
     #[tokio::test]
     async fn fan_out_progress_and_replays_survive_reopening() {
+        use crate::queue::{Queue, TaskLog};
         let dir = tempfile::tempdir().unwrap();
         let ids: Vec<String> = {
             let store = EventStore::open(dir.path()).unwrap();
+            let queue = Queue::open(&store).unwrap();
             let out = store
                 .ingest((0..4).map(|i| event("a", None, i)).collect(), 0)
                 .await
                 .unwrap();
             let ids: Vec<_> = out.iter().map(|o| o.id().to_owned()).collect();
-            assert_eq!(store.inbox(10).unwrap(), ids);
-            assert_eq!(store.inbox(2).unwrap(), ids[..2]);
-            store.inbox_done(&ids[..2]).unwrap();
-            assert!(store.requeue(&ids[0]).unwrap());
-            assert!(!store.requeue("evt_missing").unwrap());
+            assert_eq!(store.events_after("", 10).unwrap(), ids);
+            assert_eq!(store.events_after("", 2).unwrap(), ids[..2]);
+            queue.fanned_out(&[], Some(&ids[1]), &[], 0).unwrap();
+            queue.requeue(&ids[0]).unwrap();
+            drop(queue);
             store.close().await.unwrap();
             ids
         };
         let store = EventStore::open(dir.path()).unwrap();
-        // The replay first, then what was never fanned out.
+        let queue = Queue::open(&store).unwrap();
+        let state = queue.fan_out_state();
+        assert_eq!(state.replays, [ids[0].clone()], "the replay");
         assert_eq!(
-            store.inbox(10).unwrap(),
-            vec![ids[0].clone(), ids[2].clone(), ids[3].clone()]
+            store.events_after(&state.cursor, 10).unwrap(),
+            [ids[2].clone(), ids[3].clone()],
+            "then what was never fanned out"
         );
-        assert!(!store.delete_event(&ids[3]).unwrap(), "still waiting");
-        assert!(store.delete_event(&ids[1]).unwrap());
-        store.inbox_done(&store.inbox(10).unwrap()).unwrap();
-        assert!(store.inbox(10).unwrap().is_empty());
+        assert!(queue.waiting_fan_out(&ids[3]));
+        assert!(!queue.waiting_fan_out(&ids[1]));
     }
 
     #[tokio::test]
@@ -651,9 +777,15 @@ mod tests {
             db.flush().unwrap();
         }
         let store = EventStore::open(dir.path()).unwrap();
-        assert_eq!(store.inbox(10).unwrap(), ["evt_01B"]);
+        let queue = crate::queue::Queue::open(&store).unwrap();
+        use crate::queue::TaskLog as _;
+        let state = queue.fan_out_state();
+        assert_eq!(state.replays, ["evt_01B"]);
         let later = store.ingest(vec![event("a", None, 6)], 0).await.unwrap();
-        assert_eq!(store.inbox(10).unwrap(), ["evt_01B", later[0].id()]);
+        assert_eq!(
+            store.events_after(&state.cursor, 10).unwrap(),
+            [later[0].id()]
+        );
         assert!(later[0].id() > "evt_01B");
         assert_eq!(store.prune_dedupe(6, 100).unwrap(), 2);
     }

@@ -1,26 +1,31 @@
-//! The embedded [`TaskLog`]: the index in memory, every change a sled batch.
+//! The embedded [`TaskLog`]: unfinished tasks in memory and in a journal,
+//! finished ones in sled.
+//!
+//! - Unfinished (ready or leased) tasks live in memory with the index that
+//!   schedules them (what is due when, order lists, coalescing bursts).
+//!   Every change to one is appended to the [`journal`](super::journal),
+//!   whose writer makes it durable with one fdatasync per group; a
+//!   snapshot now and then ([`TaskLog::checkpoint`]) keeps opening bounded
+//!   by the work in hand, whatever the history.
+//! - Finished (done or dead) tasks are history: one sled record each, in
+//!   the `queue` tree, for the admin API and replay, never read at start.
 //!
 //! Keys in the `queue` tree (topic is `jobs` or `deliveries`):
 //!
-//! | key                         | value                                     |
-//! |-----------------------------|-------------------------------------------|
-//! | `u` topic `\0` id           | an unfinished (ready or leased) [`Task`]  |
-//! | `t` topic `\0` id           | a finished (done or dead) [`Task`]        |
-//! | `n` topic `\0` state        | how many finished tasks are in that state |
-//! | `v`                         | layout version                            |
+//! | key                  | value                                     |
+//! |----------------------|-------------------------------------------|
+//! | `t` topic `\0` id    | a finished (done or dead) [`Task`]        |
+//! | `n` topic `\0` state | how many finished tasks are in that state |
+//! | `v`                  | layout version                            |
 //!
-//! Opening reads the unfinished tasks and the counters only: start-up does
-//! not grow with finished history. The index (what is due when, order lists,
-//! coalescing bursts) lives in memory and is rebuilt from the `u` records.
+//! Earlier layouts are converted once, when first opened: layout 1 kept
+//! every task under `t` with `r` due, `o` order and `c` coalesce entries;
+//! layout 2 kept unfinished tasks under `u`.
 //!
-//! One mutex orders every change: memory and sled change together, so the
-//! order of writes on disk is the order of the steps. A lease's batch is
-//! synced before the lease is handed out; that sync also covers every
-//! settlement written before it, so nothing leased can overtake the step
-//! that queued it.
-//!
-//! Layout 1 (one `t` record per task in any state, plus `r` due, `o` order
-//! and `c` coalesce entries) is converted once, when first opened.
+//! One mutex orders every change, so the journal's order is the task log's.
+//! A lease waits until the journal is durable; that sync also covers every
+//! settlement appended before, so nothing leased can overtake the step that
+//! queued it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,18 +33,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::future::BoxFuture;
 
 use super::{
-    Attempt, Coalesced, Depth, Lease, NewTask, QueueError, Settlement, Task, TaskEnd, TaskLog,
-    TaskState, Topic,
+    Attempt, Coalesced, Depth, FanOutState, Lease, Leased, NewTask, QueueError, Settlement, Task,
+    TaskEnd, TaskLog, TaskState, Topic,
 };
 use crate::EventStore;
+use crate::journal::{Journal, Record, Snapshot};
 
 /// Layout version written under `v`.
-const LAYOUT: u8 = 2;
+const LAYOUT: u8 = 3;
 const VERSION_KEY: &[u8] = b"v";
 
 const UNFINISHED: u8 = b'u';
 const FINISHED: u8 = b't';
 const COUNT: u8 = b'n';
+
+/// Journal records after which a checkpoint is worth taking.
+const CHECKPOINT_RECORDS: u64 = 200_000;
 
 fn tag(topic: Topic) -> &'static [u8] {
     topic.name().as_bytes()
@@ -64,22 +73,10 @@ fn decode(key: &[u8], bytes: &[u8]) -> Result<Task, QueueError> {
         .map_err(|_| QueueError::Corrupt(String::from_utf8_lossy(key).into_owned()))
 }
 
-/// What the index knows of an unfinished task; the record itself is on
-/// disk, except while it is leased.
-#[derive(Debug)]
-struct Meta {
-    state: TaskState,
-    attempts: u32,
-    due_ms: u64,
-    order_key: Option<String>,
-    coalesce_key: Option<String>,
-    /// The record, kept while leased so settling it reads nothing.
-    leased: Option<Task>,
-}
-
 #[derive(Debug, Default)]
 struct TopicIndex {
-    live: HashMap<Arc<str>, Meta>,
+    /// Every unfinished task, by id.
+    live: HashMap<Arc<str>, Task>,
     /// `(due, id)` of every task that may run: ready tasks that are not
     /// waiting their turn in an order list, and leased ones (due when the
     /// lease expires).
@@ -100,11 +97,31 @@ impl TopicIndex {
             &mut self.done
         }
     }
+
+    /// Adds an unfinished task to the index (as opening and publishing do).
+    fn admit(&mut self, task: Task) {
+        let id: Arc<str> = task.id.as_str().into();
+        if let Some(key) = &task.coalesce_key {
+            // In id order: the newest task of a key is the one a burst
+            // merges into (while it is ready).
+            self.coalescing.insert(key.clone(), id.clone());
+        }
+        let due = task.due_ms;
+        let order_key = task.order_key.clone();
+        self.live.insert(id.clone(), task);
+        enqueue(self, &id, order_key, due);
+    }
 }
 
 #[derive(Debug, Default)]
 struct Index {
     topics: [TopicIndex; 2],
+    /// The last event whose jobs are published.
+    fanned_out: String,
+    /// Events to fan out again.
+    replays: BTreeSet<String>,
+    /// Journal records since the last checkpoint.
+    since_checkpoint: u64,
 }
 
 impl Index {
@@ -116,24 +133,22 @@ impl Index {
     }
 }
 
-/// One step's writes, in the order they must reach the disk.
+/// One step's writes: journal records for unfinished tasks and counts,
+/// sled writes for the finished history.
 ///
-/// They are plain sled writes, not a sled batch: sled 0.34 writes out and
-/// syncs a log buffer for every batch, which at thousands of steps a second
-/// cost more than everything else. sled recovers a prefix of its writes, so
-/// a crash can cut a step short but never reorder it, and every step is
-/// ordered to leave something the next open repairs:
-/// - finishing writes the finished record before removing the unfinished
-///   one (a task found both ways is whichever has the longer history);
-/// - a job's follow-ups are published before the job is finished (a job cut
-///   short runs again and publishes nothing twice);
-/// - a replay writes the unfinished record before removing the finished one.
-///
-/// Durability is the store's: its committer flushes and fsyncs everything
-/// written so far, and [`TaskLog::lease`] waits for that.
+/// sled is written behind and the journal synced on demand, so after a
+/// crash sled may hold a history record whose journal records were lost,
+/// or lack one whose records were kept. The journal is what was promised,
+/// so opening follows it: a task unfinished in the journal stays
+/// unfinished whatever sled holds (a job cut short while finishing runs
+/// again and publishes nothing twice), and a finish in the journal
+/// rewrites a history record sled lost. Nothing ever removes a history
+/// record because a task runs again (a replay): the unfinished task hides
+/// it until it finishes and overwrites it, so a crash cannot lose both.
 struct Step<'a> {
     tree: &'a sled::Tree,
-    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    records: Vec<Record>,
+    history: Vec<(Vec<u8>, Vec<u8>)>,
     counts: Vec<Topic>,
 }
 
@@ -141,63 +156,52 @@ impl<'a> Step<'a> {
     fn new(tree: &'a sled::Tree) -> Self {
         Self {
             tree,
-            writes: Vec::new(),
+            records: Vec::new(),
+            history: Vec::new(),
             counts: Vec::new(),
         }
     }
 
-    fn put_unfinished(&mut self, topic: Topic, task: &Task) {
-        self.writes.push((
-            prefixed(UNFINISHED, topic, task.id.as_bytes()),
-            Some(encode(task)),
-        ));
+    fn put(&mut self, topic: Topic, task: &Task) {
+        self.records.push(Record::Put(topic, task.clone()));
     }
 
-    fn put_finished(&mut self, topic: Topic, task: &Task) {
-        self.writes.push((
-            prefixed(FINISHED, topic, task.id.as_bytes()),
-            Some(encode(task)),
-        ));
-        self.writes
-            .push((prefixed(UNFINISHED, topic, task.id.as_bytes()), None));
+    fn finish(&mut self, topic: Topic, task: &Task) {
+        self.records.push(Record::Finish(topic, task.clone()));
+        self.history
+            .push((prefixed(FINISHED, topic, task.id.as_bytes()), encode(task)));
         self.count(topic);
     }
 
-    fn remove(&mut self, key: Vec<u8>) {
-        self.writes.push((key, None));
-    }
-
+    /// The topic's finished counts changed in this step.
     fn count(&mut self, topic: Topic) {
         if !self.counts.contains(&topic) {
             self.counts.push(topic);
         }
     }
 
-    fn apply(self, index: &mut Index) -> Result<(), QueueError> {
-        for (k, v) in self.writes {
-            match v {
-                Some(v) => self.tree.insert(k, v)?,
-                None => self.tree.remove(k)?,
-            };
-        }
-        for topic in self.counts {
+    fn apply(mut self, index: &mut Index, journal: &Journal) -> Result<(), QueueError> {
+        for topic in std::mem::take(&mut self.counts) {
             let t = index.topic(topic);
-            for (state, n) in [(TaskState::Done, t.done), (TaskState::Dead, t.dead)] {
-                self.tree.insert(
-                    prefixed(COUNT, topic, state.name().as_bytes()),
-                    &n.to_be_bytes()[..],
-                )?;
-            }
+            self.records.push(Record::Counts(topic, t.done, t.dead));
+        }
+        index.since_checkpoint = index
+            .since_checkpoint
+            .saturating_add(self.records.len() as u64);
+        journal.append(&self.records);
+        for (k, v) in self.history {
+            self.tree.insert(k, v)?;
         }
         Ok(())
     }
 }
 
-/// The sled-backed [`TaskLog`].
+/// The embedded [`TaskLog`].
 #[derive(Clone)]
 pub struct Queue {
     tree: sled::Tree,
     index: Arc<Mutex<Index>>,
+    journal: Arc<Journal>,
     store: EventStore,
 }
 
@@ -208,70 +212,117 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
-    /// Opens the queue in the store's database: reads the unfinished tasks
-    /// and the counters, converting an older layout first.
+    /// Opens the task log of `store`: the finished history in its database,
+    /// the unfinished tasks from its journal (in the store's directory,
+    /// `queue/`), converting an older layout first.
     pub fn open(store: &EventStore) -> Result<Self, QueueError> {
         let tree = store.db().open_tree("queue")?;
-        if tree.get(VERSION_KEY)?.is_none() {
+        let version = tree.get(VERSION_KEY)?.and_then(|v| v.first().copied());
+        if version.is_none() {
             migrate_layout_1(&tree)?;
         }
-        let mut index = Index::default();
-        for topic in Topic::ALL {
-            let t = index.topic(topic);
-            let mut tasks = Vec::new();
-            for item in tree.scan_prefix(prefixed(UNFINISHED, topic, b"")) {
-                let (k, v) = item?;
-                let task = decode(&k, &v)?;
-                if let Some(task) = repair(&tree, topic, task)? {
-                    tasks.push(task);
-                }
+        let journal = store.journal().clone();
+        // Taken once per store: a second task log on the same store starts
+        // from what the first one journals.
+        let recovered = store.take_recovered().unwrap_or_default();
+        let mut index = Index {
+            fanned_out: recovered.snapshot.fanned_out,
+            replays: recovered.snapshot.replays.into_iter().collect(),
+            ..Index::default()
+        };
+        // Finished counts: from the snapshot, then the journal's latest;
+        // layout 2 kept them in sled.
+        if version == Some(LAYOUT) {
+            for (topic, done, dead) in recovered.snapshot.counts {
+                let t = index.topic(topic);
+                (t.done, t.dead) = (done, dead);
             }
-            // Order lists are rebuilt in publish order: ids sort by event.
-            tasks.sort_by(|a, b| a.id.cmp(&b.id));
-            for task in tasks {
-                let id: Arc<str> = task.id.as_str().into();
-                t.live.insert(
-                    id.clone(),
-                    Meta {
-                        state: task.state,
-                        attempts: task.attempts,
-                        due_ms: task.due_ms,
-                        order_key: task.order_key.clone(),
-                        coalesce_key: task.coalesce_key.clone(),
-                        leased: (task.state == TaskState::Leased).then(|| task.clone()),
-                    },
-                );
-                if let Some(key) = &task.coalesce_key {
-                    // In id order: the newest task of a key is the one a
-                    // burst merges into (while it is ready).
-                    t.coalescing.insert(key.clone(), id.clone());
+        } else {
+            for topic in Topic::ALL {
+                let t = index.topic(topic);
+                for state in [TaskState::Done, TaskState::Dead] {
+                    *t.finished(state) = tree
+                        .get(prefixed(COUNT, topic, state.name().as_bytes()))?
+                        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                        .map_or(0, u64::from_be_bytes);
                 }
-                enqueue(t, &id, task.due_ms);
-            }
-            for state in [TaskState::Done, TaskState::Dead] {
-                let n = tree
-                    .get(prefixed(COUNT, topic, state.name().as_bytes()))?
-                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                    .map_or(0, u64::from_be_bytes);
-                *t.finished(state) = n;
             }
         }
+        let mut unfinished: HashMap<(Topic, String), Task> = HashMap::new();
+        for (topic, task) in recovered.snapshot.tasks {
+            unfinished.insert((topic, task.id.clone()), task);
+        }
+        if version != Some(LAYOUT) {
+            // Layout 2 kept unfinished tasks in sled; they join the
+            // journal's, and leave sled once the first snapshot holds them.
+            for topic in Topic::ALL {
+                for item in tree.scan_prefix(prefixed(UNFINISHED, topic, b"")) {
+                    let (k, v) = item?;
+                    let task = decode(&k, &v)?;
+                    unfinished.insert((topic, task.id.clone()), task);
+                }
+            }
+        }
+        for record in recovered.records {
+            match record {
+                Record::Put(topic, task) => {
+                    unfinished.insert((topic, task.id.clone()), task);
+                }
+                Record::Finish(topic, task) => {
+                    unfinished.remove(&(topic, task.id.clone()));
+                    // The history write may not have reached the disk (a
+                    // longer history there is a later finish).
+                    let key = prefixed(FINISHED, topic, task.id.as_bytes());
+                    let stored = tree.get(&key)?.map(|v| decode(&key, &v)).transpose()?;
+                    if stored.is_none_or(|s| s.history.len() <= task.history.len()) {
+                        tree.insert(key, encode(&task))?;
+                    }
+                }
+                Record::FannedOut(through, replays) => {
+                    if let Some(through) = through
+                        && through > index.fanned_out
+                    {
+                        index.fanned_out = through;
+                    }
+                    for id in replays {
+                        index.replays.remove(&id);
+                    }
+                }
+                Record::Requeue(id) => {
+                    index.replays.insert(id);
+                }
+                Record::Counts(topic, done, dead) => {
+                    let t = index.topic(topic);
+                    (t.done, t.dead) = (done, dead);
+                }
+                // The store took its own.
+                Record::Event(..) => {}
+            }
+        }
+        let tasks: Vec<(Topic, Task)> = unfinished
+            .into_iter()
+            .map(|((topic, _), task)| (topic, task))
+            .collect();
+        let mut tasks = tasks;
+        // Order lists are rebuilt in publish order: ids sort by event.
+        tasks.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+        for (topic, task) in tasks {
+            index.topic(topic).admit(task);
+        }
+        // What was recovered is written again by the first checkpoint.
+        index.since_checkpoint = CHECKPOINT_RECORDS;
         Ok(Self {
             tree,
             index: Arc::new(Mutex::new(index)),
+            journal,
             store: store.clone(),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Index> {
-        // A panic while holding the lock leaves memory and disk as far as
-        // the last applied batch: still consistent, so carry on.
+        // A panic while holding the lock leaves memory as far as the last
+        // applied step, which the journal also holds: carry on.
         self.index.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn read_unfinished(&self, topic: Topic, id: &str) -> Result<Option<Task>, QueueError> {
-        let key = prefixed(UNFINISHED, topic, id.as_bytes());
-        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
     }
 
     fn read_finished(&self, topic: Topic, id: &str) -> Result<Option<Task>, QueueError> {
@@ -295,24 +346,23 @@ impl Queue {
         rerun_finished: bool,
     ) -> Result<usize, QueueError> {
         let mut added = 0;
-        let mut rerun = Vec::new();
         for new in tasks {
             let t = index.topic(new.topic);
             if t.live.contains_key(new.id.as_str()) {
                 continue;
             }
-            let mut task = match self.read_finished(new.topic, &new.id)? {
+            let task = match self.read_finished(new.topic, &new.id)? {
                 Some(old) if rerun_finished => {
                     *t.finished(old.state) = t.finished(old.state).saturating_sub(1);
                     step.count(new.topic);
-                    // Removed after the new record is written, below.
-                    rerun.push(prefixed(FINISHED, new.topic, new.id.as_bytes()));
                     let mut history = old.history;
                     history.push(Attempt {
                         at_ms: now_ms,
                         outcome: "queued again by a replayed job".into(),
                     });
                     Task {
+                        state: TaskState::Ready,
+                        due_ms: now_ms,
                         payload: new.payload.clone(),
                         attempts: 0,
                         created_ms: now_ms,
@@ -333,16 +383,9 @@ impl Queue {
                     coalesce_key: None,
                 },
             };
-            task.state = TaskState::Ready;
-            task.due_ms = now_ms;
-            step.put_unfinished(new.topic, &task);
-            let id: Arc<str> = task.id.as_str().into();
-            t.live.insert(id.clone(), meta_of(&task));
-            enqueue(t, &id, now_ms);
+            step.put(new.topic, &task);
+            t.admit(task);
             added += 1;
-        }
-        for key in rerun {
-            step.remove(key);
         }
         Ok(added)
     }
@@ -358,32 +401,25 @@ impl Queue {
         let topic = s.lease.topic;
         let t = index.topic(topic);
         let id: Arc<str> = s.lease.id.as_str().into();
-        let Some(meta) = t.live.get_mut(&id) else {
+        let Some(task) = t.live.get_mut(&id) else {
             return Ok(());
         };
         // A lease that expired and was taken again belongs to the newer attempt.
-        if meta.state != TaskState::Leased || meta.attempts != s.lease.attempt {
+        if task.state != TaskState::Leased || task.attempts != s.lease.attempt {
             return Ok(());
         }
-        let mut task = match meta.leased.take() {
-            Some(task) => task,
-            None => match self.read_unfinished(topic, &id)? {
-                Some(task) => task,
-                None => return Ok(()),
-            },
-        };
-        t.due.remove(&(meta.due_ms, id.clone()));
+        t.due.remove(&(task.due_ms, id.clone()));
         match s.end {
             TaskEnd::Retry { outcome, delay_ms } => {
                 task.history.push(Attempt {
                     at_ms: now_ms,
                     outcome,
                 });
-                ready_again(t, step, topic, &id, task, now_ms.saturating_add(delay_ms));
+                ready_again(t, step, topic, &id, now_ms.saturating_add(delay_ms));
             }
             TaskEnd::Defer { delay_ms } => {
                 task.attempts = task.attempts.saturating_sub(1);
-                ready_again(t, step, topic, &id, task, now_ms.saturating_add(delay_ms));
+                ready_again(t, step, topic, &id, now_ms.saturating_add(delay_ms));
             }
             TaskEnd::Done {
                 outcome,
@@ -397,7 +433,7 @@ impl Queue {
                 // Follow-ups first: a crash between leaves a job that runs
                 // again, never deliveries that were not queued.
                 self.publish_in(index, step, &follow_ups, now_ms, true)?;
-                finish(index.topic(topic), step, topic, &id, &task, now_ms);
+                finish(index.topic(topic), step, topic, &id, now_ms);
             }
             TaskEnd::Dead { reason } => {
                 task.history.push(Attempt {
@@ -405,46 +441,16 @@ impl Queue {
                     outcome: reason,
                 });
                 task.state = TaskState::Dead;
-                finish(t, step, topic, &id, &task, now_ms);
+                finish(t, step, topic, &id, now_ms);
             }
         }
         Ok(())
     }
 }
 
-/// A task stored both unfinished and finished was cut short by a crash
-/// while finishing or replaying ([`Step`]): the record with the longer
-/// history is the later one. Returns the task when it is unfinished.
-fn repair(tree: &sled::Tree, topic: Topic, task: Task) -> Result<Option<Task>, QueueError> {
-    let finished_key = prefixed(FINISHED, topic, task.id.as_bytes());
-    let Some(v) = tree.get(&finished_key)? else {
-        return Ok(Some(task));
-    };
-    let finished = decode(&finished_key, &v)?;
-    if finished.history.len() >= task.history.len() {
-        tree.remove(prefixed(UNFINISHED, topic, task.id.as_bytes()))?;
-        Ok(None)
-    } else {
-        tree.remove(finished_key)?;
-        Ok(Some(task))
-    }
-}
-
-fn meta_of(task: &Task) -> Meta {
-    Meta {
-        state: task.state,
-        attempts: task.attempts,
-        due_ms: task.due_ms,
-        order_key: task.order_key.clone(),
-        coalesce_key: task.coalesce_key.clone(),
-        leased: None,
-    }
-}
-
 /// Makes an unfinished task eligible at `due_ms`: it joins its order list
 /// (due only when it is the head), else gets a due entry.
-fn enqueue(t: &mut TopicIndex, id: &Arc<str>, due_ms: u64) {
-    let order_key = t.live.get(id).and_then(|m| m.order_key.clone());
+fn enqueue(t: &mut TopicIndex, id: &Arc<str>, order_key: Option<String>, due_ms: u64) {
     let is_head = match order_key {
         None => true,
         Some(key) => {
@@ -462,46 +468,30 @@ fn enqueue(t: &mut TopicIndex, id: &Arc<str>, due_ms: u64) {
 
 /// A leased task becomes ready again at `due_ms`, keeping its place in its
 /// order list.
-fn ready_again(
-    t: &mut TopicIndex,
-    step: &mut Step<'_>,
-    topic: Topic,
-    id: &Arc<str>,
-    mut task: Task,
-    due_ms: u64,
-) {
+fn ready_again(t: &mut TopicIndex, step: &mut Step<'_>, topic: Topic, id: &Arc<str>, due_ms: u64) {
+    let Some(task) = t.live.get_mut(id) else {
+        return;
+    };
     task.state = TaskState::Ready;
     task.due_ms = due_ms;
-    step.put_unfinished(topic, &task);
-    if let Some(meta) = t.live.get_mut(id) {
-        meta.state = TaskState::Ready;
-        meta.attempts = task.attempts;
-        meta.due_ms = due_ms;
-    }
+    step.put(topic, task);
     t.due.insert((due_ms, id.clone()));
 }
 
-/// A task is done or dead: out of the index, its record finished, and the
+/// A task is done or dead: out of the index, into the history, and the
 /// next task of its order list due.
-fn finish(
-    t: &mut TopicIndex,
-    step: &mut Step<'_>,
-    topic: Topic,
-    id: &Arc<str>,
-    task: &Task,
-    now_ms: u64,
-) {
-    step.put_finished(topic, task);
-    *t.finished(task.state) = t.finished(task.state).saturating_add(1);
-    let Some(meta) = t.live.remove(id) else {
+fn finish(t: &mut TopicIndex, step: &mut Step<'_>, topic: Topic, id: &Arc<str>, now_ms: u64) {
+    let Some(task) = t.live.remove(id) else {
         return;
     };
-    if let Some(key) = &meta.coalesce_key
+    *t.finished(task.state) = t.finished(task.state).saturating_add(1);
+    step.finish(topic, &task);
+    if let Some(key) = &task.coalesce_key
         && t.coalescing.get(key) == Some(id)
     {
         t.coalescing.remove(key);
     }
-    let Some(key) = &meta.order_key else {
+    let Some(key) = &task.order_key else {
         return;
     };
     let Some(list) = t.orders.get_mut(key) else {
@@ -515,10 +505,10 @@ fn finish(
     }
     if was_head
         && let Some(next) = next
-        && let Some(m) = t.live.get_mut(&next)
+        && let Some(n) = t.live.get_mut(&next)
     {
-        m.due_ms = m.due_ms.max(now_ms);
-        t.due.insert((m.due_ms, next));
+        n.due_ms = n.due_ms.max(now_ms);
+        t.due.insert((n.due_ms, next));
     }
 }
 
@@ -527,7 +517,7 @@ impl TaskLog for Queue {
         let mut index = self.lock();
         let mut step = Step::new(&self.tree);
         let added = self.publish_in(&mut index, &mut step, tasks, now_ms, false)?;
-        step.apply(&mut index)?;
+        step.apply(&mut index, &self.journal)?;
         Ok(added)
     }
 
@@ -545,19 +535,17 @@ impl TaskLog for Queue {
         let mut step = Step::new(&self.tree);
         let t = index.topic(topic);
         if let Some(id) = t.coalescing.get(key).cloned()
-            && let Some(meta) = t.live.get_mut(&id)
-            && meta.state == TaskState::Ready
-            && let Some(mut task) = self.read_unfinished(topic, &id)?
+            && let Some(task) = t.live.get_mut(&id)
+            && task.state == TaskState::Ready
         {
             task.payload = merge(&task.payload);
-            let had_due = t.due.remove(&(meta.due_ms, id.clone()));
-            meta.due_ms = due_ms;
+            let had_due = t.due.remove(&(task.due_ms, id.clone()));
             task.due_ms = due_ms;
             if had_due {
                 t.due.insert((due_ms, id.clone()));
             }
-            step.put_unfinished(topic, &task);
-            step.apply(&mut index)?;
+            step.put(topic, task);
+            step.apply(&mut index, &self.journal)?;
             return Ok(Coalesced::Merged(id.to_string()));
         }
         if t.live.contains_key(new.id.as_str()) || self.read_finished(topic, &new.id)?.is_some() {
@@ -575,12 +563,9 @@ impl TaskLog for Queue {
             order_key: new.order_key.clone(),
             coalesce_key: Some(key.to_owned()),
         };
-        step.put_unfinished(topic, &task);
-        let id: Arc<str> = task.id.as_str().into();
-        t.live.insert(id.clone(), meta_of(&task));
-        t.coalescing.insert(key.to_owned(), id.clone());
-        enqueue(t, &id, due_ms);
-        step.apply(&mut index)?;
+        step.put(topic, &task);
+        t.admit(task);
+        step.apply(&mut index, &self.journal)?;
         Ok(Coalesced::Published(new.id.clone()))
     }
 
@@ -590,60 +575,44 @@ impl TaskLog for Queue {
         now_ms: u64,
         lease_ms: u64,
         max: usize,
-    ) -> BoxFuture<'_, Result<Vec<Lease>, QueueError>> {
-        Box::pin(async move {
-            let leases = {
-                let mut index = self.lock();
-                let mut step = Step::new(&self.tree);
-                let t = index.topic(topic);
-                let mut leases = Vec::new();
-                while leases.len() < max {
-                    let Some((due, id)) = t.due.first().cloned() else {
-                        break;
-                    };
-                    if due > now_ms {
-                        break;
-                    }
-                    t.due.pop_first();
-                    let Some(meta) = t.live.get_mut(&id) else {
-                        continue;
-                    };
-                    let task = match meta.leased.take() {
-                        // An expired lease, taken again.
-                        Some(task) => Some(task),
-                        None => self.read_unfinished(topic, &id)?,
-                    };
-                    let Some(mut task) = task else {
-                        continue;
-                    };
-                    task.state = TaskState::Leased;
-                    task.attempts = task.attempts.saturating_add(1);
-                    task.due_ms = now_ms.saturating_add(lease_ms);
-                    meta.state = TaskState::Leased;
-                    meta.attempts = task.attempts;
-                    meta.due_ms = task.due_ms;
-                    step.put_unfinished(topic, &task);
-                    t.due.insert((task.due_ms, id.clone()));
-                    leases.push(Lease {
-                        topic,
-                        id: task.id.clone(),
-                        attempt: task.attempts,
-                        created_ms: task.created_ms,
-                        payload: task.payload.clone(),
-                    });
-                    meta.leased = Some(task);
-                }
-                if !leases.is_empty() {
-                    step.apply(&mut index)?;
-                }
-                leases
+    ) -> Result<Leased, QueueError> {
+        let mut index = self.lock();
+        let mut step = Step::new(&self.tree);
+        let t = index.topic(topic);
+        let mut leases = Vec::new();
+        while leases.len() < max {
+            let Some((due, id)) = t.due.first().cloned() else {
+                break;
             };
-            if !leases.is_empty() {
-                // The attempt is on disk before anyone acts on it.
-                self.store.sync().await?;
+            if due > now_ms {
+                break;
             }
-            Ok(leases)
-        })
+            t.due.pop_first();
+            // A leased task here is one whose lease expired: taken again.
+            let Some(task) = t.live.get_mut(&id) else {
+                continue;
+            };
+            task.state = TaskState::Leased;
+            task.attempts = task.attempts.saturating_add(1);
+            task.due_ms = now_ms.saturating_add(lease_ms);
+            step.put(topic, task);
+            t.due.insert((task.due_ms, id.clone()));
+            leases.push(Lease {
+                topic,
+                id: task.id.clone(),
+                attempt: task.attempts,
+                created_ms: task.created_ms,
+                payload: task.payload.clone(),
+            });
+        }
+        step.apply(&mut index, &self.journal)?;
+        drop(index);
+        // The attempt is on disk before anyone acts on it.
+        let journal = self.journal.clone();
+        Ok(Leased::new(
+            leases,
+            Box::pin(async move { Ok(journal.sync().await?) }),
+        ))
     }
 
     fn settle(&self, settlements: Vec<Settlement>, now_ms: u64) -> Result<(), QueueError> {
@@ -655,11 +624,111 @@ impl TaskLog for Queue {
         for s in settlements {
             self.settle_one(&mut index, &mut step, s, now_ms)?;
         }
-        step.apply(&mut index)
+        step.apply(&mut index, &self.journal)
     }
 
     fn sync(&self) -> BoxFuture<'_, Result<(), QueueError>> {
-        Box::pin(async move { Ok(self.store.sync().await?) })
+        Box::pin(async move { Ok(self.journal.sync().await?) })
+    }
+
+    fn fan_out_state(&self) -> FanOutState {
+        let index = self.lock();
+        FanOutState {
+            cursor: index.fanned_out.clone(),
+            replays: index.replays.iter().cloned().collect(),
+        }
+    }
+
+    fn fanned_out(
+        &self,
+        jobs: &[NewTask],
+        through: Option<&str>,
+        replays: &[String],
+        now_ms: u64,
+    ) -> Result<usize, QueueError> {
+        let mut index = self.lock();
+        let mut step = Step::new(&self.tree);
+        let added = self.publish_in(&mut index, &mut step, jobs, now_ms, false)?;
+        if let Some(through) = through
+            && through > index.fanned_out.as_str()
+        {
+            index.fanned_out = through.to_owned();
+        }
+        for id in replays {
+            index.replays.remove(id);
+        }
+        step.records.push(Record::FannedOut(
+            through.map(str::to_owned),
+            replays.to_vec(),
+        ));
+        step.apply(&mut index, &self.journal)?;
+        Ok(added)
+    }
+
+    fn requeue(&self, event_id: &str) -> Result<(), QueueError> {
+        let mut index = self.lock();
+        if index.replays.insert(event_id.to_owned()) {
+            let mut step = Step::new(&self.tree);
+            step.records.push(Record::Requeue(event_id.to_owned()));
+            step.apply(&mut index, &self.journal)?;
+        }
+        Ok(())
+    }
+
+    fn waiting_fan_out(&self, event_id: &str) -> bool {
+        let index = self.lock();
+        event_id > index.fanned_out.as_str() || index.replays.contains(event_id)
+    }
+
+    fn checkpoint(&self) -> BoxFuture<'_, Result<bool, QueueError>> {
+        Box::pin(async move {
+            let (n, snapshot) = {
+                let mut index = self.lock();
+                if index.since_checkpoint < CHECKPOINT_RECORDS {
+                    return Ok(false);
+                }
+                index.since_checkpoint = 0;
+                let mut tasks = Vec::new();
+                for topic in Topic::ALL {
+                    for task in index.topic(topic).live.values() {
+                        tasks.push((topic, task.clone()));
+                    }
+                }
+                let counts = Topic::ALL
+                    .into_iter()
+                    .map(|topic| {
+                        let t = index.topic(topic);
+                        (topic, t.done, t.dead)
+                    })
+                    .collect();
+                let snapshot = Snapshot {
+                    tasks,
+                    counts,
+                    fanned_out: index.fanned_out.clone(),
+                    replays: index.replays.iter().cloned().collect(),
+                };
+                (self.journal.rotate(), snapshot)
+            };
+            // sled holds what the old journals replay (events, finished
+            // tasks): it must be on disk before those journals go.
+            self.store.sync_all().await?;
+            self.journal.checkpoint(n, snapshot).await?;
+            // Layout 2's unfinished records and the events tree's old
+            // fan-out state are in the snapshot now.
+            if self.tree.get(VERSION_KEY)?.and_then(|v| v.first().copied()) != Some(LAYOUT) {
+                for topic in Topic::ALL {
+                    for kind in [UNFINISHED, COUNT] {
+                        for k in self.tree.scan_prefix(prefixed(kind, topic, b"")).keys() {
+                            self.tree.remove(k?)?;
+                        }
+                    }
+                }
+                self.store.drop_legacy_fan_out()?;
+                self.tree.insert(VERSION_KEY, &[LAYOUT][..])?;
+                self.store.sync_all().await?;
+            }
+            Ok(true)
+        })
     }
 
     fn replay(&self, topic: Topic, id: &str, now_ms: u64) -> Result<bool, QueueError> {
@@ -674,7 +743,6 @@ impl TaskLog for Queue {
         let t = index.topic(topic);
         let from = task.state;
         *t.finished(from) = t.finished(from).saturating_sub(1);
-        step.count(topic);
         task.state = TaskState::Ready;
         task.attempts = 0;
         task.created_ms = now_ms;
@@ -683,20 +751,16 @@ impl TaskLog for Queue {
             at_ms: now_ms,
             outcome: format!("replayed (was {})", from.name()),
         });
-        step.put_unfinished(topic, &task);
-        step.remove(prefixed(FINISHED, topic, id.as_bytes()));
-        let key: Arc<str> = id.into();
-        t.live.insert(key.clone(), meta_of(&task));
-        enqueue(t, &key, now_ms);
-        step.apply(&mut index)?;
+        step.put(topic, &task);
+        step.count(topic);
+        t.admit(task);
+        step.apply(&mut index, &self.journal)?;
         Ok(true)
     }
 
     fn get(&self, topic: Topic, id: &str) -> Result<Option<Task>, QueueError> {
-        // A task moves from `u` to `t` in one batch, so one of the two
-        // reads finds it; look where it is last.
-        if let Some(task) = self.read_unfinished(topic, id)? {
-            return Ok(Some(task));
+        if let Some(task) = self.lock().topic(topic).live.get(id) {
+            return Ok(Some(task.clone()));
         }
         self.read_finished(topic, id)
     }
@@ -708,42 +772,59 @@ impl TaskLog for Queue {
         limit: usize,
         keep: &dyn Fn(&Task) -> bool,
     ) -> Result<Vec<Task>, QueueError> {
-        let range = |kind: u8| {
-            let prefix = prefixed(kind, topic, b"");
-            let start = match after {
-                Some(a) => {
-                    let mut k = prefixed(kind, topic, a.as_bytes());
-                    k.push(0);
-                    k
-                }
-                None => prefix.clone(),
-            };
-            self.tree
-                .range(start..)
-                .take_while(move |item| !matches!(item, Ok((k, _)) if !k.starts_with(&prefix)))
+        // The unfinished ones that qualify, in id order, merged with the
+        // history scan (also in id order).
+        let (mut unfinished, live): (Vec<Task>, std::collections::HashSet<Arc<str>>) = {
+            let mut index = self.lock();
+            let t = index.topic(topic);
+            (
+                t.live
+                    .values()
+                    .filter(|t| after.is_none_or(|a| t.id.as_str() > a) && keep(t))
+                    .cloned()
+                    .collect(),
+                t.live.keys().cloned().collect(),
+            )
         };
+        unfinished.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut unfinished = unfinished.into_iter().peekable();
+        let prefix = prefixed(FINISHED, topic, b"");
+        let start = match after {
+            Some(a) => {
+                let mut k = prefixed(FINISHED, topic, a.as_bytes());
+                k.push(0);
+                k
+            }
+            None => prefix.clone(),
+        };
+        let mut finished = self.tree.range(start..).peekable();
         let mut out = Vec::new();
-        let mut unfinished = range(UNFINISHED).peekable();
-        let mut finished = range(FINISHED).peekable();
-        // Both scans are in id order past their one-byte prefix: merge them.
         while out.len() < limit {
-            let pick_unfinished = match (unfinished.peek(), finished.peek()) {
+            let next_finished = match finished.peek() {
+                Some(Ok((k, _))) if k.starts_with(&prefix) => Some(k[prefix.len()..].to_vec()),
+                Some(Err(_)) => Some(Vec::new()),
+                _ => None,
+            };
+            let take_unfinished = match (unfinished.peek(), &next_finished) {
                 (None, None) => break,
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
-                (Some(Ok((a, _))), Some(Ok((b, _)))) => a[1..] <= b[1..],
-                (Some(Err(_)), _) => true,
-                (_, Some(Err(_))) => false,
+                (Some(u), Some(f)) => u.id.as_bytes() <= f.as_slice(),
             };
-            let next = if pick_unfinished {
-                unfinished.next()
-            } else {
-                finished.next()
-            };
-            let Some(item) = next else {
+            if take_unfinished {
+                if let Some(task) = unfinished.next() {
+                    out.push(task);
+                }
+                continue;
+            }
+            let Some(item) = finished.next() else {
                 break;
             };
             let (k, v) = item?;
+            // A task running again hides its earlier finish.
+            if std::str::from_utf8(&k[prefix.len()..]).is_ok_and(|id| live.contains(id)) {
+                continue;
+            }
             let task = decode(&k, &v)?;
             if keep(&task) {
                 out.push(task);
@@ -753,14 +834,24 @@ impl TaskLog for Queue {
     }
 
     fn with_prefix(&self, topic: Topic, prefix: &str) -> Result<Vec<Task>, QueueError> {
-        let mut out = Vec::new();
-        for kind in [UNFINISHED, FINISHED] {
-            for item in self
-                .tree
-                .scan_prefix(prefixed(kind, topic, prefix.as_bytes()))
-            {
-                let (k, v) = item?;
-                out.push(decode(&k, &v)?);
+        let mut out: Vec<Task> = self
+            .lock()
+            .topic(topic)
+            .live
+            .values()
+            .filter(|t| t.id.starts_with(prefix))
+            .cloned()
+            .collect();
+        let running: std::collections::HashSet<String> = out.iter().map(|t| t.id.clone()).collect();
+        for item in self
+            .tree
+            .scan_prefix(prefixed(FINISHED, topic, prefix.as_bytes()))
+        {
+            let (k, v) = item?;
+            let task = decode(&k, &v)?;
+            // A task running again hides its earlier finish.
+            if !running.contains(&task.id) {
+                out.push(task);
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -771,7 +862,7 @@ impl TaskLog for Queue {
         let mut doomed = Vec::new();
         let start = prefixed(FINISHED, topic, b"");
         let end = prefixed(FINISHED, topic, before.as_bytes());
-        for item in self.tree.range(start..end) {
+        for item in self.tree.range(start.clone()..end) {
             if doomed.len() >= limit {
                 break;
             }
@@ -784,23 +875,28 @@ impl TaskLog for Queue {
             return Ok(0);
         }
         let mut index = self.lock();
-        let mut step = Step::new(&self.tree);
         let mut purged = 0u64;
+        let prefix_len = start.len();
         for k in doomed {
-            // Only if it is still done (not replayed meanwhile).
-            if self
-                .tree
-                .get(&k)?
-                .is_some_and(|v| decode(&k, &v).is_ok_and(|t| t.state == TaskState::Done))
+            // Only if it is still done and not running again (replayed
+            // meanwhile).
+            let running = std::str::from_utf8(&k[prefix_len..])
+                .is_ok_and(|id| index.topic(topic).live.contains_key(id));
+            if !running
+                && self
+                    .tree
+                    .get(&k)?
+                    .is_some_and(|v| decode(&k, &v).is_ok_and(|t| t.state == TaskState::Done))
             {
-                step.remove(k.to_vec());
+                self.tree.remove(k)?;
                 purged += 1;
             }
         }
+        let mut step = Step::new(&self.tree);
         let t = index.topic(topic);
         t.done = t.done.saturating_sub(purged);
         step.count(topic);
-        step.apply(&mut index)?;
+        step.apply(&mut index, &self.journal)?;
         Ok(usize::try_from(purged).unwrap_or(usize::MAX))
     }
 
@@ -813,30 +909,23 @@ impl TaskLog for Queue {
             let leased: Vec<Arc<str>> = t
                 .live
                 .iter()
-                .filter(|(_, m)| m.state == TaskState::Leased)
+                .filter(|(_, task)| task.state == TaskState::Leased)
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in leased {
-                let Some(meta) = t.live.get_mut(&id) else {
+                let Some(task) = t.live.get_mut(&id) else {
                     continue;
                 };
-                let task = match meta.leased.take() {
-                    Some(task) => Some(task),
-                    None => self.read_unfinished(topic, &id)?,
-                };
-                let Some(mut task) = task else {
-                    continue;
-                };
-                t.due.remove(&(meta.due_ms, id.clone()));
+                t.due.remove(&(task.due_ms, id.clone()));
                 task.history.push(Attempt {
                     at_ms: now_ms,
                     outcome: "interrupted: the daemon stopped during this attempt".into(),
                 });
-                ready_again(t, &mut step, topic, &id, task, now_ms);
+                ready_again(t, &mut step, topic, &id, now_ms);
                 recovered += 1;
             }
         }
-        step.apply(&mut index)?;
+        step.apply(&mut index, &self.journal)?;
         Ok(recovered)
     }
 
@@ -852,7 +941,7 @@ impl TaskLog for Queue {
             let leased = t
                 .live
                 .values()
-                .filter(|m| m.state == TaskState::Leased)
+                .filter(|task| task.state == TaskState::Leased)
                 .count() as u64;
             let ready = t.live.len() as u64 - leased;
             counts.push((topic, TaskState::Ready, ready));
@@ -865,8 +954,8 @@ impl TaskLog for Queue {
 }
 
 /// Converts layout 1 (every task under `t`, with `r`, `o` and `c` index
-/// entries) to this one: unfinished tasks move to `u`, the index entries go,
-/// finished tasks are counted.
+/// entries) to layout 2: unfinished tasks move to `u`, the index entries
+/// go, finished tasks are counted.
 fn migrate_layout_1(tree: &sled::Tree) -> Result<(), QueueError> {
     let mut batch = sled::Batch::default();
     for topic in Topic::ALL {
@@ -897,72 +986,98 @@ fn migrate_layout_1(tree: &sled::Tree) -> Result<(), QueueError> {
             }
         }
     }
-    batch.insert(VERSION_KEY, &[LAYOUT][..]);
+    batch.insert(VERSION_KEY, &[2u8][..]);
     tree.apply_batch(batch)?;
     Ok(())
 }
 
-/// Checks the queue tree's invariants without changing anything; returns
-/// one line per problem found. Finished counts that differ from the
-/// records are not a problem (a crash between a step and its count leaves
-/// them off by that step; they only feed metrics): they are in `notes`.
-pub(crate) fn verify(db: &sled::Db, notes: &mut Vec<String>) -> Result<Vec<String>, QueueError> {
+/// Checks the finished history's invariants without changing anything;
+/// returns one line per problem found. Finished counts that differ from
+/// the records are not a problem (a crash between a step and its count
+/// leaves them off by that step; they only feed metrics): they are in
+/// `notes`.
+pub(crate) fn verify(
+    db: &sled::Db,
+    journaled: &crate::journal::Recovered,
+    notes: &mut Vec<String>,
+) -> Result<Vec<String>, QueueError> {
     let tree = db.open_tree("queue")?;
-    let mut problems = Vec::new();
-    if tree.get(VERSION_KEY)?.is_none() && tree.iter().next().is_some() {
-        problems
-            .push("the queue is in layout 1; the daemon converts it when it next starts".into());
-        return Ok(problems);
+    // The counts the daemon would start with: the journal's, else (an
+    // older layout) sled's.
+    let mut counts: HashMap<Topic, (u64, u64)> = journaled
+        .snapshot
+        .counts
+        .iter()
+        .map(|&(topic, done, dead)| (topic, (done, dead)))
+        .collect();
+    for record in &journaled.records {
+        if let Record::Counts(topic, done, dead) = record {
+            counts.insert(*topic, (*done, *dead));
+        }
     }
+    // Tasks running again hide their earlier finish.
+    let mut running: std::collections::HashSet<(Topic, &str)> = journaled
+        .snapshot
+        .tasks
+        .iter()
+        .map(|(topic, task)| (*topic, task.id.as_str()))
+        .collect();
+    for record in &journaled.records {
+        match record {
+            Record::Put(topic, task) => {
+                running.insert((*topic, task.id.as_str()));
+            }
+            Record::Finish(topic, task) => {
+                running.remove(&(*topic, task.id.as_str()));
+            }
+            _ => {}
+        }
+    }
+    let mut problems = Vec::new();
     for topic in Topic::ALL {
         let name = topic.name();
-        let mut unfinished = std::collections::HashSet::new();
-        for (kind, finished) in [(UNFINISHED, false), (FINISHED, true)] {
-            let prefix = prefixed(kind, topic, b"");
-            let (mut done, mut dead) = (0u64, 0u64);
-            for item in tree.scan_prefix(&prefix) {
-                let (k, v) = item?;
-                let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-                match postcard::from_bytes::<Task>(&v) {
-                    Err(e) => problems.push(format!("{name} task `{id}` does not decode: {e}")),
-                    Ok(task) if task.id != id => problems.push(format!(
-                        "{name} task under key `{id}` says its id is `{}`",
-                        task.id
+        let prefix = prefixed(FINISHED, topic, b"");
+        let (mut done, mut dead) = (0u64, 0u64);
+        for item in tree.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            match postcard::from_bytes::<Task>(&v) {
+                Err(e) => problems.push(format!("{name} task `{id}` does not decode: {e}")),
+                Ok(task) if task.id != id => problems.push(format!(
+                    "{name} task under key `{id}` says its id is `{}`",
+                    task.id
+                )),
+                Ok(task) if running.contains(&(topic, task.id.as_str())) => {}
+                Ok(task) => match task.state {
+                    TaskState::Done => done += 1,
+                    TaskState::Dead => dead += 1,
+                    // Layout 1 kept unfinished tasks here; converted at open.
+                    _ => notes.push(format!(
+                        "{name} task `{id}` is {} in the first layout; the daemon converts it when it next starts",
+                        task.state.name()
                     )),
-                    Ok(task) if task.state.is_finished() != finished => problems.push(format!(
-                        "{name} task `{id}` is {} but stored as {}",
-                        task.state.name(),
-                        if finished { "finished" } else { "unfinished" }
-                    )),
-                    Ok(task) => {
-                        match task.state {
-                            TaskState::Done => done += 1,
-                            TaskState::Dead => dead += 1,
-                            _ => {}
-                        }
-                        if finished && unfinished.contains(&id) {
-                            notes.push(format!(
-                                "{name} task `{id}` is stored both finished and unfinished (a step cut short by a crash; the daemon repairs it when it next starts)"
-                            ));
-                        } else if !finished {
-                            unfinished.insert(id);
-                        }
-                    }
-                }
+                },
             }
-            if finished {
-                for (state, n) in [(TaskState::Done, done), (TaskState::Dead, dead)] {
-                    let counted = tree
-                        .get(prefixed(COUNT, topic, state.name().as_bytes()))?
-                        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                        .map_or(0, u64::from_be_bytes);
-                    if counted != n {
-                        notes.push(format!(
-                            "{name}: {n} {} tasks stored but {counted} counted",
-                            state.name()
-                        ));
+        }
+        for (state, n) in [(TaskState::Done, done), (TaskState::Dead, dead)] {
+            let counted = match counts.get(&topic) {
+                Some(&(done, dead)) => {
+                    if state == TaskState::Done {
+                        done
+                    } else {
+                        dead
                     }
                 }
+                None => tree
+                    .get(prefixed(COUNT, topic, state.name().as_bytes()))?
+                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                    .map_or(0, u64::from_be_bytes),
+            };
+            if counted != n {
+                notes.push(format!(
+                    "{name}: {n} {} tasks stored but {counted} counted",
+                    state.name()
+                ));
             }
         }
     }
@@ -981,6 +1096,14 @@ mod tests {
         (dir, store, q)
     }
 
+    /// The process stops (its queue and store closed) and starts again.
+    async fn reopen(q: Queue, store: EventStore, dir: &tempfile::TempDir) -> (Queue, EventStore) {
+        drop(q);
+        store.close().await.unwrap();
+        let store = EventStore::open(dir.path()).unwrap();
+        (Queue::open(&store).unwrap(), store)
+    }
+
     fn job(id: &str) -> NewTask {
         NewTask::new(Topic::Jobs, id, id.as_bytes().to_vec())
     }
@@ -997,12 +1120,18 @@ mod tests {
     }
 
     async fn lease(q: &Queue, topic: Topic, now: u64, lease_ms: u64, max: usize) -> Vec<Lease> {
-        q.lease(topic, now, lease_ms, max).await.unwrap()
+        q.lease(topic, now, lease_ms, max)
+            .unwrap()
+            .durable()
+            .await
+            .unwrap()
     }
 
-    fn verify_clean(store: &EventStore) {
+    async fn verify_clean(store: &EventStore) {
+        store.sync().await.unwrap();
+        let (journaled, _) = crate::journal::read_dir(&store.dir().join("journal")).unwrap();
         let mut notes = Vec::new();
-        let problems = verify(store.db(), &mut notes).unwrap();
+        let problems = verify(store.db(), &journaled, &mut notes).unwrap();
         assert!(problems.is_empty(), "{problems:?}");
         assert!(notes.is_empty(), "{notes:?}");
     }
@@ -1042,7 +1171,7 @@ mod tests {
             TaskState::Done
         );
         assert_eq!(lease(&q, Topic::Deliveries, 5, 1000, 10).await.len(), 1);
-        verify_clean(&s);
+        verify_clean(&s).await;
     }
 
     #[tokio::test]
@@ -1101,7 +1230,7 @@ mod tests {
         assert_eq!(depth.get(Topic::Jobs, TaskState::Done), 1);
         assert_eq!(depth.get(Topic::Jobs, TaskState::Dead), 1);
         assert_eq!(depth.get(Topic::Jobs, TaskState::Leased), 2);
-        verify_clean(&s);
+        verify_clean(&s).await;
     }
 
     #[tokio::test]
@@ -1151,7 +1280,7 @@ mod tests {
         let again = lease(&q, Topic::Jobs, 2, 1000, 10).await.remove(0);
         assert_eq!(again.attempt, 1, "a replay starts a fresh attempt count");
         assert_eq!(q.depth().get(Topic::Jobs, TaskState::Dead), 0);
-        verify_clean(&s);
+        verify_clean(&s).await;
     }
 
     #[tokio::test]
@@ -1215,7 +1344,7 @@ mod tests {
             task.history[0].outcome,
             "interrupted: the daemon stopped during this attempt"
         );
-        verify_clean(&store);
+        verify_clean(&store).await;
     }
 
     #[tokio::test]
@@ -1261,7 +1390,7 @@ mod tests {
             ["1", "3"],
             "only the head of x, and y alongside"
         );
-        verify_clean(&s);
+        verify_clean(&s).await;
         // A retry keeps its place: 2 still waits.
         q.retry(&first[0], 10, "503", 0).unwrap();
         assert!(lease(&q, Topic::Jobs, 5, 1000, 10).await.is_empty());
@@ -1273,7 +1402,7 @@ mod tests {
             ["2"],
             "a dead head lets the next run"
         );
-        verify_clean(&s);
+        verify_clean(&s).await;
     }
 
     #[tokio::test]
@@ -1306,7 +1435,7 @@ mod tests {
             Coalesced::Merged("c".into()),
             "finishing the old burst leaves the new one open"
         );
-        verify_clean(&s);
+        verify_clean(&s).await;
     }
 
     #[tokio::test]
@@ -1325,7 +1454,7 @@ mod tests {
         );
         assert_eq!(q.depth().get(Topic::Jobs, TaskState::Done), 0);
         assert_eq!(q.depth().get(Topic::Jobs, TaskState::Ready), 1);
-        verify_clean(&s);
+        verify_clean(&s).await;
     }
 
     #[tokio::test]
@@ -1394,17 +1523,18 @@ mod tests {
         assert_eq!(depth.get(Topic::Jobs, TaskState::Done), 1);
         assert_eq!(depth.get(Topic::Jobs, TaskState::Dead), 1);
         assert_eq!(ids(&lease(&q, Topic::Jobs, 7, 1000, 10).await), ["a"]);
-        verify_clean(&store);
+        verify_clean(&store).await;
     }
 
     #[tokio::test]
-    async fn a_task_left_both_finished_and_unfinished_by_a_crash_is_repaired_at_open() {
+    async fn a_task_the_journal_holds_unfinished_runs_again_whatever_the_history_says() {
         let (_d, store, q) = queue();
         q.publish(&[job("a"), job("b")], 7).unwrap();
-        verify_clean(&store);
+        q.sync().await.unwrap();
+        // sled reached the disk with a finish whose journal records did
+        // not (a crash before the journal's sync): nothing was promised
+        // about it, so the task runs again.
         let tree = store.db().open_tree("queue").unwrap();
-        // `a` was cut short while finishing (its finished record has one
-        // more outcome), `b` while being replayed (equal histories).
         let mut done = q.get(Topic::Jobs, "a").unwrap().unwrap();
         done.state = TaskState::Done;
         done.history.push(Attempt {
@@ -1413,28 +1543,77 @@ mod tests {
         });
         tree.insert(prefixed(FINISHED, Topic::Jobs, b"a"), encode(&done))
             .unwrap();
-        let mut dead = q.get(Topic::Jobs, "b").unwrap().unwrap();
-        dead.state = TaskState::Dead;
-        tree.insert(prefixed(FINISHED, Topic::Jobs, b"b"), encode(&dead))
+        drop(tree);
+        let (q, store) = reopen(q, store, &_d).await;
+        let a = q.get(Topic::Jobs, "a").unwrap().unwrap();
+        assert_eq!(a.state, TaskState::Ready);
+        assert!(a.history.is_empty());
+        // Listed once, as it runs now.
+        let listed = q.tasks(Topic::Jobs).unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|t| (t.id.as_str(), t.state))
+                .collect::<Vec<_>>(),
+            [("a", TaskState::Ready), ("b", TaskState::Ready)]
+        );
+        assert_eq!(q.depth().get(Topic::Jobs, TaskState::Done), 0);
+        let leases = lease(&q, Topic::Jobs, 7, 1000, 10).await;
+        assert_eq!(ids(&leases), ["a", "b"]);
+        for l in &leases {
+            q.ack(l, "ok", &[], 9).unwrap();
+        }
+        assert_eq!(q.depth().get(Topic::Jobs, TaskState::Done), 2);
+        verify_clean(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_finished_task_whose_history_record_was_lost_is_written_again_at_open() {
+        let (_d, store, q) = queue();
+        q.publish(&[job("a")], 0).unwrap();
+        let l = lease(&q, Topic::Jobs, 0, 1000, 1).await.remove(0);
+        q.ack(&l, "ok", &[], 1).unwrap();
+        q.sync().await.unwrap();
+        // The journal has the finish; the history write never reached the disk.
+        let tree = store.db().open_tree("queue").unwrap();
+        tree.remove(prefixed(FINISHED, Topic::Jobs, b"a")).unwrap();
+        drop(tree);
+        let (q, _store) = reopen(q, store, &_d).await;
+        let task = q.get(Topic::Jobs, "a").unwrap().unwrap();
+        assert_eq!(task.state, TaskState::Done);
+        assert_eq!(task.history.last().unwrap().outcome, "ok");
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_bounds_what_opening_reads_and_loses_nothing() {
+        let (_d, store, q) = queue();
+        q.publish(&[job("a"), ordered("b", "k"), ordered("c", "k")], 0)
             .unwrap();
-        let mut notes = Vec::new();
-        assert!(verify(store.db(), &mut notes).unwrap().is_empty());
+        let l = lease(&q, Topic::Jobs, 0, 1000, 1).await.remove(0);
+        q.retry(&l, 5, "503", 0).unwrap();
+        // The first checkpoint after opening is always taken.
+        assert!(q.checkpoint().await.unwrap());
+        assert!(!q.checkpoint().await.unwrap(), "nothing changed since");
+        q.publish(&[job("d")], 1).unwrap();
+        q.sync().await.unwrap();
+        let journals = std::fs::read_dir(_d.path().join("journal"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("journal-")
+            })
+            .count();
+        assert_eq!(journals, 1, "older journals are gone");
+        let (q, _store) = reopen(q, store, &_d).await;
+        let a = q.get(Topic::Jobs, "a").unwrap().unwrap();
+        assert_eq!((a.state, a.history.len()), (TaskState::Ready, 1));
         assert_eq!(
-            notes.len(),
-            4,
-            "two tasks stored twice, two counts off: {notes:?}"
+            ids(&lease(&q, Topic::Jobs, 10, 1000, 10).await),
+            ["b", "d", "a"],
+            "in due order: a was retried to 5"
         );
-        drop(q);
-        let q = Queue::open(&store).unwrap();
-        assert_eq!(
-            q.get(Topic::Jobs, "a").unwrap().unwrap().state,
-            TaskState::Done
-        );
-        assert_eq!(
-            q.get(Topic::Jobs, "b").unwrap().unwrap().state,
-            TaskState::Dead,
-            "equal histories: the finished record wins"
-        );
-        assert!(lease(&q, Topic::Jobs, 7, 1000, 10).await.is_empty());
     }
 }

@@ -46,6 +46,9 @@ pub enum QueueError {
     /// The sync that makes leases durable failed.
     #[error("queue store: {0}")]
     Store(#[from] crate::StoreError),
+    /// The journal could not be read or written.
+    #[error(transparent)]
+    Journal(#[from] crate::JournalError),
     /// A task record could not be decoded.
     #[error("queue record `{0}` is corrupt")]
     Corrupt(String),
@@ -247,6 +250,56 @@ pub enum TaskEnd {
     },
 }
 
+/// Where fan-out stands ([`TaskLog::fan_out_state`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FanOutState {
+    /// The last event whose jobs are published ("" before the first).
+    pub cursor: String,
+    /// Stored events to fan out again, oldest first.
+    pub replays: Vec<String>,
+}
+
+/// Tasks just leased, not yet to be acted on: their attempts become
+/// durable first ([`Leased::durable`]).
+pub struct Leased {
+    leases: Vec<Lease>,
+    durable: BoxFuture<'static, Result<(), QueueError>>,
+}
+
+impl std::fmt::Debug for Leased {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leased")
+            .field("leases", &self.leases.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Leased {
+    /// Leases that become usable once `durable` resolves.
+    pub fn new(leases: Vec<Lease>, durable: BoxFuture<'static, Result<(), QueueError>>) -> Self {
+        Self { leases, durable }
+    }
+
+    /// How many tasks were leased.
+    pub fn len(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// Whether nothing was due.
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty()
+    }
+
+    /// The leases, once every one's attempt is on disk (so after a crash
+    /// the attempt is in the task's history as interrupted).
+    pub async fn durable(self) -> Result<Vec<Lease>, QueueError> {
+        if !self.leases.is_empty() {
+            self.durable.await?;
+        }
+        Ok(self.leases)
+    }
+}
+
 /// One leased task's end, for [`TaskLog::settle`].
 #[derive(Debug, Clone)]
 pub struct Settlement {
@@ -277,15 +330,17 @@ pub trait TaskLog: Send + Sync + std::fmt::Debug + 'static {
         merge: &(dyn Fn(&[u8]) -> Vec<u8> + Sync),
     ) -> Result<Coalesced, QueueError>;
 
-    /// Leases up to `max` tasks of `topic` due at `now_ms`, for `lease_ms`,
-    /// and returns once the leases are durable.
+    /// Leases up to `max` tasks of `topic` due at `now_ms`, for `lease_ms`.
+    /// They are taken at once; [`Leased::durable`] hands them out once
+    /// their attempts are on disk, so the caller can lease again while it
+    /// waits.
     fn lease(
         &self,
         topic: Topic,
         now_ms: u64,
         lease_ms: u64,
         max: usize,
-    ) -> BoxFuture<'_, Result<Vec<Lease>, QueueError>>;
+    ) -> Result<Leased, QueueError>;
 
     /// Ends leased tasks' attempts, all in one step. A lease that expired
     /// and was taken again is ignored (the newer attempt owns the task).
@@ -295,6 +350,32 @@ pub trait TaskLog: Send + Sync + std::fmt::Debug + 'static {
 
     /// Waits until every step taken so far is on disk.
     fn sync(&self) -> BoxFuture<'_, Result<(), QueueError>>;
+
+    /// Keeps start-up bounded: when enough has changed since the last
+    /// checkpoint, records the unfinished tasks as they are and drops what
+    /// led to them. Returns whether it did. Cheap to call often.
+    fn checkpoint(&self) -> BoxFuture<'_, Result<bool, QueueError>>;
+
+    /// Where fan-out stands: the last event whose jobs are published, and
+    /// the events to fan out again (replays).
+    fn fan_out_state(&self) -> FanOutState;
+
+    /// Publishes the jobs of a fan-out and moves its cursor to `through`
+    /// (when given) and past the `replays` it handled, in one step: a crash
+    /// redoes the whole fan-out or none of it (publishing is idempotent).
+    fn fanned_out(
+        &self,
+        jobs: &[NewTask],
+        through: Option<&str>,
+        replays: &[String],
+        now_ms: u64,
+    ) -> Result<usize, QueueError>;
+
+    /// Fans a stored event out again (replay).
+    fn requeue(&self, event_id: &str) -> Result<(), QueueError>;
+
+    /// Whether an event still waits for fan-out (retention keeps it).
+    fn waiting_fan_out(&self, event_id: &str) -> bool;
 
     /// Makes a finished (done or dead) task run again, due now, with a fresh
     /// attempt count; its history is kept. Returns false when the task does

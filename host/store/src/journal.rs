@@ -1,0 +1,613 @@
+//! The store's journal: what must survive a crash, appended to a file
+//! before anything depends on it.
+//!
+//! sled holds the store's data and answers its queries, but sled 0.34
+//! writes out and syncs a log buffer of its own whenever it is flushed (and
+//! for every batch), which at thousands of writes a second cost more than
+//! all the rest. So sled is written behind, and durability comes from
+//! here: appending costs a memory copy; one writer thread writes what has
+//! been appended with one `write` and makes it durable with one
+//! `fdatasync`, so every sync is shared by as many requests and outcomes as
+//! are ready. Opening replays the journal into sled and the task log; a
+//! checkpoint (sled flushed, then a snapshot of the task log's unfinished
+//! work) lets the journal before it go, so start-up is bounded by the work
+//! in hand and the time since the last checkpoint, never by history.
+//!
+//! Files in the journal's directory:
+//! - `journal-N.log`: an 8-byte header (`fhjrnl` and the format version),
+//!   then records `[u32 length][u32 crc32][postcard record]`,
+//!   little-endian. A torn record at the end (a crash mid-write) ends the
+//!   file: nothing after it was acknowledged.
+//! - `snapshot-N.bin`: the format version, a crc32, then the task log's
+//!   unfinished work as it was when `journal-N` was started. Written to a
+//!   temporary name, synced, then renamed.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::queue::{Task, Topic};
+
+/// The journal's file format version (in each file's header).
+const FORMAT: u8 = 1;
+/// The first bytes of every journal file.
+const MAGIC: [u8; 8] = [b'f', b'h', b'j', b'r', b'n', b'l', 0, FORMAT];
+
+/// The journal could not be read or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("journal: {0}")]
+pub struct JournalError(String);
+
+/// One change, as journaled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Record {
+    /// An event stored under this id, with its stored record.
+    Event(String, Vec<u8>),
+    /// The task is unfinished, as given (published, leased, retried...).
+    Put(Topic, Task),
+    /// The task finished (done or dead), as given; its record now lives in
+    /// the finished history.
+    Finish(Topic, Task),
+    /// Fan-out queued the jobs of every event through this id (when given)
+    /// and of these replayed events.
+    FannedOut(Option<String>, Vec<String>),
+    /// Fan this stored event out again (replay).
+    Requeue(String),
+    /// A topic's finished tasks now number this many done and dead.
+    Counts(Topic, u64, u64),
+}
+
+/// What a snapshot holds: the task log's unfinished work.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct Snapshot {
+    /// Every unfinished task.
+    pub(crate) tasks: Vec<(Topic, Task)>,
+    /// Each topic's finished tasks: `(topic, done, dead)`.
+    pub(crate) counts: Vec<(Topic, u64, u64)>,
+    /// The last event fanned out ("" before the first).
+    pub(crate) fanned_out: String,
+    /// Events waiting to be fanned out again.
+    pub(crate) replays: Vec<String>,
+}
+
+/// Appended records nobody waits for reach the disk within this long.
+const IDLE_SYNC: std::time::Duration = std::time::Duration::from_millis(50);
+/// Appended bytes written without waiting for a sync request.
+const WRITE_EARLY_BYTES: usize = 4 << 20;
+
+/// Bytes appended and not yet written, by the file they belong to.
+#[derive(Default)]
+struct Pending {
+    /// Sealed by a rotation: `(file number, bytes)`, oldest first.
+    sealed: Vec<(u64, Vec<u8>)>,
+    /// The current file's unwritten bytes.
+    current: Vec<u8>,
+    /// The current file's number.
+    file: u64,
+    /// Records appended so far.
+    appended: u64,
+    /// The most records a caller waits to see durable: the writer writes
+    /// and syncs when this is ahead of what it synced, not at every append.
+    wanted: u64,
+    /// Set when the journal is closing: the writer drains and stops.
+    closing: bool,
+}
+
+struct Shared {
+    dir: PathBuf,
+    /// Writes that reached the disk (each one write and one fdatasync).
+    syncs: std::sync::atomic::AtomicU64,
+    /// The longest write + fdatasync, µs.
+    slowest_sync_us: std::sync::atomic::AtomicU64,
+    pending: Mutex<Pending>,
+    work: Condvar,
+    /// Records made durable so far; `Err` once a write or sync failed.
+    durable: watch::Sender<Result<u64, String>>,
+}
+
+/// The journal of one task log.
+pub(crate) struct Journal {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn journal_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("journal-{n:010}.log"))
+}
+
+fn snapshot_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("snapshot-{n:010}.bin"))
+}
+
+/// The numbers of the files called `{prefix}N{suffix}` in `dir`, sorted.
+fn numbered(dir: &Path, prefix: &str, suffix: &str) -> Result<Vec<u64>, JournalError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let name = entry.map_err(|e| io(dir, e))?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(suffix))
+            .and_then(|n| n.parse().ok())
+        {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn io(path: &Path, e: std::io::Error) -> JournalError {
+    JournalError(format!("{}: {e}", path.display()))
+}
+
+/// Appends one framed record to `out`.
+fn frame(record: &Record, out: &mut Vec<u8>) {
+    // Serialising plain owned data into a Vec cannot fail.
+    let payload = postcard::to_stdvec(record).unwrap_or_default();
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+}
+
+/// Reads the records of one journal file; stops at the first torn or
+/// corrupt record (where a crash cut the file short).
+fn read_records(path: &Path, mut each: impl FnMut(Record)) -> Result<(), JournalError> {
+    let file = File::open(path).map_err(|e| io(path, e))?;
+    let mut r = BufReader::new(file);
+    let mut magic = [0u8; 8];
+    match r.read_exact(&mut magic) {
+        Ok(()) if magic == MAGIC => {}
+        // Created, then the crash came before its header was written.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+        Ok(()) if magic[..6] == MAGIC[..6] => {
+            return Err(JournalError(format!(
+                "{} is in journal format {}; this fieldhook reads format {FORMAT}: run the fieldhook version that wrote it",
+                path.display(),
+                magic[7]
+            )));
+        }
+        _ => {
+            return Err(JournalError(format!(
+                "{} is not a fieldhook journal",
+                path.display()
+            )));
+        }
+    }
+    loop {
+        let mut head = [0u8; 8];
+        match r.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(io(path, e)),
+        }
+        let (len, crc) = head.split_at(4);
+        let len = u32::from_le_bytes(len.try_into().unwrap_or([0; 4])) as usize;
+        let crc = u32::from_le_bytes(crc.try_into().unwrap_or([0; 4]));
+        let mut payload = vec![0u8; len];
+        if r.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+            return Ok(());
+        }
+        match postcard::from_bytes(&payload) {
+            Ok(record) => each(record),
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+fn read_snapshot(path: &Path) -> Result<Snapshot, JournalError> {
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    match bytes.first() {
+        Some(&FORMAT) => {}
+        Some(v) => {
+            return Err(JournalError(format!(
+                "{} is in snapshot format {v}; this fieldhook reads format {FORMAT}: run the fieldhook version that wrote it",
+                path.display()
+            )));
+        }
+        None => return Err(JournalError(format!("{} is empty", path.display()))),
+    }
+    let Some((crc, body)) = bytes[1..].split_at_checked(4) else {
+        return Err(JournalError(format!("{} is truncated", path.display())));
+    };
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(JournalError(format!(
+            "{} fails its checksum",
+            path.display()
+        )));
+    }
+    postcard::from_bytes(body)
+        .map_err(|e| JournalError(format!("{} does not decode: {e}", path.display())))
+}
+
+/// Writes `snapshot` as snapshot `n`: temporary file, sync, rename, sync
+/// the directory.
+fn write_snapshot(dir: &Path, n: u64, snapshot: &Snapshot) -> Result<(), JournalError> {
+    let body = postcard::to_stdvec(snapshot)
+        .map_err(|e| JournalError(format!("cannot encode a snapshot: {e}")))?;
+    let tmp = dir.join(format!("snapshot-{n:010}.tmp"));
+    let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    f.write_all(&[FORMAT])
+        .and_then(|()| f.write_all(&crc32fast::hash(&body).to_le_bytes()))
+        .and_then(|()| f.write_all(&body))
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io(&tmp, e))?;
+    let path = snapshot_path(dir, n);
+    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))
+}
+
+/// What opening found: the newest snapshot, and the records after it in
+/// order.
+#[derive(Debug, Default)]
+pub(crate) struct Recovered {
+    pub(crate) snapshot: Snapshot,
+    pub(crate) records: Vec<Record>,
+}
+
+/// Reads the newest snapshot in `dir` and the records after it, changing
+/// nothing; also returns the number of the last file there.
+pub(crate) fn read_dir(dir: &Path) -> Result<(Recovered, u64), JournalError> {
+    if !dir.exists() {
+        return Ok((Recovered::default(), 0));
+    }
+    let snapshots = numbered(dir, "snapshot-", ".bin")?;
+    let journals = numbered(dir, "journal-", ".log")?;
+    let (base, snapshot) = match snapshots.last() {
+        Some(&n) => (n, read_snapshot(&snapshot_path(dir, n))?),
+        None => (0, Snapshot::default()),
+    };
+    let mut records = Vec::new();
+    for &n in journals.iter().filter(|&&n| n >= base) {
+        read_records(&journal_path(dir, n), |r| records.push(r))?;
+    }
+    let last = journals.last().copied().unwrap_or(base).max(base);
+    Ok((Recovered { snapshot, records }, last))
+}
+
+impl Journal {
+    /// Opens the journal in `dir` (created if missing): reads the newest
+    /// snapshot and the records after it, then starts a new journal file.
+    pub(crate) fn open(dir: &Path) -> Result<(Self, Recovered), JournalError> {
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let (recovered, last) = read_dir(dir)?;
+        let next = last + 1;
+        let shared = Arc::new(Shared {
+            dir: dir.to_owned(),
+            syncs: Default::default(),
+            slowest_sync_us: Default::default(),
+            pending: Mutex::new(Pending {
+                file: next,
+                ..Pending::default()
+            }),
+            work: Condvar::new(),
+            durable: watch::Sender::new(Ok(0)),
+        });
+        let writer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("fieldhook-journal".into())
+                .spawn(move || write_loop(&shared))
+                .map_err(|e| JournalError(format!("cannot start the journal writer: {e}")))?
+        };
+        Ok((
+            Self {
+                shared,
+                writer: Mutex::new(Some(writer)),
+            },
+            recovered,
+        ))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends records; they are written at once and durable at the
+    /// writer's next sync. Callers append under the task log's lock, so
+    /// the journal's order is the task log's.
+    pub(crate) fn append(&self, records: &[Record]) {
+        if records.is_empty() {
+            return;
+        }
+        let mut p = self.lock();
+        for r in records {
+            frame(r, &mut p.current);
+        }
+        p.appended += records.len() as u64;
+        // Nobody waits for these yet: they go to disk with the next sync
+        // someone asks for, or within `IDLE_SYNC`. A large backlog of bytes
+        // is written early so one write stays bounded.
+        let large = p.current.len() >= WRITE_EARLY_BYTES;
+        drop(p);
+        if large {
+            self.shared.work.notify_one();
+        }
+    }
+
+    /// Waits until every record appended before this call is durable.
+    pub(crate) async fn sync(&self) -> Result<(), JournalError> {
+        let target = {
+            let mut p = self.lock();
+            p.wanted = p.wanted.max(p.appended);
+            p.appended
+        };
+        self.shared.work.notify_one();
+        let mut rx = self.shared.durable.subscribe();
+        let seen = rx
+            .wait_for(|d| d.as_ref().map_or(true, |n| *n >= target))
+            .await
+            .map_err(|_| JournalError("the journal writer has stopped".into()))?;
+        seen.clone().map(|_| ()).map_err(JournalError)
+    }
+
+    /// Starts a new journal file; returns its number. Records appended
+    /// from now on go to it. Called under the task log's lock together
+    /// with taking the state a snapshot of this number holds.
+    pub(crate) fn rotate(&self) -> u64 {
+        let mut p = self.lock();
+        let done = std::mem::take(&mut p.current);
+        let file = p.file;
+        p.sealed.push((file, done));
+        p.file += 1;
+        p.file
+    }
+
+    /// Records snapshot `n` (the unfinished tasks as journal `n` began) and
+    /// removes the journals and snapshots it replaces. The caller has made
+    /// sure everything those journals finished is durable elsewhere.
+    pub(crate) async fn checkpoint(&self, n: u64, snapshot: Snapshot) -> Result<(), JournalError> {
+        // The records before the rotation must be on disk before older
+        // files go, or a crash would lose what the snapshot reflects.
+        self.sync().await?;
+        let dir = self.shared.dir.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), JournalError> {
+            write_snapshot(&dir, n, &snapshot)?;
+            for old in numbered(&dir, "journal-", ".log")?
+                .into_iter()
+                .filter(|&j| j < n)
+            {
+                let path = journal_path(&dir, old);
+                std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
+            }
+            for old in numbered(&dir, "snapshot-", ".bin")?
+                .into_iter()
+                .filter(|&s| s < n)
+            {
+                let path = snapshot_path(&dir, old);
+                std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| JournalError(format!("checkpoint task failed: {e}")))?
+    }
+
+    /// Writes made durable so far, and the slowest one's µs.
+    pub(crate) fn stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.shared.syncs.load(Relaxed),
+            self.shared.slowest_sync_us.load(Relaxed),
+        )
+    }
+
+    /// Writes what is pending and stops the writer.
+    pub(crate) fn close(&self) {
+        self.lock().closing = true;
+        self.shared.work.notify_one();
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// An open journal file and how much of it is known good.
+struct Open {
+    file: File,
+    len: u64,
+}
+
+/// The writer thread: waits for appended bytes, writes them to their
+/// files, syncs each file written, then publishes how far is durable. A
+/// failed write is cut back off its file and tried again (a full disk that
+/// gets space back loses nothing appended meanwhile).
+fn write_loop(shared: &Shared) {
+    let mut files: std::collections::BTreeMap<u64, Open> = Default::default();
+    // Records durable so far.
+    let mut synced = 0u64;
+    loop {
+        let (chunks, appended, closing) = {
+            let mut p = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                let pending = !p.sealed.is_empty() || !p.current.is_empty();
+                if p.closing
+                    || (pending && (p.wanted > synced || p.current.len() >= WRITE_EARLY_BYTES))
+                {
+                    break;
+                }
+                let wait = if pending {
+                    IDLE_SYNC
+                } else {
+                    std::time::Duration::from_secs(3600)
+                };
+                let (guard, timeout) = shared
+                    .work
+                    .wait_timeout(p, wait)
+                    .unwrap_or_else(|p| p.into_inner());
+                p = guard;
+                if timeout.timed_out() && (!p.sealed.is_empty() || !p.current.is_empty()) {
+                    break;
+                }
+            }
+            let mut chunks = std::mem::take(&mut p.sealed);
+            let file = p.file;
+            chunks.push((file, std::mem::take(&mut p.current)));
+            (chunks, p.appended, p.closing)
+        };
+        let started = std::time::Instant::now();
+        let result = write_chunks(shared, &mut files, &chunks);
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        shared
+            .slowest_sync_us
+            .fetch_max(took, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                synced = appended;
+                // Files before the newest are complete once synced.
+                let newest = files.keys().next_back().copied();
+                files.retain(|n, _| Some(*n) == newest);
+                // The previous value (how far was durable) is not needed.
+                let _ = shared.durable.send_replace(Ok(appended));
+                if closing {
+                    let p = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+                    if p.sealed.is_empty() && p.current.is_empty() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "task journal write failed; retrying, leases wait");
+                let _ = shared.durable.send_replace(Err(e));
+                // Put the chunks back in front, in order, and try again.
+                let mut p = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+                let mut again: Vec<(u64, Vec<u8>)> = Vec::new();
+                for (n, bytes) in chunks {
+                    match again.last_mut() {
+                        Some((m, b)) if *m == n => b.extend_from_slice(&bytes),
+                        _ => again.push((n, bytes)),
+                    }
+                }
+                let current_file = p.file;
+                if let Some((n, bytes)) = again.last()
+                    && *n == current_file
+                {
+                    let mut merged = bytes.clone();
+                    merged.extend_from_slice(&p.current);
+                    p.current = merged;
+                    again.pop();
+                }
+                again.append(&mut p.sealed);
+                p.sealed = again;
+                drop(p);
+                if closing {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// Writes and syncs `chunks`; on failure, every file is cut back to what
+/// was good before, so a retry appends cleanly.
+fn write_chunks(
+    shared: &Shared,
+    files: &mut std::collections::BTreeMap<u64, Open>,
+    chunks: &[(u64, Vec<u8>)],
+) -> Result<(), String> {
+    let mut touched: Vec<u64> = Vec::new();
+    let mut failed = None;
+    for (n, bytes) in chunks {
+        if bytes.is_empty() {
+            continue;
+        }
+        if !files.contains_key(n) {
+            let path = journal_path(&shared.dir, *n);
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|f| Ok((f.metadata()?.len(), f)))
+            {
+                Ok((len, mut file)) => {
+                    let len = if len == 0 {
+                        if let Err(e) = file.write_all(&MAGIC) {
+                            failed = Some(format!("journal write failed: {e}"));
+                            break;
+                        }
+                        MAGIC.len() as u64
+                    } else {
+                        len
+                    };
+                    files.insert(*n, Open { file, len });
+                }
+                Err(e) => {
+                    failed = Some(format!("cannot open {}: {e}", path.display()));
+                    break;
+                }
+            }
+        }
+        let Some(open) = files.get_mut(n) else {
+            continue;
+        };
+        if !touched.contains(n) {
+            touched.push(*n);
+        }
+        if let Err(e) = open.file.write_all(bytes) {
+            failed = Some(format!("journal write failed: {e}"));
+            break;
+        }
+    }
+    if failed.is_none() {
+        for n in &touched {
+            if let Some(open) = files.get(n)
+                && let Err(e) = open.file.sync_data()
+            {
+                failed = Some(format!("journal fdatasync failed: {e}"));
+                break;
+            }
+        }
+    }
+    match failed {
+        None => {
+            for n in &touched {
+                if let Some(open) = files.get_mut(n) {
+                    let written: usize = chunks
+                        .iter()
+                        .filter(|(m, _)| m == n)
+                        .map(|(_, b)| b.len())
+                        .sum();
+                    open.len = open.len.saturating_add(written as u64);
+                }
+            }
+            Ok(())
+        }
+        Some(e) => {
+            for n in &touched {
+                if let Some(open) = files.get(n) {
+                    let _ = open.file.set_len(open.len);
+                }
+            }
+            Err(e)
+        }
+    }
+}
