@@ -111,10 +111,14 @@ struct Arrivals {
     e2e_ms: Mutex<Vec<u64>>,
     /// When the last new job arrived.
     last: Mutex<Option<Instant>>,
+    /// Whether this phase's event ids carry their receive time (fieldhook's
+    /// do; Node-RED's are made up, and it delivers inside the webhook).
+    timed_ids: std::sync::atomic::AtomicBool,
 }
 
 impl Arrivals {
-    fn reset(&self) {
+    fn reset(&self, timed_ids: bool) {
+        self.timed_ids.store(timed_ids, Ordering::Relaxed);
         lock(&self.jobs).clear();
         self.posts.store(0, Ordering::Relaxed);
         lock(&self.e2e_ms).clear();
@@ -155,10 +159,9 @@ async fn sink(arrivals: Arc<Arrivals>) -> anyhow::Result<String> {
                 if !lock(&a.jobs).insert(job.to_owned()) {
                     return (axum::http::StatusCode::OK, "ok");
                 }
-                // fieldhook's event ids carry their receive time; Node-RED's
-                // are random, and its deliveries finish inside the webhook.
                 if let Some(at) = record
                     .fieldhook_event_id
+                    .filter(|_| a.timed_ids.load(Ordering::Relaxed))
                     .and_then(fieldhook_core::event::event_time_ms)
                 {
                     let now = fieldhook_core::time::now_ms();
@@ -477,8 +480,9 @@ async fn phase(
     make: Arc<MakeRequest>,
     drive: Drive,
     arrivals: &Arc<Arrivals>,
+    timed_ids: bool,
 ) -> anyhow::Result<Phase> {
-    arrivals.reset();
+    arrivals.reset(timed_ids);
     let cpu0 = server.cpu_seconds();
     let bench0 = crate::cpu_seconds();
     let started = Instant::now();
@@ -584,6 +588,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             requests(&server.url, run_id + 1, "")?,
             drive,
             &arrivals,
+            false,
         )
         .await?;
         print(&p);
@@ -623,6 +628,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             requests(&server.url, run_id + 3, &header)?,
             drive,
             &arrivals,
+            true,
         )
         .await?;
         print(&p);

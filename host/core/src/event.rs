@@ -65,6 +65,9 @@ pub struct EventRecord {
     /// Headers as received.
     pub headers: Vec<(String, Vec<u8>)>,
     /// Raw body.
+    // As bytes, not a sequence of numbers: one copy instead of a call per
+    // byte (postcard encodes both alike).
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
 

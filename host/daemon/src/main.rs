@@ -129,6 +129,25 @@ enum StoreCommand {
     },
 }
 
+/// Async worker threads: `TOKIO_WORKER_THREADS` when set, else three per
+/// core. Plugin runs and store writes hold a worker for tens of
+/// microseconds at a time; with one worker per core a held worker leaves
+/// its core's other tasks waiting and the rest of the time is spent
+/// parking and waking workers across cores. On the whole-path benchmark
+/// (two cores) three per core delivered about 20 % more events with
+/// about 15 % less CPU per event than one per core.
+fn worker_threads() -> usize {
+    if let Some(n) = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+    {
+        return n;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_mul(3).max(4)
+}
+
 fn main() -> anyhow::Result<()> {
     // First, before the heap grows.
     let huge_pages = fieldhook::memory::disable_transparent_huge_pages();
@@ -144,6 +163,7 @@ fn main() -> anyhow::Result<()> {
     }
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads())
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

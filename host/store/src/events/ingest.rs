@@ -14,7 +14,7 @@ use fieldhook_core::event::event_id;
 use super::dedupe::{DedupeIndex, Stored};
 use super::record::{DedupeFields, Unnumbered};
 use super::{EVENT, Ingested, NewEvent, StoreError, key};
-use crate::journal::Record;
+use crate::journal::{Change, Frames};
 
 /// An event ready to write: its record encoded by the caller, outside the
 /// lock, so the locked part only checks, numbers and writes.
@@ -50,7 +50,7 @@ pub(crate) struct Ingest {
 /// journal, and the dedupe keys to take back if the sync fails.
 pub(crate) struct Written {
     pub(crate) out: Vec<Ingested>,
-    pub(crate) records: Vec<Record>,
+    pub(crate) frames: Frames,
     pub(crate) last_id: Option<String>,
     pub(crate) keys: Vec<(String, String)>,
 }
@@ -131,7 +131,7 @@ impl Ingest {
         self.cover_window(window_ms, tree)?;
         let mut written = Written {
             out: Vec::with_capacity(events.len()),
-            records: Vec::with_capacity(events.len()),
+            frames: Frames::default(),
             last_id: None,
             keys: Vec::new(),
         };
@@ -153,7 +153,7 @@ impl Ingest {
                     .insert(&event.source, dk, &id, event.received_at_ms);
                 written.keys.push((event.source.clone(), dk.clone()));
             }
-            written.records.push(Record::Event(id.clone(), record));
+            written.frames.push(&Change::Event(&id, &record));
             written.last_id = Some(id.clone());
             written.out.push(Ingested::Stored(id));
         }

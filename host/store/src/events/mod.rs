@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub use fieldhook_core::event::{EntityRecord, EventRecord, NewEvent, event_id};
 
-use crate::journal::{Journal, JournalError, Record, Recovered};
+use crate::journal::{Change, Frames, Journal, JournalError, Record, Recovered};
 use ingest::{Ingest, Prepared};
 
 /// Storage failures.
@@ -166,6 +166,7 @@ impl EventStore {
             // the segment cleaning it does) only bounds how much opening
             // replays.
             .flush_every_ms(Some(1000))
+            .mode(sled::Mode::HighThroughput)
             .open()?;
         let events = db.open_tree("events")?;
         let log_path = dir.join(SLED_LOG_FILE);
@@ -202,8 +203,11 @@ impl EventStore {
             }
             // Journaled at once: a crash before the first checkpoint must
             // not lose it.
-            let mut state: Vec<Record> = replays.iter().cloned().map(Record::Requeue).collect();
-            state.push(Record::FannedOut(Some(cursor.clone()), Vec::new()));
+            let mut state = Frames::default();
+            for id in &replays {
+                state.push(&Change::Requeue(id));
+            }
+            state.push(&Change::FannedOut(Some(&cursor), &[]));
             journal.append(&state);
             recovered.snapshot.fanned_out = cursor;
             recovered.snapshot.replays = replays;
@@ -327,7 +331,7 @@ impl EventStore {
             let mut ingest = self.lock_ingest();
             let written = ingest.write(prepared, dedupe_window_ms, &self.events)?;
             // Appended under the lock: the journal's order is id order.
-            self.journal.append(&written.records);
+            self.journal.append(&written.frames);
             let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             self.slowest_write_us.fetch_max(took, Ordering::Relaxed);
             written

@@ -18,6 +18,8 @@ struct EncodeRef<'a> {
     parsed: bool,
     received_at_ms: u64,
     headers: &'a [(String, Vec<u8>)],
+    // Encoded as `EventRecord::body` is.
+    #[serde(with = "serde_bytes")]
     body: &'a [u8],
 }
 

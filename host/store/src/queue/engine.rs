@@ -37,7 +37,7 @@ use super::{
     TaskEnd, TaskLog, TaskState, Topic,
 };
 use crate::EventStore;
-use crate::journal::{Journal, Record, Snapshot};
+use crate::journal::{Change, Frames, Journal, Record, Snapshot};
 
 /// Layout version written under `v`.
 const LAYOUT: u8 = 3;
@@ -147,7 +147,7 @@ impl Index {
 /// it until it finishes and overwrites it, so a crash cannot lose both.
 struct Step<'a> {
     tree: &'a sled::Tree,
-    records: Vec<Record>,
+    frames: Frames,
     history: Vec<(Vec<u8>, Vec<u8>)>,
     counts: Vec<Topic>,
 }
@@ -156,18 +156,31 @@ impl<'a> Step<'a> {
     fn new(tree: &'a sled::Tree) -> Self {
         Self {
             tree,
-            records: Vec::new(),
+            frames: Frames::default(),
             history: Vec::new(),
             counts: Vec::new(),
         }
     }
 
     fn put(&mut self, topic: Topic, task: &Task) {
-        self.records.push(Record::Put(topic, task.clone()));
+        self.frames.push(&Change::Put(topic, task));
     }
 
+    fn lease(&mut self, topic: Topic, task: &Task) {
+        self.frames
+            .push(&Change::Lease(topic, &task.id, task.attempts, task.due_ms));
+    }
+
+    /// `task` finished; its last attempt is the last in its history.
     fn finish(&mut self, topic: Topic, task: &Task) {
-        self.records.push(Record::Finish(topic, task.clone()));
+        if let Some(last) = task.history.last() {
+            self.frames
+                .push(&Change::Finish(topic, &task.id, task.state, last));
+        } else {
+            // Every finish records an attempt; without one the whole task
+            // is journaled as it is.
+            self.frames.push(&Change::Put(topic, task));
+        }
         self.history
             .push((prefixed(FINISHED, topic, task.id.as_bytes()), encode(task)));
         self.count(topic);
@@ -180,15 +193,15 @@ impl<'a> Step<'a> {
         }
     }
 
+    /// Journals the step and writes its history records, under the task
+    /// log's lock, so the journal's order is the task log's.
     fn apply(mut self, index: &mut Index, journal: &Journal) -> Result<(), QueueError> {
         for topic in std::mem::take(&mut self.counts) {
             let t = index.topic(topic);
-            self.records.push(Record::Counts(topic, t.done, t.dead));
+            self.frames.push(&Change::Counts(topic, t.done, t.dead));
         }
-        index.since_checkpoint = index
-            .since_checkpoint
-            .saturating_add(self.records.len() as u64);
-        journal.append(&self.records);
+        index.since_checkpoint = index.since_checkpoint.saturating_add(self.frames.len());
+        journal.append(&self.frames);
         for (k, v) in self.history {
             self.tree.insert(k, v)?;
         }
@@ -268,8 +281,20 @@ impl Queue {
                 Record::Put(topic, task) => {
                     unfinished.insert((topic, task.id.clone()), task);
                 }
-                Record::Finish(topic, task) => {
-                    unfinished.remove(&(topic, task.id.clone()));
+                Record::Lease(topic, id, attempt, due_ms) => {
+                    if let Some(task) = unfinished.get_mut(&(topic, id)) {
+                        task.state = TaskState::Leased;
+                        task.attempts = attempt;
+                        task.due_ms = due_ms;
+                    }
+                }
+                Record::Finish(topic, id, state, last) => {
+                    // Every task finishing was journaled unfinished first.
+                    let Some(mut task) = unfinished.remove(&(topic, id)) else {
+                        continue;
+                    };
+                    task.state = state;
+                    task.history.push(last);
                     // The history write may not have reached the disk (a
                     // longer history there is a later finish).
                     let key = prefixed(FINISHED, topic, task.id.as_bytes());
@@ -595,7 +620,7 @@ impl TaskLog for Queue {
             task.state = TaskState::Leased;
             task.attempts = task.attempts.saturating_add(1);
             task.due_ms = now_ms.saturating_add(lease_ms);
-            step.put(topic, task);
+            step.lease(topic, task);
             t.due.insert((task.due_ms, id.clone()));
             leases.push(Lease {
                 topic,
@@ -657,10 +682,7 @@ impl TaskLog for Queue {
         for id in replays {
             index.replays.remove(id);
         }
-        step.records.push(Record::FannedOut(
-            through.map(str::to_owned),
-            replays.to_vec(),
-        ));
+        step.frames.push(&Change::FannedOut(through, replays));
         step.apply(&mut index, &self.journal)?;
         Ok(added)
     }
@@ -669,7 +691,7 @@ impl TaskLog for Queue {
         let mut index = self.lock();
         if index.replays.insert(event_id.to_owned()) {
             let mut step = Step::new(&self.tree);
-            step.records.push(Record::Requeue(event_id.to_owned()));
+            step.frames.push(&Change::Requeue(event_id));
             step.apply(&mut index, &self.journal)?;
         }
         Ok(())
@@ -1027,8 +1049,8 @@ pub(crate) fn verify(
             Record::Put(topic, task) => {
                 running.insert((*topic, task.id.as_str()));
             }
-            Record::Finish(topic, task) => {
-                running.remove(&(*topic, task.id.as_str()));
+            Record::Finish(topic, id, ..) => {
+                running.remove(&(*topic, id.as_str()));
             }
             _ => {}
         }
