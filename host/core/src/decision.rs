@@ -10,8 +10,10 @@ pub struct Outbound {
     /// Absolute URL.
     pub url: String,
     /// Headers.
+    #[serde(with = "crate::bytes::pairs")]
     pub headers: Vec<(String, Vec<u8>)>,
     /// Body.
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// Idempotency key, when the plugin gave one.
     pub idempotency_key: Option<String>,

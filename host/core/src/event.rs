@@ -63,10 +63,9 @@ pub struct EventRecord {
     /// Receive time, Unix ms.
     pub received_at_ms: u64,
     /// Headers as received.
+    #[serde(with = "crate::bytes::pairs")]
     pub headers: Vec<(String, Vec<u8>)>,
     /// Raw body.
-    // As bytes, not a sequence of numbers: one copy instead of a call per
-    // byte (postcard encodes both alike).
     #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }

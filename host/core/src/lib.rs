@@ -18,6 +18,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod bytes;
 pub mod decision;
 pub mod event;
 pub mod secret;

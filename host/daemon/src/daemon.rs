@@ -90,19 +90,6 @@ impl Daemon {
                 dir: config.data_dir.clone(),
                 source,
             })?;
-        let started = std::time::Instant::now();
-        let keys = store
-            .load_dedupe(config.dedupe_window_secs * 1000)
-            .await
-            .map_err(|source| DaemonError::Store {
-                dir: config.data_dir.clone(),
-                source,
-            })?;
-        tracing::info!(
-            keys,
-            ms = started.elapsed().as_millis() as u64,
-            "dedupe index loaded from the stored events"
-        );
         let queue: Arc<dyn TaskLog> = Arc::new(Queue::open(&store).map_err(DaemonError::Queue)?);
         let recovered = queue.recover(now_ms())?;
         if recovered > 0 {

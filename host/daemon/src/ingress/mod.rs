@@ -193,6 +193,30 @@ fn text(status: u16, message: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// `{"stored": [...], "duplicates": [...]}`, written directly: event ids
+/// are `evt_` and a ULID, nothing to escape.
+fn stored_json(stored: &[&str], duplicates: &[&str]) -> String {
+    fn list(out: &mut String, ids: &[&str]) {
+        out.push('[');
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(id);
+            out.push('"');
+        }
+        out.push(']');
+    }
+    let mut out = String::with_capacity(32 + 36 * (stored.len() + duplicates.len()));
+    out.push_str("{\"stored\":");
+    list(&mut out, stored);
+    out.push_str(",\"duplicates\":");
+    list(&mut out, duplicates);
+    out.push('}');
+    out
+}
+
 async fn handle(
     s: &Ingress,
     source_name: &str,
@@ -321,8 +345,12 @@ async fn handle(
                 })
                 .collect();
             tracing::debug!(source = source_name, ?stored, ?duplicates, "webhook stored");
-            let body = serde_json::json!({ "stored": stored, "duplicates": duplicates });
-            (StatusCode::OK, axum::Json(body)).into_response()
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                stored_json(&stored, &duplicates),
+            )
+                .into_response()
         }
         Err(e) => {
             tracing::error!(source = source_name, error = %e, "cannot store webhook");
@@ -331,5 +359,22 @@ async fn handle(
                 "temporarily unable to store",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stored_json;
+
+    #[test]
+    fn the_answer_lists_stored_and_duplicate_ids_as_json() {
+        let v: serde_json::Value =
+            serde_json::from_str(&stored_json(&["evt_1", "evt_2"], &["evt_0"])).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"stored": ["evt_1", "evt_2"], "duplicates": ["evt_0"]})
+        );
+        let v: serde_json::Value = serde_json::from_str(&stored_json(&[], &[])).unwrap();
+        assert_eq!(v, serde_json::json!({"stored": [], "duplicates": []}));
     }
 }

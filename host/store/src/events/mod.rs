@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, RwLock};
 pub use fieldhook_core::event::{EntityRecord, EventRecord, NewEvent, event_id};
 
 use crate::journal::{Change, Frames, Journal, JournalError, Record, Recovered};
+use dedupe::DedupeIndex;
 use ingest::{Ingest, Prepared};
 
 /// Storage failures.
@@ -183,13 +184,35 @@ impl EventStore {
         let (journal, mut recovered) = Journal::open(&journal_dir)?;
         // Events the journal has and sled may have lost; the rest is the
         // task log's, taken when it opens.
+        let mut index = match DedupeIndex::open(dir)? {
+            Some(index) => index,
+            None => {
+                let started = std::time::Instant::now();
+                let (index, indexed) = dedupe::build(dir, &events)?;
+                if indexed > 0 {
+                    tracing::info!(
+                        events = indexed,
+                        ms = started.elapsed().as_millis() as u64,
+                        "dedupe index built from the stored events"
+                    );
+                }
+                index
+            }
+        };
+        let mut replayed = Ok(());
         recovered.records.retain(|r| match r {
             Record::Event(id, record) => {
-                let _ = events.insert(key(EVENT, id.as_bytes()), record.as_slice());
+                if replayed.is_ok() {
+                    replayed = events
+                        .insert(key(EVENT, id.as_bytes()), record.as_slice())
+                        .map_err(StoreError::from)
+                        .and_then(|_| index.index_record(record, 0));
+                }
                 false
             }
             _ => true,
         });
+        replayed?;
         if fresh {
             // Before the cursor, every waiting event had an inbox entry and
             // all others were done: the last stored event is the cursor.
@@ -218,7 +241,7 @@ impl EventStore {
             db,
             events,
             journal: Arc::new(journal),
-            ingest: Arc::new(Mutex::new(Ingest::new(&last))),
+            ingest: Arc::new(Mutex::new(Ingest::new(index, &last))),
             recovered: Arc::new(Mutex::new(Some(recovered))),
             stored_through: Arc::new(RwLock::new(last)),
             log: Arc::new(log),
@@ -274,7 +297,13 @@ impl EventStore {
         self.sync().await?;
         let db = self.db.clone();
         let log = self.log.clone();
+        let ingest = self.ingest.clone();
         tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            ingest
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .index
+                .sync()?;
             db.flush()?;
             log.sync_data()
                 .map_err(|e| StoreError::Flush(format!("fdatasync of sled's log failed: {e}")))
@@ -293,18 +322,6 @@ impl EventStore {
             journal.close();
         }
         Ok(())
-    }
-
-    /// Reads the events of the dedupe window back into the dedupe index
-    /// now, so the first ingest after a restart does not wait for it;
-    /// returns how many events carried a dedupe key.
-    pub async fn load_dedupe(&self, window_ms: u64) -> Result<usize, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            store.lock_ingest().cover_window(window_ms, &store.events)
-        })
-        .await
-        .map_err(|e| StoreError::Flush(format!("the dedupe load failed: {e}")))?
     }
 
     /// How well writes were grouped, since open.
@@ -700,14 +717,35 @@ mod tests {
             out[0].id().to_owned()
         };
         let store = EventStore::open(dir.path()).unwrap();
-        assert_eq!(store.load_dedupe(60_000).await.unwrap(), 1, "read back");
-        assert_eq!(store.load_dedupe(60_000).await.unwrap(), 0, "already held");
         let again = store
             .ingest(vec![event("a", Some("k"), now_ms())], 60_000)
             .await
             .unwrap();
         assert_eq!(again[0], Ingested::Duplicate(first));
         assert_eq!(store.event_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_store_without_a_dedupe_index_gets_one_from_its_events_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let store = EventStore::open(dir.path()).unwrap();
+            let out = store
+                .ingest(vec![event("a", Some("k"), now_ms())], 60_000)
+                .await
+                .unwrap();
+            store.close().await.unwrap();
+            out[0].id().to_owned()
+        };
+        // As a store from before the index file was (or one whose index
+        // was removed).
+        std::fs::remove_file(dir.path().join(dedupe::FILE)).unwrap();
+        let store = EventStore::open(dir.path()).unwrap();
+        let again = store
+            .ingest(vec![event("a", Some("k"), now_ms())], 60_000)
+            .await
+            .unwrap();
+        assert_eq!(again[0], Ingested::Duplicate(first));
     }
 
     #[tokio::test]

@@ -19,8 +19,8 @@ pub struct Report {
     pub events: usize,
     /// Events waiting for fan-out (new ones and replays).
     pub inbox: usize,
-    /// Dedupe entries in the legacy layout (newer stores keep none: the
-    /// index is rebuilt from the events).
+    /// Dedupe entries in the legacy layout (newer stores keep their
+    /// dedupe index in a file of its own).
     pub dedupe: usize,
     /// Broken invariants, one line each.
     pub problems: Vec<String>,
@@ -135,7 +135,7 @@ pub fn verify(db_dir: &Path) -> Result<Report, StoreError> {
     }
     if orphan_dedupe > 0 {
         report.notes.push(format!(
-            "{orphan_dedupe} dedupe entries point to events removed by retention; they expire with the dedupe window"
+            "{orphan_dedupe} dedupe entries point to events no longer stored (removed by retention as the daemon stopped); they expire with the dedupe window"
         ));
     }
     let queue_problems = crate::queue::verify(&db, &journaled, &mut report.notes)

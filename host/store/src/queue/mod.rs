@@ -142,8 +142,7 @@ pub struct Task {
     /// When it was published, Unix ms.
     pub created_ms: u64,
     /// Topic-specific payload.
-    // As bytes, not a sequence of numbers: one copy instead of a call per
-    // byte (postcard encodes both alike).
+    // Encoded as bytes (see `fieldhook_core::bytes`).
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     /// Outcome of every finished attempt, oldest first.
