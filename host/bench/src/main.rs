@@ -34,6 +34,7 @@ use hmac::{Hmac, Mac};
 mod load;
 mod peer;
 mod pipeline;
+mod restart;
 mod plugin_overhead;
 
 use load::{Drive, MakeRequest, RunResult, report, run};
@@ -134,6 +135,9 @@ enum Command {
     /// The whole path on fieldhook against Node-RED 4: the same job, the
     /// same load generator, one run (Node-RED is installed with npm).
     Peer(peer::Args),
+    /// Restart to ready on stores of growing size: start-up must not grow
+    /// with finished history.
+    Restart(restart::Args),
 }
 
 const SECRET_B64: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -186,6 +190,7 @@ fn main() -> anyhow::Result<()> {
         } => rt.block_on(pipeline::filled(requests, connections, body_bytes, stored)),
         Command::PluginOverhead(args) => rt.block_on(plugin_overhead::run(args)),
         Command::Peer(args) => rt.block_on(peer::run(args)),
+        Command::Restart(args) => rt.block_on(restart::run(args)),
     }
 }
 
