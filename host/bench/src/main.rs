@@ -356,12 +356,23 @@ async fn ingest(
     );
     let after = store.commit_stats();
     let flushes = after.flushes - before.flushes;
+    anyhow::ensure!(
+        base.errors == 0 && stored.errors == 0,
+        "requests failed: {} on the baseline, {} on the durable server",
+        base.errors,
+        stored.errors
+    );
+    let events = store.event_count();
+    anyhow::ensure!(
+        events == requests,
+        "{events} events stored for {requests} accepted requests"
+    );
     println!(
         "group commit: {} writes in {} flushes ({:.1} writes per fsync); events stored: {}",
         after.writes - before.writes,
         flushes,
         (after.writes - before.writes) as f64 / flushes.max(1) as f64,
-        store.event_count()
+        events
     );
     println!(
         "slowest group: write {:.2} ms, flush + fdatasync {:.2} ms",

@@ -44,6 +44,8 @@ secret_file = "bench.secret"
 /// the plugin put in the body.
 #[derive(Default)]
 struct Arrivals {
+    /// Distinct events delivered (a redelivery counts once).
+    events: Mutex<std::collections::HashSet<String>>,
     count: AtomicUsize,
     e2e_ms: Mutex<Vec<u64>>,
     last: Mutex<Option<Instant>>,
@@ -54,11 +56,21 @@ async fn destination(arrivals: Arc<Arrivals>) -> anyhow::Result<String> {
         let a = arrivals.clone();
         async move {
             let now_ms = fieldhook_core::time::now_ms();
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
-                && let Some(at) = v["fieldhook_event_id"]
-                    .as_str()
-                    .and_then(fieldhook_core::event::event_time_ms)
-            {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                return "not a record";
+            };
+            let Some(event) = v["fieldhook_event_id"].as_str() else {
+                return "no event id";
+            };
+            let first = a
+                .events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(event.to_owned());
+            if !first {
+                return "ok";
+            }
+            if let Some(at) = fieldhook_core::event::event_time_ms(event) {
                 a.e2e_ms
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
