@@ -439,16 +439,23 @@ async fn store_only(events: usize, writers: usize, body_bytes: usize) -> anyhow:
         used * 1e6 / events as f64,
         stats.writes as f64 / stats.flushes.max(1) as f64
     );
+    anyhow::ensure!(
+        store.event_count() == events,
+        "{} events stored of {events}",
+        store.event_count()
+    );
     store.close().await?;
-    // After a restart, the first ingest reads the dedupe window's events
-    // back to rebuild the dedupe index; here that is every event.
-    let store = EventStore::open(&dir.join("db")).context("reopen store")?;
+    // The dedupe index is a file: reopening reads none of it, and the first
+    // ingest after looks its key up like any other.
     let t = Instant::now();
+    let store = EventStore::open(&dir.join("db")).context("reopen store")?;
+    let opened = t.elapsed();
     let event = stored_event(ulid::Ulid::new().to_string(), body);
-    store.ingest(vec![event], 3 * 86_400_000).await?;
+    store.ingest(vec![event], 7 * 86_400_000).await?;
     println!(
-        "after reopening: first ingest, rebuilding the dedupe index from {events} events: {:.0} ms",
-        t.elapsed().as_secs_f64() * 1000.0
+        "after reopening ({events} events stored): open {:.0} ms, first ingest (7-day dedupe window) {:.1} ms",
+        opened.as_secs_f64() * 1000.0,
+        (t.elapsed() - opened).as_secs_f64() * 1000.0
     );
     store.close().await?;
     let _ = std::fs::remove_dir_all(&dir);
