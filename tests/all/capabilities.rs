@@ -257,16 +257,19 @@ impl Host {
 {extra_config}
 
 [credentials.hcp]
+hosts = ["127.0.0.1"]
 kind = "api-key"
 key_file = "hcp.key"
 template = "Token {{key}}"
 
 [credentials.sm8]
+hosts = ["127.0.0.1"]
 kind = "api-key"
 header = "X-API-Key"
 key_file = "sm8.key"
 
 [credentials.servicetitan]
+hosts = ["127.0.0.1"]
 kind = "oauth-client-credentials"
 token_url = "{url}/token"
 client_id = "cid"
@@ -274,6 +277,7 @@ client_secret_file = "st.secret"
 headers = {{ "ST-App-Key" = {{ file = "st.app" }} }}
 
 [credentials.jobber]
+hosts = ["127.0.0.1"]
 kind = "oauth-refresh-token"
 token_url = "{url}/token"
 client_id = "cid"
@@ -281,12 +285,14 @@ client_secret_file = "jobber.secret"
 refresh_token_file = "jobber.refresh"
 
 [credentials.broken]
+hosts = ["127.0.0.1"]
 kind = "oauth-client-credentials"
 token_url = "{url}/token"
 client_id = "cid"
 client_secret_file = "jobber.refresh"
 
 [credentials.servicetrade]
+hosts = ["127.0.0.1"]
 kind = "servicetrade-session"
 auth_url = "{url}/api/auth"
 username = "integration@example.com"
@@ -874,6 +880,138 @@ async fn a_delivery_to_a_host_name_connects_to_the_address_its_check_approved() 
     assert_eq!(fake.seen_at("/open/named").len(), 1);
 }
 
+// ---------------------------------------------------------------- escapes from a grant
+
+/// Paths that leave `/api/` for `/internal` on a server that decodes
+/// `%2e`, treats `\` as `/` or decodes `%2f`.
+const ESCAPES: [&str; 4] = [
+    "/api/.%2e/internal",
+    "/api/%2e./internal",
+    "/api/%2E%2E/internal",
+    "/api/..%2Finternal",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_cannot_leave_its_path_grant_with_encoded_dot_segments() {
+    let fake = Fake::start().await;
+    let host = Host::new(&fake, "");
+    for (n, escape) in ESCAPES.iter().enumerate() {
+        let p = host.plugin(
+            &format!("dots{n}"),
+            "fetch",
+            &format!("{}{escape}", fake.url),
+            &fake.rule("[\"GET\"]", "/api/", None),
+        );
+        let reason = failure(&host.call(&p).await);
+        assert!(reason.contains("HttpRequestDenied"), "{escape}: {reason}");
+    }
+    assert!(
+        fake.seen().is_empty(),
+        "nothing may be sent: {:?}",
+        fake.seen()
+    );
+    // Inside the grant, the request goes out with the path it was checked as.
+    let p = host.plugin(
+        "inside",
+        "fetch",
+        &format!("{}/api/x/%2e%2e/open", fake.url),
+        &fake.rule("[\"GET\"]", "/api/", None),
+    );
+    host.call(&p).await;
+    assert_eq!(fake.seen_at("/api/open").len(), 1, "{:?}", fake.seen());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_cannot_leave_its_path_grant_with_encoded_dot_segments() {
+    let fake = Fake::start().await;
+    let host = Host::new(&fake, "");
+    let rule = fake.rule("[\"POST\"]", "/api/", None);
+    for (n, escape) in ESCAPES.iter().enumerate() {
+        let url = format!("{}{escape}", fake.url);
+        let sent = deliver(
+            &host,
+            host.plugin(&format!("ddots{n}"), "deliver", &url, &rule),
+            &url,
+            vec![],
+        )
+        .await;
+        assert!(matches!(sent, Sent::Permanent(_)), "{escape}: {sent:?}");
+    }
+    assert!(
+        fake.seen().is_empty(),
+        "nothing may be sent: {:?}",
+        fake.seen()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_cannot_choose_its_host_header_or_carry_user_info() {
+    let fake = Fake::start().await;
+    let host = Host::new(&fake, "");
+    let rule = fake.rule("[\"POST\"]", "/api/", None);
+    let url = format!("{}/api/jobs", fake.url);
+    let Sent::Permanent(reason) = deliver(
+        &host,
+        host.plugin("vhost", "deliver", &url, &rule),
+        &url,
+        vec![("Host".into(), b"admin.internal".to_vec())],
+    )
+    .await
+    else {
+        panic!("a delivery setting Host must be refused")
+    };
+    assert!(reason.contains("`Host`"), "{reason}");
+
+    let with_user = url.replace("http://", "http://admin:hunter2@");
+    let Sent::Permanent(reason) = deliver(
+        &host,
+        host.plugin("userinfo", "deliver", &with_user, &rule),
+        &with_user,
+        vec![],
+    )
+    .await
+    else {
+        panic!("a delivery URL with user info must be refused")
+    };
+    assert!(reason.contains("user info"), "{reason}");
+    assert!(
+        fake.seen().is_empty(),
+        "nothing may be sent: {:?}",
+        fake.seen()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_cannot_send_a_credential_to_a_host_the_operator_did_not_name() {
+    let fake = Fake::start().await;
+    let host = Host::new(&fake, "");
+    // `hcp` may go to 127.0.0.1 only; `localhost` is the same machine under
+    // another name, which the operator did not list.
+    let text = format!(
+        "name = \"thief\"\nversion = \"0.0.1\"\ncomponent = \"plugin.wasm\"\n\
+         [[http]]\nscheme = \"http\"\nhost = \"localhost\"\nport = {}\nmethods = [\"GET\"]\ncredential = \"hcp\"\n",
+        fake.port
+    );
+    let manifest = Manifest::parse(&text, &host.path.join("plugin.toml")).expect("valid manifest");
+    let why = host.caps.check_manifest(&manifest).unwrap_err();
+    assert!(
+        why.contains("credential `hcp`") && why.contains("[credentials.hcp]"),
+        "{why}"
+    );
+    // The operator's host is fine.
+    let allowed = host.plugin(
+        "keyed",
+        "fetch",
+        &format!("{}/api/x", fake.url),
+        &fake.rule("[\"GET\"]", "/api/", Some("hcp")),
+    );
+    host.call(&allowed).await;
+    assert_eq!(
+        header(&fake.seen_at("/api/x")[0].headers, "authorization"),
+        "Token hcp-key"
+    );
+}
+
 // ---------------------------------------------------------------- the real daemon
 
 const HCP_SECRET: &str = "hcp_webhook_signing_secret_EXAMPLE";
@@ -905,6 +1043,7 @@ vendor = "housecall-pro"
 secret_file = "hcp.secret"
 
 [credentials.hcp]
+hosts = ["127.0.0.1"]
 kind = "api-key"
 key_file = "hcp.key"
 template = "Token {key}"

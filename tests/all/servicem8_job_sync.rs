@@ -164,6 +164,7 @@ vendor = "servicem8"
 secret_file = "sm8.token"
 
 [credentials.servicem8]
+hosts = ["127.0.0.1"]
 kind = "api-key"
 header = "X-API-Key"
 key_file = "sm8.key"

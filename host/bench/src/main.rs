@@ -34,8 +34,8 @@ use hmac::{Hmac, Mac};
 mod load;
 mod peer;
 mod pipeline;
-mod restart;
 mod plugin_overhead;
+mod restart;
 
 use load::{Drive, MakeRequest, RunResult, report, run};
 

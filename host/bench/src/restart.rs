@@ -100,10 +100,7 @@ async fn fill(db: &Path, n: usize, body_bytes: usize) -> anyhow::Result<Duration
             .collect::<anyhow::Result<Vec<_>>>()?;
         queue.fanned_out(&jobs, ids.last().map(String::as_str), &[], now)?;
         for topic in Topic::ALL {
-            let leases = queue
-                .lease(topic, now, 60_000, BATCH)?
-                .durable()
-                .await?;
+            let leases = queue.lease(topic, now, 60_000, BATCH)?.durable().await?;
             let settlements = leases
                 .into_iter()
                 .map(|lease| {

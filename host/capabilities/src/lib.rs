@@ -13,6 +13,7 @@
 //! [`Sandbox`], the `[sandbox]` section, which lives with the policy rules.
 #![deny(missing_docs)]
 
+pub mod binding;
 pub mod outbound;
 pub mod rate;
 
@@ -69,21 +70,26 @@ impl Capabilities {
     }
 
     /// Checks a manifest against the daemon: every credential a rule names
-    /// must be configured. Limits above the ceilings are only warned about:
-    /// the plugin runs at the ceiling.
+    /// must be configured, for every host and path the rule reaches
+    /// ([`binding`]). Limits above the ceilings are only warned about: the
+    /// plugin runs at the ceiling.
     pub fn check_manifest(&self, manifest: &Manifest) -> Result<(), String> {
         if let Some(why) = self.sandbox.over_ceiling(manifest.limits) {
             tracing::warn!(plugin = %manifest.name, "{why}");
         }
         for r in manifest.http.rules() {
-            if let Some(c) = &r.credential
-                && !self.credentials.contains(c)
-            {
+            let Some(c) = &r.credential else {
+                continue;
+            };
+            let Some(spec) = self.credentials.spec(c) else {
                 return Err(format!(
                     "[[http]] rule for `{}` names credential `{c}`, which the daemon configuration \
                          does not define; add `[credentials.{c}]` to it",
                     r.host
                 ));
+            };
+            if !binding::covers(spec, r) {
+                return Err(binding::refusal(spec, r));
             }
         }
         Ok(())

@@ -19,8 +19,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
-use fieldhook_credentials::{Applied, CallScope};
-use fieldhook_policy::grants::{self, Allowlist, Denied, Target};
+use fieldhook_credentials::{Applied, CallScope, Credentials};
+use fieldhook_policy::grants::{self, Allowlist, Target};
 
 use crate::Capabilities;
 
@@ -64,20 +64,33 @@ pub struct Authorized {
     pub addrs: Vec<SocketAddr>,
 }
 
-/// Checks a request against `allowlist`, resolves its host and checks every
-/// address. Nothing is connected yet.
+/// Checks a request against `allowlist` (and the credential its rule names
+/// against where `credentials` lets it go), resolves its host and checks
+/// every address. Nothing is connected yet.
 pub async fn authorize(
     allowlist: &Allowlist,
+    credentials: &Credentials,
     method: &str,
     uri: &http::Uri,
     timeout: Duration,
 ) -> Result<Authorized, Refused> {
-    let target = Target::from_uri(method, uri)
-        .ok_or_else(|| Refused::Denied(Denied::BadUrl(uri.to_string()).to_string()))?;
+    let target = Target::from_uri(method, uri).map_err(|d| Refused::Denied(d.to_string()))?;
     let grant = allowlist
         .check(&target)
         .map_err(|d| Refused::Denied(d.to_string()))?;
     let credential = grant.rule.credential.clone();
+    // Checked when the plugin loaded; checked again here, where the secret
+    // is about to leave.
+    if let Some(name) = &credential {
+        let spec = credentials.spec(name).ok_or_else(|| {
+            Refused::Denied(format!(
+                "credential `{name}` is not configured; add `[credentials.{name}]` to the daemon configuration"
+            ))
+        })?;
+        if !crate::binding::allows(spec, &target.host, &target.path) {
+            return Err(Refused::Denied(crate::binding::refusal(spec, grant.rule)));
+        }
+    }
     let addrs: Vec<SocketAddr> = match target.host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, target.port)],
         Err(_) => tokio::time::timeout(
@@ -148,6 +161,7 @@ impl CallHttp {
         let (parts, body) = request.into_parts();
         let auth = authorize(
             &self.allowlist,
+            &self.caps.credentials,
             parts.method.as_str(),
             &parts.uri,
             sandbox.connect_timeout(),
@@ -183,11 +197,8 @@ impl CallHttp {
 
         // Buffered (and capped) so a 401 can be retried with a new token.
         let body = collect_capped(body, sandbox.max_request_bytes).await?;
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
+        // Exactly the path the grant was checked against.
+        let path = auth.target.path_and_query(parts.uri.query());
         let destination = format!("{}:{}", auth.target.host, auth.target.port);
         let mut retried = false;
         loop {

@@ -1,14 +1,23 @@
 //! `[credentials.NAME]` in the daemon configuration: what each credential
 //! is, with its secrets loaded from the environment or files.
 //!
+//! Every credential says where it may be sent: `hosts` (exact names, IPs or
+//! `*.example.com` for sub-domains) and optionally `paths` (prefixes). A
+//! plugin whose `[[http]]` rule names a credential for anything else is
+//! refused when it loads, so a manifest cannot send a secret to a host of
+//! its choosing.
+//!
 //! ```toml
 //! [credentials.hcp]                    # Housecall Pro
+//! hosts = ["api.housecallpro.com"]
 //! kind = "api-key"
 //! key_env = "HCP_API_KEY"              # or key_file = "secrets/hcp"
 //! header = "Authorization"             # default
 //! template = "Token {key}"             # default "{key}"
 //!
 //! [credentials.servicetitan]
+//! hosts = ["api.servicetitan.io"]
+//! paths = ["/jpm/v2/", "/crm/v2/"]     # optional
 //! kind = "oauth-client-credentials"
 //! token_url = "https://auth.servicetitan.io/connect/token"
 //! client_id = "cid.abc"                # or client_id_env
@@ -16,6 +25,7 @@
 //! headers = { "ST-App-Key" = { env = "ST_APP_KEY" } }
 //!
 //! [credentials.jobber]
+//! hosts = ["api.getjobber.com"]
 //! kind = "oauth-refresh-token"
 //! token_url = "https://api.getjobber.com/api/oauth/token"
 //! client_id_env = "JOBBER_CLIENT_ID"
@@ -23,6 +33,7 @@
 //! refresh_token_env = "JOBBER_REFRESH_TOKEN"   # first token; rotations persist in sled
 //!
 //! [credentials.servicetrade]
+//! hosts = ["api.servicetrade.com"]
 //! kind = "servicetrade-session"
 //! auth_url = "https://api.servicetrade.com/api/auth"   # default
 //! username = "integration@example.com"
@@ -47,6 +58,10 @@ pub struct CredentialSpec {
     pub kind: CredentialKind,
     /// Extra headers added with the authentication (ServiceTitan `ST-App-Key`).
     pub headers: Vec<(String, SecretString)>,
+    /// Where it may be sent: lower-case host names, IPs or `*.suffix`.
+    pub hosts: Vec<String>,
+    /// Path prefixes it may be sent to; empty: any path on those hosts.
+    pub paths: Vec<String>,
 }
 
 /// The kinds of credentials the host can add.
@@ -136,6 +151,9 @@ pub struct ValueSource {
 #[serde(deny_unknown_fields)]
 pub struct RawCredential {
     kind: String,
+    hosts: Option<Vec<String>>,
+    #[serde(default)]
+    paths: Vec<String>,
     key_env: Option<String>,
     key_file: Option<PathBuf>,
     header: Option<String>,
@@ -258,10 +276,46 @@ fn resolve_one(
         .ok_or_else(|| err(format!("headers.{h}: give `env`, `file` or `value`")))?;
         headers.push((h.clone(), value));
     }
+    let hosts = r.hosts.clone().ok_or_else(|| {
+        err(
+            "set `hosts = [\"api.example.com\"]`: the hosts this credential may be sent to \
+             (`*.example.com` covers sub-domains); plugins may use it for nothing else"
+                .into(),
+        )
+    })?;
+    if hosts.is_empty() {
+        return Err(err(
+            "`hosts` is empty; name the hosts this credential may be sent to".into(),
+        ));
+    }
+    let hosts = hosts
+        .into_iter()
+        .map(|h| {
+            let h = h
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase();
+            let bare = h.strip_prefix("*.").unwrap_or(&h);
+            if bare.is_empty() || bare.contains(['*', '/', '@']) {
+                Err(err(format!(
+                    "hosts: `{h}` must be a name (`api.example.com`), an IP, or `*.example.com`"
+                )))
+            } else {
+                Ok(h)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for p in &r.paths {
+        if !p.starts_with('/') {
+            return Err(err(format!("paths: `{p}` must start with `/`")));
+        }
+    }
     Ok(CredentialSpec {
         name,
         kind,
         headers,
+        hosts,
+        paths: r.paths.clone(),
     })
 }
 
@@ -297,7 +351,7 @@ mod tests {
     fn an_api_key_is_rendered_into_its_header_template() {
         // SAFETY: distinct variable name.
         unsafe { std::env::set_var("FH_CRED_TEST_HCP", "k123") };
-        let c = parse("[hcp]\nkind = \"api-key\"\nkey_env = \"FH_CRED_TEST_HCP\"\ntemplate = \"Token {key}\"\n")
+        let c = parse("[hcp]\nhosts = [\"api.housecallpro.com\"]\nkind = \"api-key\"\nkey_env = \"FH_CRED_TEST_HCP\"\ntemplate = \"Token {key}\"\n")
             .unwrap();
         assert_eq!(
             c[0].kind,
@@ -319,11 +373,31 @@ mod tests {
     }
 
     #[test]
+    fn a_credential_must_say_where_it_may_be_sent() {
+        // SAFETY: distinct variable name.
+        unsafe { std::env::set_var("FH_CRED_TEST_NOWHERE", "k") };
+        let e =
+            parse("[books]\nkind = \"api-key\"\nkey_env = \"FH_CRED_TEST_NOWHERE\"\n").unwrap_err();
+        assert!(e.to_string().contains("hosts = ["), "{e}");
+        let c = parse(
+            "[books]\nhosts = [\"API.Books.com\", \"*.books.io\"]\npaths = [\"/api/\"]\nkind = \"api-key\"\nkey_env = \"FH_CRED_TEST_NOWHERE\"\n",
+        )
+        .unwrap();
+        assert_eq!(c[0].hosts, ["api.books.com", "*.books.io"]);
+        assert_eq!(c[0].paths, ["/api/"]);
+        let e = parse(
+            "[books]\nhosts = [\"a.com\"]\npaths = [\"api\"]\nkind = \"api-key\"\nkey_env = \"FH_CRED_TEST_NOWHERE\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("paths"), "{e}");
+    }
+
+    #[test]
     fn debug_output_hides_secrets() {
         // SAFETY: distinct variable name.
         unsafe { std::env::set_var("FH_CRED_TEST_SM8", "very-secret") };
         let c = parse(
-            "[sm8]\nkind = \"api-key\"\nheader = \"X-API-Key\"\nkey_env = \"FH_CRED_TEST_SM8\"\n",
+            "[sm8]\nhosts = [\"api.servicem8.com\"]\nkind = \"api-key\"\nheader = \"X-API-Key\"\nkey_env = \"FH_CRED_TEST_SM8\"\n",
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("very-secret"));

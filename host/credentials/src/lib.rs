@@ -176,6 +176,11 @@ impl Credentials {
         self.entries.contains_key(name)
     }
 
+    /// The credential configured as `name`.
+    pub fn spec(&self, name: &str) -> Option<&CredentialSpec> {
+        self.entries.get(name).map(|e| &e.spec)
+    }
+
     /// Header names (lower case) a plugin may never set: `Authorization`,
     /// `Proxy-Authorization`, `Cookie` and every configured credential's.
     pub fn forbidden_headers(&self) -> &[String] {

@@ -13,7 +13,10 @@
 //!
 //! Private, loopback, link-local and other non-public addresses are refused,
 //! also when a public name resolves to one, unless the matching rule names
-//! that host (not a `*.` pattern) or that IP literally.
+//! that host (not a `*.` pattern) or that IP literally. Paths are checked in
+//! their [canonical form](crate::path), and URLs with user info
+//! (`https://user:pw@host/`) are refused: the user info would become an
+//! `Authorization` header the plugin is not allowed to set.
 //!
 //! Free of wasmtime and of I/O, so every rule is unit-tested.
 
@@ -108,6 +111,15 @@ pub enum Denied {
     /// The URL cannot be policed (not absolute http/https, no host).
     #[error("outbound HTTP denied: `{0}` is not an absolute http or https URL")]
     BadUrl(String),
+    /// The URL carries user info, which would become credentials.
+    #[error(
+        "outbound HTTP denied: `{0}` has user info (`user:password@`); name a credential in the \
+         [[http]] rule and the host adds it"
+    )]
+    UserInfo(String),
+    /// The path has no safe reading.
+    #[error("outbound HTTP denied: {0}")]
+    BadPath(#[from] crate::path::PathRefused),
 }
 
 /// A manifest's rules, checked in order; the first match wins.
@@ -234,35 +246,66 @@ impl Target {
     /// Parses a method and absolute URL.
     pub fn parse(method: &str, url: &str) -> Result<Self, Denied> {
         let uri: http::Uri = url.parse().map_err(|_| Denied::BadUrl(url.into()))?;
-        Self::from_uri(method, &uri).ok_or_else(|| Denied::BadUrl(url.into()))
+        Self::from_uri(method, &uri)
     }
 
-    /// From a method and a parsed URI; `None` when not absolute http(s).
-    pub fn from_uri(method: &str, uri: &http::Uri) -> Option<Self> {
-        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    /// From a method and a parsed URI: absolute http(s), no user info, the
+    /// path in its canonical form.
+    pub fn from_uri(method: &str, uri: &http::Uri) -> Result<Self, Denied> {
+        let bad = || Denied::BadUrl(uri.to_string());
+        let scheme = uri.scheme_str().ok_or_else(bad)?.to_ascii_lowercase();
         let default_port = match scheme.as_str() {
             "https" => 443,
             "http" => 80,
-            _ => return None,
+            _ => return Err(bad()),
         };
-        let host = uri.host()?;
-        let host = host
+        let authority = uri.authority().ok_or_else(bad)?;
+        if authority.as_str().contains('@') {
+            return Err(Denied::UserInfo(uri.to_string()));
+        }
+        let host = authority
+            .host()
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();
         if host.is_empty() {
-            return None;
+            return Err(bad());
         }
-        Some(Self {
+        Ok(Self {
             method: method.to_ascii_uppercase(),
             scheme,
             host,
             port: uri.port_u16().unwrap_or(default_port),
-            path: match uri.path() {
-                "" => "/".into(),
-                p => p.into(),
-            },
+            path: crate::path::canonical_path(uri.path())?,
         })
+    }
+
+    /// The URL to send: the checked scheme, host, port and canonical path,
+    /// and `query` (the original's, if any).
+    pub fn url(&self, query: Option<&str>) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let mut url = format!("{}://{host}", self.scheme);
+        if self.port != self.default_port() {
+            url.push_str(&format!(":{}", self.port));
+        }
+        url.push_str(&self.path);
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(q);
+        }
+        url
+    }
+
+    /// The path and query to send: the canonical path and `query`.
+    pub fn path_and_query(&self, query: Option<&str>) -> String {
+        match query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.clone(),
+        }
     }
 
     fn default_port(&self) -> u16 {
@@ -279,7 +322,9 @@ fn rule_matches(r: &HttpRule, t: &Target) -> bool {
         && path_matches(&r.path, &t.path)
 }
 
-fn host_matches(pattern: &str, host: &str) -> bool {
+/// Whether `host` (lower case) is `pattern`, or under it when `pattern` is
+/// `*.suffix`.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
         // `*.example.com` covers `a.example.com` and `a.b.example.com`,
         // not `example.com` itself nor `badexample.com`.
@@ -291,13 +336,8 @@ fn host_matches(pattern: &str, host: &str) -> bool {
 }
 
 fn path_matches(prefix: &str, path: &str) -> bool {
-    // Dot segments would let `/api/../admin` pass a `/api/` prefix.
-    if path
-        .split('/')
-        .any(|seg| seg == ".." || seg == "." || seg.eq_ignore_ascii_case("%2e%2e"))
-    {
-        return false;
-    }
+    // `path` is canonical (no dot segments, no encoded separators): what
+    // is checked here is what is sent.
     path.starts_with(prefix)
 }
 
@@ -423,10 +463,53 @@ mod tests {
     #[test]
     fn dot_segments_cannot_escape_the_path_prefix() {
         let a = rules(ST);
-        assert!(
-            a.check(&t("GET", "https://api.servicetitan.io/jpm/v2/../../admin"))
-                .is_err()
+        for escape in [
+            "https://api.servicetitan.io/jpm/v2/../../admin",
+            "https://api.servicetitan.io/jpm/v2/.%2e/.%2e/admin",
+            "https://api.servicetitan.io/jpm/v2/%2e./%2e./admin",
+            "https://api.servicetitan.io/jpm/v2/%2E%2E/%2E%2E/admin",
+        ] {
+            let target = t("GET", escape);
+            assert_eq!(target.path, "/admin", "{escape}");
+            assert!(a.check(&target).is_err(), "{escape}");
+        }
+        // Staying inside is fine, and checked as it will be sent.
+        let inside = t("GET", "https://api.servicetitan.io/jpm/v2/x/../jobs");
+        assert_eq!(inside.path, "/jpm/v2/jobs");
+        assert!(a.check(&inside).is_ok());
+    }
+
+    #[test]
+    fn backslashes_and_encoded_slashes_are_refused_before_any_grant() {
+        for url in [
+            "https://api.servicetitan.io/jpm/v2/..\\..\\admin",
+            "https://api.servicetitan.io/jpm/v2/..%2F..%2Fadmin",
+            "https://api.servicetitan.io/jpm/v2/..%5c..%5cadmin",
+        ] {
+            let e = Target::parse("GET", url);
+            assert!(
+                matches!(e, Err(Denied::BadPath(_)) | Err(Denied::BadUrl(_))),
+                "{url}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_url_with_user_info_is_refused() {
+        let e = Target::parse("POST", "https://user:pw@api.servicetitan.io/jpm/v2/x").unwrap_err();
+        assert!(matches!(e, Denied::UserInfo(_)), "{e:?}");
+        assert!(e.to_string().contains("credential"), "{e}");
+    }
+
+    #[test]
+    fn the_url_sent_is_the_one_checked() {
+        let target = t("POST", "https://API.example.com:8443/a/./b/%2e%2e/c?x=1");
+        assert_eq!(
+            target.url(Some("x=1")),
+            "https://api.example.com:8443/a/c?x=1"
         );
+        let v6 = t("GET", "http://[::1]:80/");
+        assert_eq!(v6.url(None), "http://[::1]/");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //!   limits, configuration values, outbound grants).
 //! - [`grants`]: the manifest's `[[http]]` rules, deny by default, and the
 //!   check of one request (and of the addresses its host resolves to).
+//! - [`path`]: the one canonical form of a request path, which grants are
+//!   checked against and which is then sent.
 //! - [`sandbox`]: the operator's `[sandbox]` section: ceilings over what a
 //!   manifest may ask for.
 //!
@@ -34,4 +36,5 @@
 
 pub mod grants;
 pub mod manifest;
+pub mod path;
 pub mod sandbox;

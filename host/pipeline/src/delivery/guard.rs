@@ -95,9 +95,12 @@ impl reqwest::dns::Resolve for CheckedAddrs {
     }
 }
 
-/// An authorized delivery: headers to add, and what to invalidate on a 401.
+/// An authorized delivery: the URL to send (exactly the one checked),
+/// headers to add, and what to invalidate on a 401.
 #[derive(Debug)]
 pub struct DeliveryAuth {
+    /// The checked URL, path in canonical form.
+    pub url: String,
     /// Credential headers, set over the plugin's.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     credential: Option<(String, Applied)>,
@@ -134,13 +137,18 @@ impl DeliveryGuard {
         let r = &d.request;
         for (name, _) in &r.headers {
             if let Ok(n) = HeaderName::from_bytes(name.as_bytes())
-                && CallHttp::forbidden(&self.caps, &n)
-                && n != http::header::HOST
+                && (CallHttp::forbidden(&self.caps, &n) || n == http::header::HOST)
             {
-                return Err(Refused::Denied(format!(
-                    "plugins may not set the `{name}` header; name a credential in the [[http]] \
+                return Err(Refused::Denied(if n == http::header::HOST {
+                    // Another virtual host behind a granted address is
+                    // another destination.
+                    "plugins may not set the `Host` header; the host sends the URL's".to_owned()
+                } else {
+                    format!(
+                        "plugins may not set the `{name}` header; name a credential in the [[http]] \
                          rule and the host adds it"
-                )));
+                    )
+                }));
             }
         }
         let uri: http::Uri = r
@@ -149,6 +157,7 @@ impl DeliveryGuard {
             .map_err(|e| Refused::Denied(format!("invalid URL `{}`: {e}", r.url)))?;
         let auth = outbound::authorize(
             &plugin.manifest.http,
+            &self.caps.credentials,
             &r.method,
             &uri,
             self.caps.sandbox.connect_timeout(),
@@ -172,6 +181,7 @@ impl DeliveryGuard {
         // policy, which defers a throttled delivery instead of holding a
         // worker; the sandbox rate limit is for a plugin's own requests.
         Ok(DeliveryAuth {
+            url: auth.target.url(uri.query()),
             headers: credential
                 .as_ref()
                 .map(|(_, a)| a.headers.clone())

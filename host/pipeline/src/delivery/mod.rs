@@ -122,10 +122,10 @@ impl Deliverer {
             Ok(a) => a,
             Err(refused) => return refusal(refused),
         };
-        let (sent, status) = self.send_once(d, &auth.headers, retryable).await;
+        let (sent, status) = self.send_once(d, &auth, retryable).await;
         if status == Some(401) && guard.rejected(&auth).await {
             return match guard.authorize(d).await {
-                Ok(fresh) => self.send_once(d, &fresh.headers, retryable).await.0,
+                Ok(fresh) => self.send_once(d, &fresh, retryable).await.0,
                 Err(refused) => refusal(refused),
             };
         }
@@ -135,7 +135,7 @@ impl Deliverer {
     async fn send_once(
         &self,
         d: &DeliveryPayload,
-        extra: &[(HeaderName, HeaderValue)],
+        auth: &guard::DeliveryAuth,
         retryable: &(dyn Fn(u16) -> bool + Sync),
     ) -> (Sent, Option<u16>) {
         let r = &d.request;
@@ -148,7 +148,8 @@ impl Deliverer {
                 );
             }
         };
-        let mut req = self.client.request(method, &r.url).body(r.body.clone());
+        // The URL the guard checked, not the plugin's text.
+        let mut req = self.client.request(method, &auth.url).body(r.body.clone());
         for (name, value) in &r.headers {
             let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(name.as_bytes()),
@@ -158,7 +159,7 @@ impl Deliverer {
             };
             req = req.header(n, v);
         }
-        for (n, v) in extra {
+        for (n, v) in &auth.headers {
             req = req.header(n.clone(), v.clone());
         }
         req = req.header("idempotency-key", &d.idempotency_key);
@@ -236,6 +237,10 @@ pub fn validate(r: &Outbound) -> Result<(), String> {
     if uri.host().is_none() {
         return Err(format!("URL `{}` has no host", r.url));
     }
+    // User info, and paths with no safe reading, are refused as the guard
+    // refuses them: better the job fails with the reason than every
+    // attempt.
+    fieldhook_policy::grants::Target::from_uri(&r.method, &uri).map_err(|d| d.to_string())?;
     if r.body.len() > MAX_DELIVERY_BODY_BYTES {
         return Err(format!(
             "body of {} bytes is over the {MAX_DELIVERY_BODY_BYTES}-byte limit per delivery",
@@ -252,6 +257,12 @@ pub fn validate(r: &Outbound) -> Result<(), String> {
             return Err(format!(
                 "plugins may not set `{name}`; name a credential in the [[http]] rule and the host adds it"
             ));
+        }
+        if n == http::header::HOST {
+            return Err(
+                "plugins may not set `Host`; the host sends the URL's (another virtual host is another destination)"
+                    .into(),
+            );
         }
         HeaderValue::from_bytes(value).map_err(|_| format!("invalid value for header `{name}`"))?;
     }
@@ -288,6 +299,30 @@ mod tests {
         assert!(validate(&request("P OST", "https://x")).is_err());
         assert!(validate(&request("POST", "/relative")).is_err());
         assert!(validate(&request("POST", "ftp://x/y")).is_err());
+    }
+
+    #[test]
+    fn a_delivery_cannot_pick_its_own_host_header() {
+        let mut r = request("POST", "https://books.example.com/jobs");
+        r.headers
+            .push(("Host".into(), b"admin.books.example.com".to_vec()));
+        assert!(validate(&r).unwrap_err().contains("Host"));
+    }
+
+    #[test]
+    fn a_delivery_url_with_user_info_is_refused() {
+        let r = request("POST", "https://user:pw@books.example.com/jobs");
+        assert!(validate(&r).unwrap_err().contains("user info"));
+    }
+
+    #[test]
+    fn a_delivery_path_with_no_safe_reading_is_refused() {
+        for url in [
+            "https://books.example.com/api/..%2Finternal",
+            "https://books.example.com/api/..%5Cinternal",
+        ] {
+            assert!(validate(&request("POST", url)).is_err(), "{url}");
+        }
     }
 
     #[test]
