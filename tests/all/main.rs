@@ -16,6 +16,7 @@ mod languages;
 mod operations;
 mod plugin_run;
 mod plugin_tools;
+mod production;
 mod servicem8_job_sync;
 mod spine;
 mod vendors;

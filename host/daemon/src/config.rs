@@ -62,6 +62,21 @@ pub enum ConfigError {
     Admin(String),
 }
 
+/// One thing wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where: a key path (`sources[1] (hcp)`, `credentials.books`) or line.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
 /// A loaded configuration, secrets resolved and verifiers built.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -214,6 +229,66 @@ impl Config {
         })
     }
 
+    /// Every problem of configuration text, each with the key path it is
+    /// at and how to fix it (empty: valid). Where [`parse`](Self::parse)
+    /// stops at the first, this goes on through every section.
+    pub fn problems(text: &str, base: &Path) -> Vec<Problem> {
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => return schema_problems(text, &e),
+        };
+        let mut out = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        for (i, s) in raw.sources.into_iter().enumerate() {
+            let name = s.name().to_owned();
+            match s.build(base) {
+                Ok(source) => {
+                    if names.contains(&source.name) {
+                        out.push(Problem {
+                            key: format!("sources[{i}] ({name})"),
+                            message: "defined twice; source names must be unique".into(),
+                        });
+                    }
+                    names.push(source.name);
+                }
+                Err(e) => out.push(Problem {
+                    key: format!("sources[{i}] ({name})"),
+                    message: e.message,
+                }),
+            }
+        }
+        if let Err(e) = fieldhook_pipeline::policy::validate(&raw.destinations) {
+            out.push(Problem {
+                key: "destinations".into(),
+                message: e.to_string(),
+            });
+        }
+        if let Err(e) = fieldhook_pipeline::entities::validate(&raw.entities) {
+            out.push(Problem {
+                key: "entities".into(),
+                message: e.to_string(),
+            });
+        }
+        if let Some(admin) = raw.admin
+            && let Err(e) = admin.resolve(base)
+        {
+            out.push(Problem {
+                key: "admin".into(),
+                message: e,
+            });
+        }
+        for (name, credential) in raw.credentials {
+            let one = std::iter::once((name.clone(), credential)).collect();
+            if let Err(e) = fieldhook_credentials::config::resolve(one, base) {
+                out.push(Problem {
+                    key: format!("credentials.{name}"),
+                    message: e.message,
+                });
+            }
+        }
+        out
+    }
+
     /// The source with this name.
     pub fn source(&self, name: &str) -> Option<&Source> {
         self.sources.iter().find(|s| s.name == name)
@@ -228,6 +303,54 @@ impl Config {
             dev_sink: self.dev.sink,
         }
     }
+}
+
+/// Schema problems (syntax, unknown keys, wrong types). serde stops at the
+/// first, so each top-level key, and each element of an array of tables,
+/// is checked on its own to list them all.
+fn schema_problems(text: &str, first: &toml::de::Error) -> Vec<Problem> {
+    let line_of = |e: &toml::de::Error| {
+        e.span().map_or_else(
+            || "(file)".to_owned(),
+            |s| {
+                let end = s.start.min(text.len());
+                let line = text.get(..end).unwrap_or("").matches('\n').count() + 1;
+                format!("line {line}")
+            },
+        )
+    };
+    let whole = || {
+        vec![Problem {
+            key: line_of(first),
+            message: first.message().to_owned(),
+        }]
+    };
+    // Not even TOML: the syntax error is all there is to say.
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return whole();
+    };
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let parts: Vec<(String, toml::Value)> = match value {
+            toml::Value::Array(items) if items.iter().all(toml::Value::is_table) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| (format!("{key}[{i}]"), toml::Value::Array(vec![item])))
+                .collect(),
+            value => vec![(key.clone(), value)],
+        };
+        for (path, value) in parts {
+            let mut one = toml::Table::new();
+            one.insert(key.clone(), value);
+            if let Err(e) = toml::Value::Table(one).try_into::<RawConfig>() {
+                out.push(Problem {
+                    key: path,
+                    message: e.message().to_owned(),
+                });
+            }
+        }
+    }
+    if out.is_empty() { whole() } else { out }
 }
 
 #[cfg(test)]
@@ -321,5 +444,68 @@ mod tests {
     #[test]
     fn unknown_top_level_keys_are_errors_not_silently_ignored() {
         assert!(parse("listen_addr = \"127.0.0.1:1\"").is_err());
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        Config::problems(text, Path::new("/nonexistent"))
+            .into_iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_valid_file_has_no_problems() {
+        assert!(
+            problems("listen = \"127.0.0.1:9000\"\n[retention]\nevents_secs = 60\n").is_empty()
+        );
+    }
+
+    #[test]
+    fn every_unknown_key_is_a_problem_with_its_key_path() {
+        let found = problems(
+            "listen = \"127.0.0.1:9000\"\nlisten_port = 1\n[retention]\nevent_secs = 60\n\
+             [[sources]]\nname = \"a\"\nvendor = \"jobber\"\nsecret_env = \"X\"\n\
+             [[sources]]\nname = \"b\"\nvendr = \"jobber\"\n",
+        );
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("listen_port: unknown field")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("retention: unknown field `event_secs`")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("sources[1]: missing field `vendor`")),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn problems_past_the_schema_are_all_listed_by_section() {
+        let found = problems(
+            "[[sources]]\nname = \"a\"\nvendor = \"no-such-vendor\"\nsecret_env = \"X\"\n\
+             [admin]\nlisten = \"127.0.0.1:9001\"\n",
+        );
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found[0].starts_with("sources[0] (a): "), "{found:#?}");
+        assert!(
+            found[1].starts_with("admin: give `token_env` or `token_file`"),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_line() {
+        let found = problems("listen = \"127.0.0.1:9000\"\n[retention\n");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].starts_with("line 2: "), "{found:#?}");
     }
 }

@@ -19,12 +19,35 @@ use clap::{Parser, Subcommand};
     about = "Webhooks from field-service platforms, verified, stored durably, and run through WebAssembly plugins"
 )]
 struct Cli {
+    /// Log lines as text (for people) or JSON (one object per line, for
+    /// log collectors). `FIELDHOOK_LOG` sets the level filter.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "FIELDHOOK_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Write a starter configuration with generated secrets (an admin
+    /// token, a Standard Webhooks source) and a plugins directory into DIR,
+    /// then print the next commands. Never overwrites.
+    Init {
+        /// Directory to write into (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Run the daemon.
     Serve {
         /// Configuration file (TOML).
@@ -119,6 +142,16 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum ConfigCommand {
+    /// List every problem of a configuration file with its key path and
+    /// the fix. Exits 0 when valid, 78 (EX_CONFIG) when not.
+    Check {
+        #[arg(long, short, default_value = "fieldhook.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum StoreCommand {
     /// Check the store's invariants without changing anything (stop the
     /// daemon first). Exits non-zero when a problem is found.
@@ -151,23 +184,31 @@ fn worker_threads() -> usize {
 fn main() -> anyhow::Result<()> {
     // First, before the heap grows.
     let huge_pages = fieldhook::memory::disable_transparent_huge_pages();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FIELDHOOK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIELDHOOK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        // Fields at the top level beside `timestamp`, `level`, `target` and
+        // `message`, as log collectors index them.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     if let Err(e) = huge_pages {
         tracing::warn!(error = %e, "cannot turn off transparent huge pages; expect latency spikes as the store grows");
     }
-    let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(worker_threads())
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
+        Command::Init { dir } => cmd::init::init(&dir),
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => std::process::exit(cmd::config::check(&config)),
         Command::Serve { config } => rt.block_on(cmd::serve::serve(config)),
         Command::Send {
             config,

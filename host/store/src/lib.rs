@@ -10,6 +10,8 @@
 //!   engine, [`Queue`](queue::Queue).
 //! - [`kv`]: each plugin's key-value store, with quotas.
 //! - [`tokens`]: rotated OAuth refresh tokens, synced like events.
+//! - [`format`]: the store's format version, checked before anything else
+//!   is opened.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -41,6 +43,7 @@
 #![deny(missing_docs)]
 
 pub mod events;
+pub mod format;
 mod journal;
 pub mod kv;
 pub mod queue;

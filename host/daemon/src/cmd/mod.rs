@@ -1,7 +1,9 @@
 //! One module per subcommand of the `fieldhook` binary.
 
+pub mod config;
 pub mod dlq;
 pub mod events;
+pub mod init;
 pub mod plugin;
 pub mod replay;
 pub mod send;

@@ -8,9 +8,6 @@ use fieldhook::daemon::Daemon;
 pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
     let daemon = Daemon::start(config).await?;
-    for f in &daemon.load_failures {
-        eprintln!("plugin in {} not loaded: {}", f.dir.display(), f.reason);
-    }
     // Machine-readable: tests and scripts wait for this line.
     if let Some(admin) = daemon.admin_addr {
         println!("fieldhook admin on http://{admin}");

@@ -7,10 +7,14 @@ use anyhow::bail;
 pub fn verify(data_dir: &Path) -> anyhow::Result<()> {
     let db = data_dir.join("db");
     let report = fieldhook_store::events::verify::verify(&db).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot check {}: {e} (stop the daemon first: it locks the store)",
-            db.display()
-        )
+        if e.is_locked() {
+            anyhow::anyhow!(
+                "cannot check {}: {e} (stop the daemon first: it locks the store)",
+                db.display()
+            )
+        } else {
+            anyhow::anyhow!("cannot check {}: {e}", db.display())
+        }
     })?;
     println!(
         "{} events, {} waiting for fan-out, {} dedupe entries",

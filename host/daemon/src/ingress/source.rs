@@ -54,6 +54,11 @@ pub struct RawSource {
 }
 
 impl RawSource {
+    /// The name the source is configured under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Loads the source's secrets (relative files resolve against `base`)
     /// and builds its vendor's verifier.
     pub fn build(self, base: &Path) -> Result<Source, SourceError> {
@@ -72,6 +77,14 @@ impl RawSource {
                 "name must be non-empty and use only a-z, 0-9, `-` and `_` (it is a URL path segment)"
                     .into(),
             ));
+        }
+        // The vendor before its secrets: a misspelt vendor is the problem
+        // to report, whatever its secret is.
+        if !vendors::NAMES.contains(&raw.vendor.as_str()) {
+            return Err(err(vendors::VendorConfigError::UnknownVendor(
+                raw.vendor.clone(),
+            )
+            .to_string()));
         }
         let load = |env: &Option<String>, file: &Option<PathBuf>, what: &str| {
             let source = SecretSource::from_pair(what, env.clone(), file.clone())

@@ -56,6 +56,9 @@ pub enum StoreError {
     /// The journal could not be read or written.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The store's format is not one this build reads.
+    #[error(transparent)]
+    Format(#[from] crate::format::FormatError),
 }
 
 impl StoreError {
@@ -161,6 +164,8 @@ impl EventStore {
     /// Opens (or creates) the store in `dir`: sled, then the journal
     /// (`dir/journal/`), whose events are written into sled again.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        // Before sled reads a byte: a newer layout is refused, not guessed at.
+        crate::format::check(dir)?;
         let db = sled::Config::new()
             .path(dir)
             // Written behind the journal: sled's own background flush (and
@@ -236,6 +241,9 @@ impl EventStore {
             recovered.snapshot.replays = replays;
         }
         let last = last_event_id(&events)?;
+        // Older layouts are converted as each part opens (the task log's
+        // on its first checkpoint); what is written from now on is current.
+        crate::format::mark_current(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
             db,

@@ -31,6 +31,7 @@ pub struct Report {
 /// Checks the sled database in `db_dir` (the daemon's `data_dir/db`). The
 /// daemon must be stopped: sled holds a lock on the directory.
 pub fn verify(db_dir: &Path) -> Result<Report, StoreError> {
+    crate::format::check(db_dir)?;
     if !db_dir.join("conf").exists() && !db_dir.join("db").exists() {
         return Err(StoreError::Check(format!(
             "{} is not a fieldhook store (expected data_dir/db)",

@@ -1,0 +1,284 @@
+//! Running fieldhook in production: a starter configuration, checking a
+//! configuration, logs as JSON lines.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use crate::support::*;
+
+fn fieldhook(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fieldhook"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("fieldhook runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `fieldhook init DIR`, with its listeners moved to free ports so tests
+/// can run side by side.
+fn init(dir: &Path) -> (Output, String) {
+    let out = fieldhook(&["init", dir.to_str().unwrap()]);
+    let config = dir.join("fieldhook.toml");
+    let admin_port = free_port();
+    let text = std::fs::read_to_string(&config).unwrap_or_default();
+    std::fs::write(
+        &config,
+        text.replace("127.0.0.1:8080", "127.0.0.1:0")
+            .replace("127.0.0.1:8081", &format!("127.0.0.1:{admin_port}")),
+    )
+    .unwrap_or_default();
+    (out, format!("http://127.0.0.1:{admin_port}"))
+}
+
+#[tokio::test]
+async fn init_writes_a_config_that_checks_serves_and_takes_a_signed_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("fieldhook");
+    let (out, admin_url) = init(&home);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    for next in [
+        "fieldhook config check",
+        "fieldhook serve",
+        "fieldhook plugin new",
+    ] {
+        assert!(said.contains(next), "init names `{next}`: {said}");
+    }
+    assert!(home.join("plugins").is_dir());
+    let secret = std::fs::read_to_string(home.join("secrets/webhooks.secret")).unwrap();
+    assert!(
+        secret.trim().starts_with("whsec_"),
+        "a Standard Webhooks secret"
+    );
+    let token = std::fs::read_to_string(home.join("secrets/admin.token")).unwrap();
+    assert!(token.trim().len() >= 32, "a long random admin token");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(home.join("secrets/admin.token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "secrets are readable by their owner only");
+    }
+    // A second init elsewhere generates other secrets.
+    let (_, _) = init(&dir.path().join("other"));
+    let other = std::fs::read_to_string(dir.path().join("other/secrets/webhooks.secret")).unwrap();
+    assert_ne!(secret, other);
+
+    let config = home.join("fieldhook.toml");
+    let check = fieldhook(&["config", "check", "--config", config.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stderr));
+
+    let daemon = DaemonProcess::start(&config);
+    let body = home.join("event.json");
+    std::fs::write(&body, r#"{"type":"job.completed","data":{"id":"j-1"}}"#).unwrap();
+    let sent = fieldhook(&[
+        "send",
+        "--config",
+        config.to_str().unwrap(),
+        "--source",
+        "webhooks",
+        "--body-file",
+        body.to_str().unwrap(),
+        "--url",
+        &daemon.url,
+    ]);
+    assert!(
+        sent.status.success(),
+        "{}{}",
+        text(&sent.stdout),
+        text(&sent.stderr)
+    );
+    let events: serde_json::Value = reqwest::Client::new()
+        .get(format!("{admin_url}/events"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        events["events"].as_array().map(Vec::len),
+        Some(1),
+        "{events}"
+    );
+    daemon.stop();
+}
+
+#[test]
+fn init_never_overwrites_a_config_or_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = init(dir.path());
+    assert!(first.status.success());
+    let token = std::fs::read(dir.path().join("secrets/admin.token")).unwrap();
+    let again = fieldhook(&["init", dir.path().to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("secrets/admin.token")).unwrap(),
+        token
+    );
+}
+
+#[test]
+fn config_check_lists_every_problem_with_its_key_path_and_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fieldhook.toml");
+    std::fs::write(
+        &config,
+        r#"
+listen = "127.0.0.1:0"
+worker = 3
+
+[retention]
+events_sec = 60
+
+[[sources]]
+name = "hcp"
+vendor = "housecall-pro"
+secret_env = "FIELDHOOK_TEST_UNSET_SECRET"
+
+[[sources]]
+name = "billing"
+vendor = "no-such-vendor"
+secret_env = "X"
+
+[admin]
+listen = "127.0.0.1:0"
+"#,
+    )
+    .unwrap();
+    let out = fieldhook(&["config", "check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78), "EX_CONFIG");
+    let said = text(&out.stderr);
+    // The schema first: unknown keys are errors, each with its key path.
+    assert!(said.contains("worker: unknown field `worker`"), "{said}");
+    assert!(
+        said.contains("retention: unknown field `events_sec`"),
+        "{said}"
+    );
+    assert!(said.contains("2 problems"), "{said}");
+
+    // Schema fixed: what is wrong inside each section, all of it.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("worker = 3\n", "")
+            .replace("events_sec", "events_secs"),
+    )
+    .unwrap();
+    let out = fieldhook(&["config", "check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("sources[0] (hcp): ") && said.contains("FIELDHOOK_TEST_UNSET_SECRET"),
+        "{said}"
+    );
+    assert!(
+        said.contains("sources[1] (billing): ") && said.contains("housecall-pro"),
+        "the known vendors are listed: {said}"
+    );
+    assert!(
+        said.contains("admin: give `token_env` or `token_file`"),
+        "{said}"
+    );
+    assert!(said.contains("3 problems"), "{said}");
+
+    let missing = fieldhook(&["config", "check", "--config", "/nonexistent/fieldhook.toml"]);
+    assert_eq!(missing.status.code(), Some(78));
+}
+
+#[test]
+fn logs_are_json_lines_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fieldhook.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fieldhook"))
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_listening(&mut child);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let logs = text(&out.stderr);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "fieldhook listening" && l["level"] == "INFO"),
+        "{logs}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"] == "shutting down"),
+        "{logs}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["timestamp"].is_string() && l["target"].is_string()),
+        "{logs}"
+    );
+}
+
+#[test]
+fn a_store_in_a_newer_format_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fieldhook.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("data/db")).unwrap();
+    std::fs::write(
+        dir.path().join("data/db/format"),
+        "fieldhook-store format 99\n",
+    )
+    .unwrap();
+    let out = fieldhook(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("store format 99")
+            && said.contains("run the fieldhook version that wrote it"),
+        "{said}"
+    );
+    let verify = fieldhook(&[
+        "store",
+        "verify",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    assert!(!verify.status.success());
+    assert!(
+        text(&verify.stderr).contains("store format 99"),
+        "{}",
+        text(&verify.stderr)
+    );
+}
+
+#[test]
+fn a_new_store_records_its_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fieldhook.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\n").unwrap();
+    DaemonProcess::start(&config).stop();
+    let format = std::fs::read_to_string(dir.path().join("data/db/format")).unwrap();
+    assert!(format.starts_with("fieldhook-store format "), "{format}");
+}
