@@ -282,3 +282,184 @@ fn a_new_store_records_its_format() {
     let format = std::fs::read_to_string(dir.path().join("data/db/format")).unwrap();
     assert!(format.starts_with("fieldhook-store format "), "{format}");
 }
+
+/// A tmpfs of its own, unmounted when dropped. Mounting needs root (CI
+/// runs as root); the test says so rather than passing without running.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "mounting a small tmpfs needs root: run this test as root (CI does)"
+        );
+        Self {
+            path: path.to_owned(),
+        }
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remount {}", self.path.display());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+const HCP_SECRET: &str = "hcp_webhook_signing_secret_EXAMPLE";
+
+/// Sends distinct 200 kB webhooks until one is refused (at most `max`);
+/// returns the ids of those stored and the refusal's status and time.
+async fn fill(
+    url: &str,
+    from: usize,
+    max: usize,
+) -> (Vec<String>, Option<(u16, std::time::Duration)>) {
+    let client = reqwest::Client::new();
+    let pad = "x".repeat(200_000);
+    let mut stored = Vec::new();
+    for n in from..from + max {
+        let body = format!(r#"{{"event":"job.completed","job":{{"id":"j-{n}","pad":"{pad}"}}}}"#);
+        let started = std::time::Instant::now();
+        let response =
+            signed_housecall_pro(&client, &format!("{url}/hooks/hcp"), HCP_SECRET, &body)
+                .timeout(std::time::Duration::from_secs(30))
+                .send()
+                .await
+                .expect("every webhook gets an answer");
+        let status = response.status().as_u16();
+        if status != 200 {
+            return (stored, Some((status, started.elapsed())));
+        }
+        let answer: serde_json::Value = response.json().await.unwrap();
+        stored.extend(
+            answer["stored"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned()),
+        );
+    }
+    (stored, None)
+}
+
+#[tokio::test]
+async fn a_full_disk_gets_fast_503s_and_fieldhook_recovers_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&dir.path().join("disk"), "4m");
+    std::fs::write(dir.path().join("hcp.secret"), HCP_SECRET).unwrap();
+    let admin = AdminApi::new(dir.path());
+    let config = dir.path().join("fieldhook.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"disk/data\"\n{}\n[[sources]]\nname = \"hcp\"\nvendor = \"housecall-pro\"\nsecret_file = \"hcp.secret\"\n",
+            admin.config()
+        ),
+    )
+    .unwrap();
+    let daemon = DaemonProcess::start(&config);
+
+    // Full: the vendor is told to retry, at once.
+    let (mut acked, refused) = fill(&daemon.url, 0, 200).await;
+    let (status, took) = refused.expect("a 4 MB disk fills up");
+    assert_eq!(status, 503);
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "refused in {took:?}"
+    );
+    assert!(!acked.is_empty());
+    let ready = admin.get("/readyz").send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let said = ready.text().await.unwrap();
+    assert!(said.contains("the store cannot write"), "{said}");
+    let metrics = admin
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("fieldhook_store_writable 0"), "{metrics}");
+    let stats = admin.get_json("/stats").await;
+    assert_eq!(stats["store"]["writable"], false, "{stats}");
+
+    // Space returns: fieldhook takes webhooks again by itself.
+    disk.resize("8m");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (more, refused) = fill(&daemon.url, 1000 + acked.len(), 1).await;
+        acked.extend(more);
+        if refused.is_none() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused 20 s after space returned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        admin.get("/readyz").send().await.unwrap().status().as_u16(),
+        200
+    );
+    let metrics = admin
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("fieldhook_store_writable 1"), "{metrics}");
+
+    // Full again, and SIGTERM still stops it.
+    let (more, refused) = fill(&daemon.url, 2000, 200).await;
+    acked.extend(more);
+    assert!(refused.is_some(), "the disk fills up again");
+    daemon
+        .stop_within(std::time::Duration::from_secs(15))
+        .expect("SIGTERM stops fieldhook while its disk is full");
+
+    // Nothing acknowledged was lost, and the store is sound.
+    disk.resize("64m");
+    let daemon = DaemonProcess::start(&config);
+    for id in &acked {
+        let event = admin.get(&format!("/events/{id}")).send().await.unwrap();
+        assert_eq!(
+            event.status().as_u16(),
+            200,
+            "acknowledged event {id} is stored"
+        );
+    }
+    daemon.stop();
+    let verify = fieldhook(&[
+        "store",
+        "verify",
+        "--data-dir",
+        disk.path.join("data").to_str().unwrap(),
+    ]);
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        text(&verify.stdout),
+        text(&verify.stderr)
+    );
+}

@@ -247,6 +247,23 @@ impl DaemonProcess {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, then waits at most `limit` for the process to exit; kills
+    /// it and says so when it does not.
+    pub fn stop_within(mut self, limit: Duration) -> Result<(), String> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("still running {limit:?} after SIGTERM"))
+    }
+
     /// SIGKILL: the crash path.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -209,7 +209,14 @@ fn main() -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => std::process::exit(cmd::config::check(&config)),
-        Command::Serve { config } => rt.block_on(cmd::serve::serve(config)),
+        Command::Serve { config } => {
+            let served = rt.block_on(cmd::serve::serve(config));
+            // Work still running on the blocking pool (a flush the disk
+            // refuses, a plugin compile) must not keep a stopping daemon
+            // alive: whatever it did not finish is redone after restart.
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            served
+        }
         Command::Send {
             config,
             source,

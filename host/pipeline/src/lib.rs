@@ -169,15 +169,36 @@ impl Pipeline {
     }
 
     async fn fan_out_loop(&self, mut shutdown: watch::Receiver<bool>) {
+        // A store that cannot write fails every retry alike: say so when
+        // it starts and then once a minute, not every second.
+        let mut failing: Option<(std::time::Instant, u64)> = None;
         loop {
             if *shutdown.borrow() {
                 return;
             }
             let notified = self.inbox.notified();
             match self.fan_out() {
-                Ok(0) => {}
-                Ok(_) => continue,
-                Err(e) => tracing::error!(error = %e, "fan-out failed; retrying in 1 s"),
+                Ok(n) => {
+                    if let Some((_, retries)) = failing.take() {
+                        tracing::info!(retries, "fan-out works again");
+                    }
+                    if n > 0 {
+                        continue;
+                    }
+                }
+                Err(e) => match &mut failing {
+                    Some((logged, retries)) => {
+                        *retries = retries.saturating_add(1);
+                        if logged.elapsed() >= Duration::from_secs(60) {
+                            *logged = std::time::Instant::now();
+                            tracing::error!(error = %e, retries = *retries, "fan-out still failing; retrying every second");
+                        }
+                    }
+                    None => {
+                        failing = Some((std::time::Instant::now(), 0));
+                        tracing::error!(error = %e, "fan-out failed; retrying every second");
+                    }
+                },
             }
             tokio::select! {
                 _ = notified => {}

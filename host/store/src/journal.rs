@@ -499,6 +499,10 @@ fn write_loop(shared: &Shared) {
     let mut files: std::collections::BTreeMap<u64, Open> = Default::default();
     // Records durable so far.
     let mut synced = 0u64;
+    // While writes fail (a full disk), the log hears of it at first and
+    // then once a minute, not at every retry.
+    let mut failing_since: Option<std::time::Instant> = None;
+    let mut last_logged = std::time::Instant::now();
     let mut last_sync = std::time::Instant::now();
     loop {
         let (chunks, appended, closing) = {
@@ -554,6 +558,12 @@ fn write_loop(shared: &Shared) {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match result {
             Ok(()) => {
+                if let Some(since) = failing_since.take() {
+                    tracing::info!(
+                        after_ms = since.elapsed().as_millis(),
+                        "journal writes again"
+                    );
+                }
                 synced = appended;
                 // Files before the newest are complete once synced.
                 let newest = files.keys().next_back().copied();
@@ -568,7 +578,15 @@ fn write_loop(shared: &Shared) {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "task journal write failed; retrying, leases wait");
+                let now = std::time::Instant::now();
+                if failing_since.is_none() {
+                    failing_since = Some(now);
+                    last_logged = now;
+                    tracing::error!(error = %e, "journal write failed; retrying every 200 ms, nothing waiting on it is acknowledged meanwhile");
+                } else if now.duration_since(last_logged) >= std::time::Duration::from_secs(60) {
+                    last_logged = now;
+                    tracing::error!(error = %e, "journal writes still failing; retrying");
+                }
                 let _ = shared.durable.send_replace(Err(e));
                 // Put the chunks back in front, in order, and try again.
                 let mut p = shared.pending.lock().unwrap_or_else(|p| p.into_inner());

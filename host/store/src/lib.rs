@@ -10,6 +10,7 @@
 //!   engine, [`Queue`](queue::Queue).
 //! - [`kv`]: each plugin's key-value store, with quotas.
 //! - [`tokens`]: rotated OAuth refresh tokens, synced like events.
+//! - [`health`]: whether the store can write (a full disk), for readiness.
 //! - [`format`]: the store's format version, checked before anything else
 //!   is opened.
 //!
@@ -44,6 +45,7 @@
 
 pub mod events;
 pub mod format;
+pub mod health;
 mod journal;
 pub mod kv;
 pub mod queue;

@@ -3,7 +3,7 @@
 //!
 //! | route                          | what                                        |
 //! |--------------------------------|---------------------------------------------|
-//! | `GET /healthz`, `GET /readyz`  | liveness; readiness (503 while stopping)    |
+//! | `GET /healthz`, `GET /readyz`  | liveness; readiness (503 while starting, stopping, or while the store cannot write) |
 //! | `GET /metrics`                 | Prometheus text                             |
 //! | `GET /stats`                   | queue depth, DLQ size, counters, circuits   |
 //! | `GET /events[?source&after&limit]`, `GET /events/{id}` | events, one with its work |
@@ -172,20 +172,52 @@ fn internal(e: impl std::fmt::Display) -> Response {
 }
 
 async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
-    if s.ready.load(Ordering::Relaxed) {
-        "ready\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    if !s.ready.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response();
     }
+    let store = s.pipeline.store.write_state();
+    if !store.writable {
+        let error = store.error.unwrap_or_default();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the store cannot write ({error}); webhooks get 503\n"),
+        )
+            .into_response();
+    }
+    "ready\n".into_response()
 }
 
 async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
     let p = &s.pipeline;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        p.metrics.render(&p.queue.depth()),
+        {
+            let mut text = p.metrics.render(&p.queue.depth());
+            let store = p.store.write_state();
+            text.push_str(&format!(
+                "# HELP fieldhook_store_writable 1 while the store can write, 0 while writes fail (disk full, I/O errors).\n\
+                 # TYPE fieldhook_store_writable gauge\n\
+                 fieldhook_store_writable {}\n\
+                 # HELP fieldhook_store_write_failures_total Store writes that failed.\n\
+                 # TYPE fieldhook_store_write_failures_total counter\n\
+                 fieldhook_store_write_failures_total {}\n",
+                u8::from(store.writable),
+                store.failures_total
+            ));
+            text
+        },
     )
         .into_response()
+}
+
+fn writable() -> fieldhook_store::health::WriteState {
+    fieldhook_store::health::WriteState {
+        writable: true,
+        failing_since_ms: None,
+        error: None,
+        refused: 0,
+        failures_total: 0,
+    }
 }
 
 /// `GET /stats`.
@@ -197,6 +229,9 @@ pub struct Stats {
     pub rejected: std::collections::BTreeMap<u16, u64>,
     /// `{topic: {state: count}}`.
     pub tasks: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    /// Whether the store can write, and if not since when and why.
+    #[serde(default = "writable")]
+    pub store: fieldhook_store::health::WriteState,
     /// Dead-lettered tasks.
     pub dlq: u64,
     /// Destinations seen, with their circuits.
@@ -235,6 +270,7 @@ async fn stats(State(s): State<Arc<AdminState>>) -> Response {
             .collect(),
         flushes: commit.flushes,
         writes: commit.writes,
+        store: p.store.write_state(),
     })
     .into_response()
 }

@@ -353,7 +353,8 @@ async fn handle(
                 .into_response()
         }
         Err(e) => {
-            tracing::error!(source = source_name, error = %e, "cannot store webhook");
+            // The store logs when writing stops and resumes; not per request.
+            tracing::debug!(source = source_name, error = %e, "cannot store webhook");
             text(
                 vendor.status_for(Failure::StoreUnavailable),
                 "temporarily unable to store",

@@ -136,6 +136,7 @@ pub struct EventStore {
     log: Arc<std::fs::File>,
     writes: Arc<AtomicU64>,
     slowest_write_us: Arc<AtomicU64>,
+    health: Arc<crate::health::WriteHealth>,
 }
 
 impl std::fmt::Debug for EventStore {
@@ -255,6 +256,7 @@ impl EventStore {
             log: Arc::new(log),
             writes: Arc::default(),
             slowest_write_us: Arc::default(),
+            health: Arc::default(),
         })
     }
 
@@ -354,7 +356,9 @@ impl EventStore {
         let written = {
             let started = std::time::Instant::now();
             let mut ingest = self.lock_ingest();
-            let written = ingest.write(prepared, dedupe_window_ms, &self.events)?;
+            let written = ingest
+                .write(prepared, dedupe_window_ms, &self.events)
+                .inspect_err(|e| self.health.failed(e))?;
             // Appended under the lock: the journal's order is id order.
             self.journal.append(&written.frames);
             let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -364,8 +368,10 @@ impl EventStore {
         self.writes.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.journal.sync().await {
             self.lock_ingest().forget(&written.keys);
+            self.health.failed(&e);
             return Err(e.into());
         }
+        self.health.succeeded();
         if let Some(id) = written.last_id {
             // Every record journaled before this one is durable too, and
             // ids were assigned in journal order.
@@ -378,6 +384,12 @@ impl EventStore {
             }
         }
         Ok(written.out)
+    }
+
+    /// Whether the store can write (the last write succeeded), and if not
+    /// since when and why.
+    pub fn write_state(&self) -> crate::health::WriteState {
+        self.health.snapshot()
     }
 
     /// The last event made durable.
