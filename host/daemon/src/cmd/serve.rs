@@ -6,6 +6,9 @@ use fieldhook::config::Config;
 use fieldhook::daemon::Daemon;
 
 pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+    // Before anything is announced: a SIGTERM right after the listening
+    // line must take the graceful path, not the default (exit at once).
+    let stop = shutdown_signal();
     let config = Config::load(&config_path)?;
     let daemon = Daemon::start(config).await?;
     // Machine-readable: tests and scripts wait for this line.
@@ -13,31 +16,27 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         println!("fieldhook admin on http://{admin}");
     }
     println!("fieldhook listening on http://{}", daemon.addr);
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     daemon.shutdown().await;
     Ok(())
 }
 
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves at SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when it is first awaited.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = ctrl_c.await;
     }
 }
