@@ -463,3 +463,127 @@ async fn a_full_disk_gets_fast_503s_and_fieldhook_recovers_when_space_returns() 
         text(&verify.stderr)
     );
 }
+
+fn hcp_config(dir: &Path, admin: &AdminApi, data_dir: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("hcp.secret"), HCP_SECRET).unwrap();
+    let config = dir.join(format!("fieldhook-{}.toml", data_dir.replace('/', "-")));
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{data_dir}\"\n{}\n[[sources]]\nname = \"hcp\"\nvendor = \"housecall-pro\"\nsecret_file = \"hcp.secret\"\n",
+            admin.config()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+async fn send_hcp(url: &str, n: usize) -> String {
+    // Housecall Pro's redeliveries keep company, event, time and record.
+    let body = format!(
+        r#"{{"event":"job.completed","company_id":"co_1","event_occurred_at":"2026-07-24T05:38:14Z","job":{{"id":"j-{n}"}}}}"#
+    );
+    let answer: serde_json::Value = signed_housecall_pro(
+        &reqwest::Client::new(),
+        &format!("{url}/hooks/hcp"),
+        HCP_SECRET,
+        &body,
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    answer["stored"][0]
+        .as_str()
+        .or(answer["duplicates"][0].as_str())
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_online_backup_restores_to_a_daemon_with_everything_acknowledged_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = AdminApi::new(dir.path());
+    let config = hcp_config(dir.path(), &admin, "data");
+    let daemon = DaemonProcess::start(&config);
+    let mut before = Vec::new();
+    for n in 0..40 {
+        before.push(send_hcp(&daemon.url, n).await);
+    }
+    // Webhooks keep arriving while the backup is taken, and are answered.
+    let sender = {
+        let url = daemon.url.clone();
+        tokio::spawn(async move {
+            for n in 40..120 {
+                send_hcp(&url, n).await;
+            }
+        })
+    };
+    let dest = dir.path().join("backups/today");
+    let out = tokio::task::spawn_blocking({
+        let (config, dest) = (config.clone(), dest.clone());
+        move || {
+            fieldhook(&[
+                "store",
+                "backup",
+                "--config",
+                config.to_str().unwrap(),
+                dest.to_str().unwrap(),
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("restore:"),
+        "says how to restore: {}",
+        text(&out.stdout)
+    );
+    sender.await.unwrap();
+
+    // A second backup into the same place is refused, not mixed in.
+    let again = fieldhook(&[
+        "store",
+        "backup",
+        "--config",
+        config.to_str().unwrap(),
+        dest.to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("not empty"),
+        "{}",
+        text(&again.stderr)
+    );
+    daemon.stop();
+
+    // Restore: the backup is a data directory.
+    let verify = fieldhook(&["store", "verify", "--data-dir", dest.to_str().unwrap()]);
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        text(&verify.stdout),
+        text(&verify.stderr)
+    );
+    let restored = hcp_config(dir.path(), &admin, "backups/today");
+    let daemon = DaemonProcess::start(&restored);
+    for id in &before {
+        let event = admin.get(&format!("/events/{id}")).send().await.unwrap();
+        assert_eq!(
+            event.status().as_u16(),
+            200,
+            "event {id} acknowledged before the backup"
+        );
+    }
+    // Redelivered after the restore: recognised, not stored twice.
+    assert_eq!(send_hcp(&daemon.url, 3).await, before[3]);
+    daemon.stop();
+}

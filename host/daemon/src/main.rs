@@ -160,6 +160,15 @@ enum StoreCommand {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Have the running daemon write a consistent copy of its store into
+    /// DEST (a new or empty directory). Restore: stop the daemon, put DEST
+    /// in place of its data_dir, start it. Talks to the admin API.
+    Backup {
+        #[arg(long, short, default_value = "fieldhook.toml")]
+        config: PathBuf,
+        /// Directory to write (on the daemon's machine).
+        dest: PathBuf,
+    },
 }
 
 /// Async worker threads: `TOKIO_WORKER_THREADS` when set, else three per
@@ -259,5 +268,8 @@ fn main() -> anyhow::Result<()> {
         Command::Store {
             command: StoreCommand::Verify { data_dir },
         } => cmd::store::verify(&data_dir),
+        Command::Store {
+            command: StoreCommand::Backup { config, dest },
+        } => rt.block_on(cmd::store::backup(&config, &dest)),
     }
 }

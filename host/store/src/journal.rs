@@ -42,6 +42,12 @@ const MAGIC: [u8; 8] = [b'f', b'h', b'j', b'r', b'n', b'l', 0, FORMAT];
 #[error("journal: {0}")]
 pub struct JournalError(String);
 
+impl From<String> for JournalError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
 /// One change, as journaled (read back at open). Written as [`Change`],
 /// which borrows what it records; the two encode alike.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +179,9 @@ struct Shared {
     work: Condvar,
     /// Records made durable so far; `Err` once a write or sync failed.
     durable: watch::Sender<Result<u64, String>>,
+    /// Held while files are removed (a checkpoint) or copied (a backup),
+    /// so a backup never misses a journal a checkpoint removes under it.
+    files: Mutex<()>,
 }
 
 /// The journal of one task log.
@@ -353,6 +362,7 @@ impl Journal {
             }),
             work: Condvar::new(),
             durable: watch::Sender::new(Ok(0)),
+            files: Mutex::new(()),
         });
         let writer = {
             let shared = shared.clone();
@@ -436,27 +446,74 @@ impl Journal {
         // The records before the rotation must be on disk before older
         // files go, or a crash would lose what the snapshot reflects.
         self.sync().await?;
-        let dir = self.shared.dir.clone();
+        let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || -> Result<(), JournalError> {
-            write_snapshot(&dir, n, &snapshot)?;
-            for old in numbered(&dir, "journal-", ".log")?
+            let dir = &shared.dir;
+            let _files = shared.files.lock().unwrap_or_else(|p| p.into_inner());
+            write_snapshot(dir, n, &snapshot)?;
+            for old in numbered(dir, "journal-", ".log")?
                 .into_iter()
                 .filter(|&j| j < n)
             {
-                let path = journal_path(&dir, old);
+                let path = journal_path(dir, old);
                 std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
             }
-            for old in numbered(&dir, "snapshot-", ".bin")?
+            for old in numbered(dir, "snapshot-", ".bin")?
                 .into_iter()
                 .filter(|&s| s < n)
             {
-                let path = snapshot_path(&dir, old);
+                let path = snapshot_path(dir, old);
                 std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
             }
             Ok(())
         })
         .await
         .map_err(|e| JournalError(format!("checkpoint task failed: {e}")))?
+    }
+
+    /// Copies the newest snapshot and the journals after it into `dest`,
+    /// with no checkpoint removing files meanwhile. `before_copy` runs
+    /// first, under the same guard: what it copies from sled is then
+    /// covered by the journals copied after it.
+    pub(crate) fn copy_files<T>(
+        &self,
+        dest: &Path,
+        before_copy: impl FnOnce() -> Result<T, JournalError>,
+    ) -> Result<(T, u64), JournalError> {
+        let _files = self.shared.files.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = &self.shared.dir;
+        let base = numbered(dir, "snapshot-", ".bin")?.last().copied();
+        let out = before_copy()?;
+        std::fs::create_dir_all(dest).map_err(|e| io(dest, e))?;
+        let mut bytes = 0u64;
+        let mut copy = |from: PathBuf| -> Result<(), JournalError> {
+            let Some(name) = from.file_name() else {
+                return Ok(());
+            };
+            let to = dest.join(name);
+            let n = std::fs::copy(&from, &to).map_err(|e| io(&from, e))?;
+            File::open(&to)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io(&to, e))?;
+            bytes = bytes.saturating_add(n);
+            Ok(())
+        };
+        if let Some(n) = base {
+            copy(snapshot_path(dir, n))?;
+        }
+        // A record being appended while this reads is cut short in the
+        // copy and ends it, as after a crash: it was not acknowledged
+        // before the copy began.
+        for n in numbered(dir, "journal-", ".log")?
+            .into_iter()
+            .filter(|&j| j >= base.unwrap_or(0))
+        {
+            copy(journal_path(dir, n))?;
+        }
+        File::open(dest)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io(dest, e))?;
+        Ok((out, bytes))
     }
 
     /// Writes made durable so far, and the slowest one's µs.

@@ -10,6 +10,7 @@
 //!   engine, [`Queue`](queue::Queue).
 //! - [`kv`]: each plugin's key-value store, with quotas.
 //! - [`tokens`]: rotated OAuth refresh tokens, synced like events.
+//! - [`backup`]: online backup, a copy that opens like the store after a crash.
 //! - [`health`]: whether the store can write (a full disk), for readiness.
 //! - [`format`]: the store's format version, checked before anything else
 //!   is opened.
@@ -43,6 +44,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod backup;
 pub mod events;
 pub mod format;
 pub mod health;

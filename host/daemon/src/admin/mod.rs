@@ -12,6 +12,7 @@
 //! | `GET /dlq[?topic&plugin&source&reason&limit]`           | dead letters        |
 //! | `POST /replay`                 | `{"event_id"}`, `{"dlq": {filter}}` or `{"source","from_ms","to_ms"}` |
 //! | `GET /plugins`                 | loaded plugins and load failures            |
+//! | `POST /store/backup`           | `{"dest": "/abs/dir"}`: an online backup of the store |
 //!
 //! `fieldhook events|dlq|replay|stats` ([`client`]) talk to it.
 
@@ -133,6 +134,7 @@ pub fn router(
         )
         .route("/dlq", get(dlq))
         .route("/replay", post(replay))
+        .route("/store/backup", post(backup))
         .route("/plugins", get(plugins))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -506,6 +508,31 @@ pub struct DlqRequest {
     pub reason: Option<String>,
     /// Only this event's work.
     pub event_id: Option<String>,
+}
+
+/// `POST /store/backup`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupRequest {
+    /// An absolute path on the daemon's machine: a new or empty directory.
+    dest: std::path::PathBuf,
+}
+
+async fn backup(State(s): State<Arc<AdminState>>, Json(r): Json<BackupRequest>) -> Response {
+    use fieldhook_store::backup::BackupError;
+    match s.pipeline.store.backup(&r.dest).await {
+        Ok(report) => {
+            tracing::info!(dest = %report.dest.display(), entries = report.entries, took_ms = report.took_ms, "store backed up");
+            Json(report).into_response()
+        }
+        Err(e @ (BackupError::NotEmpty(_) | BackupError::Relative(_))) => {
+            error(StatusCode::BAD_REQUEST, e.to_string())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store backup failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+    }
 }
 
 async fn replay(State(s): State<Arc<AdminState>>, Json(r): Json<ReplayRequest>) -> Response {

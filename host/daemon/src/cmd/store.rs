@@ -36,3 +36,25 @@ pub fn verify(data_dir: &Path) -> anyhow::Result<()> {
         db.display()
     )
 }
+
+/// `fieldhook store backup DEST`: the running daemon writes a copy of its
+/// store into DEST (a new or empty directory on its machine).
+pub async fn backup(config: &Path, dest: &Path) -> anyhow::Result<()> {
+    let dest = std::path::absolute(dest).map_err(|e| anyhow::anyhow!("{}: {e}", dest.display()))?;
+    let client = fieldhook::admin::client::AdminClient::from_config(config)?;
+    let report = client
+        .post("/store/backup", &serde_json::json!({ "dest": dest }))
+        .await?;
+    println!(
+        "backed up {} entries and {} journal bytes to {} in {} ms",
+        report["entries"],
+        report["journal_bytes"],
+        dest.display(),
+        report["took_ms"]
+    );
+    println!(
+        "restore: stop fieldhook, move its data_dir aside, copy {} in its place, start fieldhook",
+        dest.display()
+    );
+    Ok(())
+}

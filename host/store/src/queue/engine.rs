@@ -1638,4 +1638,30 @@ mod tests {
             "in due order: a was retried to 5"
         );
     }
+
+    #[tokio::test]
+    async fn a_backup_holds_the_unfinished_work_and_what_finished() {
+        let (d, _store, q) = queue();
+        q.publish(&[job("a"), job("b"), job("c")], 0).unwrap();
+        let l = lease(&q, Topic::Jobs, 0, 1000, 1).await.remove(0);
+        q.ack(&l, "ok", &[], 0).unwrap();
+        assert!(q.checkpoint().await.unwrap());
+        // After the checkpoint: only in the journal so far.
+        q.publish(&[job("d")], 1).unwrap();
+        q.sync().await.unwrap();
+        let dest = d.path().join("backup");
+        _store.backup(&dest).await.unwrap();
+
+        let copy = EventStore::open(&dest.join("db")).unwrap();
+        let q = Queue::open(&copy).unwrap();
+        assert_eq!(
+            q.get(Topic::Jobs, "a").unwrap().unwrap().state,
+            TaskState::Done
+        );
+        assert_eq!(
+            ids(&lease(&q, Topic::Jobs, 10, 1000, 10).await),
+            ["b", "c", "d"],
+            "the unfinished work, the journal's included"
+        );
+    }
 }
