@@ -587,3 +587,109 @@ async fn an_online_backup_restores_to_a_daemon_with_everything_acknowledged_befo
     assert_eq!(send_hcp(&daemon.url, 3).await, before[3]);
     daemon.stop();
 }
+
+#[test]
+fn the_systemd_unit_is_valid_hardened_and_checks_the_config_before_start_and_reload() {
+    let unit =
+        std::fs::read_to_string(workspace_root().join("packaging/systemd/fieldhook.service"))
+            .unwrap();
+    for line in [
+        "DynamicUser=yes",
+        "StateDirectory=fieldhook",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "SystemCallFilter=@system-service",
+        "ExecStartPre=/usr/local/bin/fieldhook config check --config /etc/fieldhook/fieldhook.toml",
+        "ExecReload=/usr/local/bin/fieldhook config check --config /etc/fieldhook/fieldhook.toml",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "RestartPreventExitStatus=78",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "the unit has `{line}`");
+    }
+    // wasmtime maps compiled code executable: W^X enforcement would break it.
+    assert!(!unit.contains("MemoryDenyWriteExecute=yes"));
+
+    // systemd's own checks, on the unit pointing at this build.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fieldhook.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/fieldhook", env!("CARGO_BIN_EXE_fieldhook")),
+    )
+    .unwrap();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze is installed (.ci/run installs systemd)");
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "{}",
+        text(&verify.stderr)
+    );
+    // Exposure 0 (locked down) to 10 (unprotected); systemd calls under 2 "OK".
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--threshold=20"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        security.status.success(),
+        "exposure above 2.0:\n{}",
+        text(&security.stdout)
+    );
+}
+
+#[tokio::test]
+async fn health_answers_for_a_running_daemon_and_fails_for_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = AdminApi::new(dir.path());
+    let config = hcp_config(dir.path(), &admin, "data");
+    let none = fieldhook(&["health", "--config", config.to_str().unwrap()]);
+    assert_eq!(none.status.code(), Some(1));
+    let daemon = DaemonProcess::start(&config);
+    let alive = fieldhook(&["health", "--config", config.to_str().unwrap()]);
+    assert_eq!(alive.status.code(), Some(0), "{}", text(&alive.stderr));
+    let ready = fieldhook(&["health", "--ready", "--config", config.to_str().unwrap()]);
+    assert_eq!(ready.status.code(), Some(0), "{}", text(&ready.stderr));
+    daemon.stop();
+}
+
+#[test]
+fn init_for_a_container_listens_on_every_address_and_stores_in_the_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = fieldhook(&[
+        "init",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "0.0.0.0:8080",
+        "--data-dir",
+        "/var/lib/fieldhook",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config = std::fs::read_to_string(dir.path().join("fieldhook.toml")).unwrap();
+    assert!(config.contains("listen = \"0.0.0.0:8080\""), "{config}");
+    assert!(
+        config.contains("data_dir = \"/var/lib/fieldhook\""),
+        "{config}"
+    );
+    let check = fieldhook(&[
+        "config",
+        "check",
+        "--config",
+        dir.path().join("fieldhook.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stderr));
+    let containerfile =
+        std::fs::read_to_string(workspace_root().join("packaging/container/Containerfile"))
+            .unwrap();
+    assert!(
+        containerfile.contains(
+            r#"CMD ["fieldhook", "health", "--config", "/etc/fieldhook/fieldhook.toml"]"#
+        )
+    );
+    assert!(
+        containerfile.contains("VOLUME [\"/var/lib/fieldhook\"]")
+            && containerfile.contains("USER 10001")
+    );
+}

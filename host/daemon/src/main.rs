@@ -42,6 +42,13 @@ enum Command {
         /// Directory to write into (created if missing).
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Webhook listener address (default 127.0.0.1:8080; a container
+        /// wants 0.0.0.0:8080).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Store directory (default `data` beside the config).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Configuration files.
     Config {
@@ -134,6 +141,15 @@ enum Command {
         #[arg(long)]
         metrics: bool,
     },
+    /// Whether the running daemon is alive (`/healthz`) or, with
+    /// `--ready`, ready for webhooks (`/readyz`: not while starting,
+    /// stopping, or while its store cannot write). Exit 0 yes, 1 no.
+    Health {
+        #[arg(long, short, default_value = "fieldhook.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        ready: bool,
+    },
     /// Store maintenance.
     Store {
         #[command(subcommand)]
@@ -214,7 +230,11 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Init { dir } => cmd::init::init(&dir),
+        Command::Init {
+            dir,
+            listen,
+            data_dir,
+        } => cmd::init::init(&dir, listen.as_deref(), data_dir.as_deref()),
         Command::Config {
             command: ConfigCommand::Check { config },
         } => std::process::exit(cmd::config::check(&config)),
@@ -264,6 +284,9 @@ fn main() -> anyhow::Result<()> {
                 to,
             },
         )),
+        Command::Health { config, ready } => {
+            std::process::exit(rt.block_on(cmd::health::health(&config, ready)))
+        }
         Command::Stats { config, metrics } => rt.block_on(cmd::stats::stats(&config, metrics)),
         Command::Store {
             command: StoreCommand::Verify { data_dir },

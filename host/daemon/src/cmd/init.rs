@@ -14,7 +14,7 @@ const WEBHOOK_SECRET: &str = "secrets/webhooks.secret";
 
 /// Writes the starter files into `dir` (created if missing). Refuses to
 /// overwrite anything: an existing configuration or secret is an operator's.
-pub fn init(dir: &Path) -> anyhow::Result<()> {
+pub fn init(dir: &Path, listen: Option<&str>, data_dir: Option<&Path>) -> anyhow::Result<()> {
     let config = dir.join(CONFIG);
     for path in [
         config.clone(),
@@ -43,7 +43,22 @@ pub fn init(dir: &Path) -> anyhow::Result<()> {
     );
     write_new(&dir.join(ADMIN_TOKEN), &token, 0o600)?;
     write_new(&dir.join(WEBHOOK_SECRET), &secret, 0o600)?;
-    write_new(&config, STARTER, 0o644)?;
+    let mut text = STARTER.to_owned();
+    if let Some(listen) = listen {
+        let addr: std::net::SocketAddr = listen
+            .parse()
+            .with_context(|| format!("--listen {listen}: expected an address like 0.0.0.0:8080"))?;
+        text = text.replacen(
+            "listen = \"127.0.0.1:8080\"",
+            &format!("listen = \"{addr}\""),
+            1,
+        );
+    }
+    if let Some(data) = data_dir {
+        let data = toml::Value::String(data.display().to_string());
+        text = text.replacen("data_dir = \"data\"", &format!("data_dir = {data}"), 1);
+    }
+    write_new(&config, &text, 0o644)?;
 
     let shown = display_dir(dir);
     println!(

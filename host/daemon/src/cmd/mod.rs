@@ -3,6 +3,7 @@
 pub mod config;
 pub mod dlq;
 pub mod events;
+pub mod health;
 pub mod init;
 pub mod plugin;
 pub mod replay;
