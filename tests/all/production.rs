@@ -693,3 +693,142 @@ fn init_for_a_container_listens_on_every_address_and_stores_in_the_volume() {
             && containerfile.contains("USER 10001")
     );
 }
+
+/// Polls `/stats` until the configuration generation is `n`.
+async fn wait_for_generation(admin: &AdminApi, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stats = admin.get_json("/stats").await;
+        if stats["config_generation"] == n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "generation {n} never came: {stats}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_changes_sources_and_credentials_in_place_and_a_bad_file_changes_nothing() {
+    let dest = FakeDestination::start().await;
+    let port: u16 = dest.url.rsplit(':').next().unwrap().parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = AdminApi::new(dir.path());
+    std::fs::write(dir.path().join("hcp.secret"), HCP_SECRET).unwrap();
+    std::fs::write(dir.path().join("books.key"), "key-one").unwrap();
+    let config = dir.path().join("fieldhook.toml");
+    let write_config = |sources: &str, extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\n{extra}\n{}\n[delivery]\nretry_base_ms = 50\n{sources}\n\
+                 [credentials.books]\nhosts = [\"127.0.0.1\"]\nkind = \"api-key\"\nkey_file = \"books.key\"\ntemplate = \"Token {{key}}\"\n",
+                admin.config()
+            ),
+        )
+        .unwrap();
+    };
+    let hcp = |name: &str, secret_file: &str| {
+        format!(
+            "[[sources]]\nname = \"{name}\"\nvendor = \"housecall-pro\"\nsecret_file = \"{secret_file}\"\n"
+        )
+    };
+    write_config(&hcp("hcp", "hcp.secret"), "");
+    install_plugin(
+        &dir.path().join("plugins"),
+        "books",
+        &guest("hostile"),
+        &format!(
+            "name = \"books\"\nversion = \"0.0.1\"\n[[subscriptions]]\nsource = \"*\"\n\
+             [[http]]\nscheme = \"http\"\nhost = \"127.0.0.1\"\nport = {port}\nmethods = [\"POST\"]\npath = \"/books/\"\ncredential = \"books\"\n\
+             [config]\nmode = \"deliver\"\nurl = \"{}/books/jobs\"\n",
+            dest.url
+        ),
+    );
+    let daemon = DaemonProcess::start(&config);
+    let client = reqwest::Client::new();
+    let body = r#"{"event":"job.completed","job":{"id":"job_1"}}"#;
+    let post = |source: &str, secret: &str| {
+        signed_housecall_pro(
+            &client,
+            &format!("{}/hooks/{source}", daemon.url),
+            secret,
+            body,
+        )
+        .send()
+    };
+    assert_eq!(post("hcp", HCP_SECRET).await.unwrap().status(), 200);
+    let got = dest.wait_for(1, std::time::Duration::from_secs(30)).await;
+    assert_eq!(got[0].headers["authorization"], "Token key-one");
+    assert_eq!(admin.get_json("/stats").await["config_generation"], 1);
+
+    // SIGHUP: the source is renamed with a new secret, the credential's key
+    // is rotated.
+    let second = "hcp_second_signing_secret_EXAMPLE";
+    std::fs::write(dir.path().join("hcp2.secret"), second).unwrap();
+    std::fs::write(dir.path().join("books.key"), "key-two").unwrap();
+    write_config(&hcp("hcp2", "hcp2.secret"), "");
+    daemon.signal("HUP");
+    wait_for_generation(&admin, 2).await;
+    assert_eq!(
+        post("hcp", HCP_SECRET).await.unwrap().status(),
+        404,
+        "the old source is gone"
+    );
+    assert_eq!(
+        post("hcp2", HCP_SECRET).await.unwrap().status(),
+        401,
+        "the old secret is not the new source's"
+    );
+    assert_eq!(post("hcp2", second).await.unwrap().status(), 200);
+    let got = dest.wait_for(2, std::time::Duration::from_secs(30)).await;
+    assert_eq!(
+        got[1].headers["authorization"], "Token key-two",
+        "deliveries carry the rotated key"
+    );
+
+    // A file with problems changes nothing and says why, every problem.
+    write_config(&hcp("hcp3", "missing.secret"), "listen_addr = 1");
+    let refused = reqwest::Client::new()
+        .post(format!("{}/reload", admin.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let refused: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(refused["generation"], 2, "{refused}");
+    assert!(
+        refused["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("listen_addr"),
+        "{refused}"
+    );
+    assert_eq!(
+        post("hcp2", second).await.unwrap().status(),
+        200,
+        "generation 2 still serves"
+    );
+    assert_eq!(admin.get_json("/stats").await["config_generation"], 2);
+
+    // Settings bound to sockets and files wait for a restart, and say so.
+    write_config(&hcp("hcp2", "hcp2.secret"), "dedupe_window_secs = 60");
+    let done: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/reload", admin.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["generation"], 3, "{done}");
+    assert_eq!(
+        done["at_restart"],
+        serde_json::json!(["dedupe_window_secs"])
+    );
+    daemon.stop();
+}

@@ -247,6 +247,16 @@ impl DaemonProcess {
         let _ = self.child.wait();
     }
 
+    /// Sends `signal` (`HUP`, `TERM`...) to the daemon.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal}");
+    }
+
     /// SIGTERM, then waits at most `limit` for the process to exit; kills
     /// it and says so when it does not.
     pub fn stop_within(mut self, limit: Duration) -> Result<(), String> {

@@ -25,6 +25,43 @@ pub use fieldhook_policy::sandbox::Sandbox;
 use fieldhook_store::EventStore;
 use fieldhook_store::kv::{KvLimits, KvStore};
 
+fn kv_limits(sandbox: &Sandbox) -> KvLimits {
+    KvLimits {
+        max_key_bytes: sandbox.kv_max_key_bytes,
+        max_value_bytes: sandbox.kv_max_value_bytes,
+        max_total_bytes: sandbox.kv_max_total_bytes,
+    }
+}
+
+/// The capabilities in force. Reloading the configuration replaces them
+/// whole; a call already running keeps the ones it started with, so no
+/// call ever sees half of one configuration and half of another.
+#[derive(Debug, Clone)]
+pub struct InForce(Arc<std::sync::RwLock<Arc<Capabilities>>>);
+
+impl InForce {
+    /// Puts `capabilities` in force.
+    pub fn new(capabilities: Arc<Capabilities>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(capabilities)))
+    }
+
+    /// The capabilities in force now.
+    pub fn get(&self) -> Arc<Capabilities> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts `capabilities` in force for every call from now on.
+    pub fn replace(&self, capabilities: Arc<Capabilities>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = capabilities;
+    }
+}
+
+impl From<Arc<Capabilities>> for InForce {
+    fn from(capabilities: Arc<Capabilities>) -> Self {
+        Self::new(capabilities)
+    }
+}
+
 /// The daemon-wide services behind plugins' capabilities.
 #[derive(Debug)]
 pub struct Capabilities {
@@ -43,11 +80,7 @@ impl Capabilities {
     /// one is given (tools that run a plugin offline give none: its kv
     /// calls then fail as unavailable).
     pub fn new(sandbox: Sandbox, credentials: Credentials, store: Option<&EventStore>) -> Self {
-        let limits = KvLimits {
-            max_key_bytes: sandbox.kv_max_key_bytes,
-            max_value_bytes: sandbox.kv_max_value_bytes,
-            max_total_bytes: sandbox.kv_max_total_bytes,
-        };
+        let limits = kv_limits(&sandbox);
         let kv = store.and_then(|store| match KvStore::open(store, limits) {
             Ok(kv) => Some(kv),
             Err(e) => {
@@ -60,6 +93,21 @@ impl Capabilities {
             sandbox,
             credentials: Arc::new(credentials),
             kv,
+        }
+    }
+
+    /// The same services under a reloaded configuration: new ceilings and
+    /// credentials, the same key-value store (at the new size limits).
+    /// Rate buckets start afresh at the new rate.
+    pub fn reconfigured(&self, sandbox: Sandbox, credentials: Credentials) -> Self {
+        Self {
+            rates: rate::RateLimiter::new(sandbox.rate_per_sec, sandbox.rate_burst),
+            kv: self
+                .kv
+                .as_ref()
+                .map(|kv| kv.with_limits(kv_limits(&sandbox))),
+            sandbox,
+            credentials: Arc::new(credentials),
         }
     }
 

@@ -2,13 +2,14 @@
 //! the webhook listener, with graceful shutdown.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use fieldhook_capabilities::Capabilities;
+use fieldhook_capabilities::{Capabilities, InForce};
 use fieldhook_core::time::now_ms;
 use fieldhook_credentials::{Credentials, TokenTree};
 use fieldhook_pipeline::Pipeline;
@@ -21,7 +22,8 @@ use fieldhook_store::EventStore;
 use fieldhook_store::queue::{Queue, TaskLog};
 
 use crate::config::Config;
-use crate::ingress::{self, StoreSink};
+use crate::ingress::{self, LiveSources, StoreSink};
+use crate::reload::Reloader;
 
 /// Failures to start.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,9 @@ pub struct Daemon {
     pub plugin_failures: Arc<RwLock<Vec<LoadFailure>>>,
     /// The address the admin API is bound to, when `[admin]` is configured.
     pub admin_addr: Option<SocketAddr>,
+    /// Reloads the configuration file; `None` when started from a
+    /// configuration that has no file.
+    pub reloader: Option<Arc<Reloader>>,
     ready: Arc<AtomicBool>,
     /// Shared pipeline (store, queue, plugins).
     pub pipeline: Arc<Pipeline>,
@@ -85,6 +90,16 @@ impl std::fmt::Debug for Daemon {
 impl Daemon {
     /// Opens the store, loads plugins, starts workers and the listener.
     pub async fn start(config: Config) -> Result<Self, DaemonError> {
+        Self::start_inner(config, None).await
+    }
+
+    /// [`start`](Self::start) from the configuration file at `path`, which
+    /// [`Reloader::reload`] (SIGHUP, `POST /reload`) reads again.
+    pub async fn start_from(config: Config, path: PathBuf) -> Result<Self, DaemonError> {
+        Self::start_inner(config, Some(path)).await
+    }
+
+    async fn start_inner(config: Config, path: Option<PathBuf>) -> Result<Self, DaemonError> {
         let store =
             EventStore::open(&config.data_dir.join("db")).map_err(|source| DaemonError::Store {
                 dir: config.data_dir.clone(),
@@ -106,11 +121,11 @@ impl Daemon {
                 })
                 .ok(),
         );
-        let capabilities = Arc::new(Capabilities::new(
+        let capabilities = InForce::new(Arc::new(Capabilities::new(
             config.sandbox.clone(),
             credentials,
             Some(&store),
-        ));
+        )));
         let runtime = Arc::new(Runtime::new(
             CodeCache::new(&config.data_dir.join("compiled")),
             capabilities.clone(),
@@ -139,7 +154,7 @@ impl Daemon {
                 .unwrap_or_default()
         };
         for plugin in plugin_set.snapshot().values() {
-            if let Err(why) = capabilities.check_manifest(&plugin.manifest) {
+            if let Err(why) = capabilities.get().check_manifest(&plugin.manifest) {
                 tracing::error!(plugin = %plugin.manifest.name, "{why}");
             }
         }
@@ -171,15 +186,12 @@ impl Daemon {
             config.workers.deliveries,
             shutdown_rx.clone(),
         );
+        let (retention, retention_rx) = watch::channel(config.retention.clone());
         {
             let p = pipeline.clone();
-            let (r, window, stop) = (
-                config.retention.clone(),
-                config.dedupe_window_secs * 1000,
-                shutdown_rx.clone(),
-            );
+            let (window, stop) = (config.dedupe_window_secs * 1000, shutdown_rx.clone());
             workers.push(tokio::spawn(async move {
-                p.retention_loop(r, window, stop).await
+                p.retention_loop(retention_rx, window, stop).await
             }));
         }
 
@@ -189,7 +201,8 @@ impl Daemon {
             dedupe_window_ms: config.dedupe_window_secs * 1000,
             on_stored: Box::new(move || wake.inbox.notify_one()),
         });
-        let app = ingress::router(&config.ingress(), sink).layer(
+        let sources = LiveSources::new(&config.sources);
+        let app = ingress::router_with(&config.ingress(), sources.clone(), sink).layer(
             axum::middleware::from_fn_with_state(metrics, ingress::track),
         );
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -216,6 +229,16 @@ impl Daemon {
         });
         let ready = Arc::new(AtomicBool::new(false));
         let plugin_failures = Arc::new(RwLock::new(load_failures.clone()));
+        let reloader = path.map(|path| {
+            Arc::new(Reloader::new(
+                path,
+                config.clone(),
+                sources,
+                capabilities.clone(),
+                pipeline.clone(),
+                retention,
+            ))
+        });
         let admin_addr = match &config.admin {
             None => None,
             Some(settings) => {
@@ -224,6 +247,7 @@ impl Daemon {
                     pipeline.clone(),
                     plugin_failures.clone(),
                     ready.clone(),
+                    reloader.clone(),
                 );
                 let listener = tokio::net::TcpListener::bind(settings.listen)
                     .await
@@ -251,12 +275,13 @@ impl Daemon {
             }
         };
         ready.store(true, Ordering::Relaxed);
-        tracing::info!(%addr, plugins = pipeline.plugins.snapshot().len(), "fieldhook listening");
+        tracing::info!(%addr, plugins = pipeline.plugins.snapshot().len(), config_generation = 1, "fieldhook listening");
         Ok(Self {
             addr,
             load_failures,
             plugin_failures,
             admin_addr,
+            reloader,
             ready,
             pipeline,
             _plugins_watch: plugins_watch,

@@ -30,3 +30,4 @@ pub mod config;
 pub mod daemon;
 pub mod ingress;
 pub mod memory;
+pub mod reload;

@@ -345,9 +345,33 @@ pub struct DestinationStatus {
 /// The policies and live state of every destination.
 #[derive(Debug)]
 pub struct Destinations {
-    default: Policy,
-    configured: HashMap<String, Arc<Policy>>,
+    /// Replaced whole when the configuration is reloaded.
+    policies: std::sync::RwLock<Arc<Policies>>,
     state: Mutex<HashMap<String, State>>,
+}
+
+/// The policies of one configuration.
+#[derive(Debug)]
+struct Policies {
+    default: Arc<Policy>,
+    configured: HashMap<String, Arc<Policy>>,
+}
+
+impl Policies {
+    fn new(delivery: &DeliverySettings, list: &[DestinationConfig]) -> Self {
+        Self {
+            default: Arc::new(Policy::defaults(delivery)),
+            configured: list
+                .iter()
+                .filter_map(|c| {
+                    Some((
+                        origin_of(&c.matches)?,
+                        Arc::new(Policy::from_config(c, delivery)),
+                    ))
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Why a delivery may not go now, and when to look again.
@@ -407,23 +431,32 @@ impl Destinations {
     /// Policies from `[delivery]` and `[[destinations]]`.
     pub fn new(delivery: &DeliverySettings, list: &[DestinationConfig]) -> Self {
         Self {
-            default: Policy::defaults(delivery),
-            configured: list
-                .iter()
-                .filter_map(|c| {
-                    Some((
-                        origin_of(&c.matches)?,
-                        Arc::new(Policy::from_config(c, delivery)),
-                    ))
-                })
-                .collect(),
+            policies: std::sync::RwLock::new(Arc::new(Policies::new(delivery, list))),
             state: Mutex::default(),
         }
     }
 
+    /// Takes new policies (a reloaded configuration). Circuits and what is
+    /// in flight carry over; rate buckets start full at the new rates.
+    pub fn reconfigure(&self, delivery: &DeliverySettings, list: &[DestinationConfig]) {
+        let policies = Arc::new(Policies::new(delivery, list));
+        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = policies;
+        let now = Instant::now();
+        let mut map = self.lock();
+        for (origin, s) in map.iter_mut() {
+            let policy = self.policy(origin);
+            s.buckets = policy.rates.iter().map(|(_, cap)| (*cap, now)).collect();
+        }
+    }
+
     /// The policy for an origin.
-    pub fn policy(&self, origin: &str) -> &Policy {
-        self.configured.get(origin).map_or(&self.default, |p| p)
+    pub fn policy(&self, origin: &str) -> Arc<Policy> {
+        let policies = self.policies.read().unwrap_or_else(|p| p.into_inner());
+        policies
+            .configured
+            .get(origin)
+            .unwrap_or(&policies.default)
+            .clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, State>> {

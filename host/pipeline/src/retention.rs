@@ -61,15 +61,19 @@ impl Pipeline {
     /// Runs sweeps until shutdown.
     pub async fn retention_loop(
         &self,
-        r: Retention,
+        mut settings: watch::Receiver<Retention>,
         dedupe_window_ms: u64,
         mut shutdown: watch::Receiver<bool>,
     ) {
         loop {
+            let sweep_secs = settings.borrow().sweep_secs.max(1);
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(r.sweep_secs.max(1))) => {}
+                _ = tokio::time::sleep(Duration::from_secs(sweep_secs)) => {}
+                // A reloaded configuration: wait by its interval from now.
+                Ok(()) = settings.changed() => continue,
                 _ = shutdown.changed() => return,
             }
+            let r = settings.borrow().clone();
             match self.sweep(&r, dedupe_window_ms, now_ms()) {
                 Ok(s) if s != Swept::default() => tracing::info!(?s, "retention sweep"),
                 Ok(_) => {}

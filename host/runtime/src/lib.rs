@@ -36,7 +36,7 @@ pub use state::LogLine;
 use state::PluginState;
 pub use version::{VersionError, WitVersion};
 
-use fieldhook_capabilities::Capabilities;
+use fieldhook_capabilities::InForce;
 pub use fieldhook_core::decision::{Decision, Outbound};
 use fieldhook_core::event::EventRecord;
 use fieldhook_policy::manifest::Manifest;
@@ -210,7 +210,7 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     cache: CodeCache,
     ticking: Arc<AtomicBool>,
-    capabilities: Arc<Capabilities>,
+    capabilities: InForce,
     /// Answers plugins' outbound HTTP instead of the network (tools only).
     responder: Option<Arc<dyn responder::Responder>>,
 }
@@ -231,7 +231,8 @@ impl Runtime {
     /// Creates the engine, with compiled code cached in `cache`; plugins
     /// reach what `capabilities` hold (credentials, key-value store,
     /// operator limits) and nothing else.
-    pub fn new(cache: CodeCache, capabilities: Arc<Capabilities>) -> Result<Self, RuntimeError> {
+    pub fn new(cache: CodeCache, capabilities: impl Into<InForce>) -> Result<Self, RuntimeError> {
+        let capabilities = capabilities.into();
         let mut config = Config::new();
         config.epoch_interruption(true);
         if std::env::var_os("TMP_PERFMAP").is_some() {
@@ -325,7 +326,7 @@ impl Runtime {
     /// it.
     pub fn with_responder(
         cache: CodeCache,
-        capabilities: Arc<Capabilities>,
+        capabilities: impl Into<InForce>,
         responder: Arc<dyn responder::Responder>,
     ) -> Result<Self, RuntimeError> {
         let mut runtime = Self::new(cache, capabilities)?;
@@ -405,6 +406,7 @@ impl Runtime {
         let started = Instant::now();
         let limits = self
             .capabilities
+            .get()
             .sandbox
             .effective_limits(plugin.manifest.limits);
         let warm = match plugin.instances {
@@ -491,7 +493,7 @@ impl Runtime {
             &self.engine,
             PluginState::new(
                 plugin.manifest.clone(),
-                &self.capabilities,
+                &self.capabilities.get(),
                 self.responder.clone(),
             ),
         );

@@ -56,6 +56,11 @@ impl KvStore {
         Self { tree, limits }
     }
 
+    /// The same stores under other size limits (a reloaded configuration).
+    pub fn with_limits(&self, limits: KvLimits) -> Self {
+        Self::new(self.tree.clone(), limits)
+    }
+
     fn key(plugin: &str, key: &str) -> Vec<u8> {
         let mut k = Vec::with_capacity(plugin.len() + 1 + key.len());
         k.extend_from_slice(plugin.as_bytes());

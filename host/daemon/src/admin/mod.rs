@@ -12,6 +12,7 @@
 //! | `GET /dlq[?topic&plugin&source&reason&limit]`           | dead letters        |
 //! | `POST /replay`                 | `{"event_id"}`, `{"dlq": {filter}}` or `{"source","from_ms","to_ms"}` |
 //! | `GET /plugins`                 | loaded plugins and load failures            |
+//! | `POST /reload`                 | read the configuration file again (as SIGHUP); 422 lists its problems |
 //! | `POST /store/backup`           | `{"dest": "/abs/dir"}`: an online backup of the store |
 //!
 //! `fieldhook events|dlq|replay|stats` ([`client`]) talk to it.
@@ -101,6 +102,8 @@ pub struct AdminState {
     pub load_failures: Arc<RwLock<Vec<LoadFailure>>>,
     /// False while starting or stopping.
     pub ready: Arc<AtomicBool>,
+    /// Reloads the configuration file (`POST /reload`).
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
     token: String,
 }
 
@@ -110,11 +113,13 @@ pub fn router(
     pipeline: Arc<Pipeline>,
     load_failures: Arc<RwLock<Vec<LoadFailure>>>,
     ready: Arc<AtomicBool>,
+    reloader: Option<Arc<crate::reload::Reloader>>,
 ) -> Router {
     let state = Arc::new(AdminState {
         pipeline,
         load_failures,
         ready,
+        reloader,
         token: settings.token.clone(),
     });
     let protected = Router::new()
@@ -135,6 +140,7 @@ pub fn router(
         .route("/dlq", get(dlq))
         .route("/replay", post(replay))
         .route("/store/backup", post(backup))
+        .route("/reload", post(reload))
         .route("/plugins", get(plugins))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -231,6 +237,10 @@ pub struct Stats {
     pub rejected: std::collections::BTreeMap<u16, u64>,
     /// `{topic: {state: count}}`.
     pub tasks: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    /// The configuration generation in force: 1 at start, one more for
+    /// every successful reload.
+    #[serde(default)]
+    pub config_generation: u64,
     /// Whether the store can write, and if not since when and why.
     #[serde(default = "writable")]
     pub store: fieldhook_store::health::WriteState,
@@ -273,6 +283,7 @@ async fn stats(State(s): State<Arc<AdminState>>) -> Response {
         flushes: commit.flushes,
         writes: commit.writes,
         store: p.store.write_state(),
+        config_generation: s.reloader.as_ref().map_or(1, |r| r.generation()),
     })
     .into_response()
 }
@@ -508,6 +519,27 @@ pub struct DlqRequest {
     pub reason: Option<String>,
     /// Only this event's work.
     pub event_id: Option<String>,
+}
+
+async fn reload(State(s): State<Arc<AdminState>>) -> Response {
+    let Some(reloader) = &s.reloader else {
+        return error(
+            StatusCode::CONFLICT,
+            "this daemon was not started from a configuration file",
+        );
+    };
+    match reloader.reload().await {
+        Ok(done) => Json(done).into_response(),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "error": e.to_string(),
+                "generation": e.generation,
+                "problems": e.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+    }
 }
 
 /// `POST /store/backup`.

@@ -9,8 +9,21 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     // Before anything is announced: a SIGTERM right after the listening
     // line must take the graceful path, not the default (exit at once).
     let stop = shutdown_signal();
+    #[cfg(unix)]
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let config = Config::load(&config_path)?;
-    let daemon = Daemon::start(config).await?;
+    let daemon = Daemon::start_from(config, config_path).await?;
+    #[cfg(unix)]
+    if let (Some(mut hangup), Some(reloader)) = (hangup, daemon.reloader.clone()) {
+        // The outcome is logged by the reloader; the task ends with the
+        // process.
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let _ = reloader.reload().await;
+            }
+        });
+    }
     // Machine-readable: tests and scripts wait for this line.
     if let Some(admin) = daemon.admin_addr {
         println!("fieldhook admin on http://{admin}");

@@ -71,21 +71,57 @@ impl EventSink for StoreSink {
     }
 }
 
+/// The sources in force. Reloading the configuration replaces them whole;
+/// a request being handled keeps the source it started with.
+#[derive(Debug, Clone, Default)]
+pub struct LiveSources(Arc<std::sync::RwLock<Arc<HashMap<String, Arc<Source>>>>>);
+
+impl LiveSources {
+    /// `sources` in force.
+    pub fn new(sources: &[Source]) -> Self {
+        let live = Self::default();
+        live.replace(sources);
+        live
+    }
+
+    /// Puts `sources` in force for every request from now on.
+    pub fn replace(&self, sources: &[Source]) {
+        let map = sources
+            .iter()
+            .map(|s| (s.name.clone(), Arc::new(s.clone())))
+            .collect();
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<Source>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+}
+
 /// Shared state of the listener.
 pub struct Ingress {
-    sources: HashMap<String, Source>,
+    sources: LiveSources,
     sink: Arc<dyn EventSink>,
     dev_sink: Option<dev_sink::DevSink>,
 }
 
 /// Builds the listener's router.
 pub fn router(settings: &IngressSettings, sink: Arc<dyn EventSink>) -> Router {
+    router_with(settings, LiveSources::new(&settings.sources), sink)
+}
+
+/// Builds the listener's router, serving whatever `sources` holds.
+pub fn router_with(
+    settings: &IngressSettings,
+    sources: LiveSources,
+    sink: Arc<dyn EventSink>,
+) -> Router {
     let state = Arc::new(Ingress {
-        sources: settings
-            .sources
-            .iter()
-            .map(|s| (s.name.clone(), s.clone()))
-            .collect(),
+        sources,
         sink,
         dev_sink: settings.dev_sink.then(dev_sink::DevSink::default),
     });

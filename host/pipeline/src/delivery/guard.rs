@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue};
 
-use fieldhook_capabilities::Capabilities;
+use fieldhook_capabilities::InForce;
 use fieldhook_capabilities::outbound::{self, CallHttp, Refused};
 use fieldhook_core::task::DeliveryPayload;
 use fieldhook_credentials::{Applied, CallScope};
@@ -27,7 +27,7 @@ use fieldhook_runtime::directory::PluginSet;
 /// Authorizes deliveries against their plugin's grants.
 #[derive(Debug, Clone)]
 pub struct DeliveryGuard {
-    caps: Arc<Capabilities>,
+    caps: InForce,
     plugins: Arc<PluginSet>,
     checked: CheckedAddrs,
 }
@@ -110,9 +110,9 @@ pub struct DeliveryAuth {
 
 impl DeliveryGuard {
     /// A guard reading grants from the loaded `plugins`.
-    pub fn new(caps: Arc<Capabilities>, plugins: Arc<PluginSet>) -> Self {
+    pub fn new(caps: impl Into<InForce>, plugins: Arc<PluginSet>) -> Self {
         Self {
-            caps,
+            caps: caps.into(),
             plugins,
             checked: CheckedAddrs::default(),
         }
@@ -134,10 +134,12 @@ impl DeliveryGuard {
                 d.plugin
             ))
         })?;
+        // One configuration for the whole check, even across a reload.
+        let caps = self.caps.get();
         let r = &d.request;
         for (name, _) in &r.headers {
             if let Ok(n) = HeaderName::from_bytes(name.as_bytes())
-                && (CallHttp::forbidden(&self.caps, &n) || n == http::header::HOST)
+                && (CallHttp::forbidden(&caps, &n) || n == http::header::HOST)
             {
                 return Err(Refused::Denied(if n == http::header::HOST {
                     // Another virtual host behind a granted address is
@@ -157,18 +159,17 @@ impl DeliveryGuard {
             .map_err(|e| Refused::Denied(format!("invalid URL `{}`: {e}", r.url)))?;
         let auth = outbound::authorize(
             &plugin.manifest.http,
-            &self.caps.credentials,
+            &caps.credentials,
             &r.method,
             &uri,
-            self.caps.sandbox.connect_timeout(),
+            caps.sandbox.connect_timeout(),
         )
         .await?;
         self.checked.remember(&auth.target.host, &auth.addrs);
-        let scope = Arc::new(CallScope::new(self.caps.credentials.clone()));
+        let scope = Arc::new(CallScope::new(caps.credentials.clone()));
         let credential = match &auth.credential {
             Some(name) => {
-                let applied = self
-                    .caps
+                let applied = caps
                     .credentials
                     .apply(name, &scope)
                     .await
@@ -197,6 +198,7 @@ impl DeliveryGuard {
         match &auth.credential {
             Some((name, applied)) => {
                 self.caps
+                    .get()
                     .credentials
                     .rejected(name, applied, &auth.scope)
                     .await
