@@ -10,6 +10,7 @@ mod support;
 mod capabilities;
 mod contract_versions;
 mod durability;
+mod host_limits;
 mod hot_reload;
 mod instances;
 mod languages;

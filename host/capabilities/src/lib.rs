@@ -5,6 +5,10 @@
 //!   credentials, timeouts, a response-size cap and the per-destination
 //!   [`rate`] limit. [`outbound::authorize`] is the same check for any
 //!   request, given plain values: the pipeline authorizes deliveries with it.
+//! - [`budget`]: the host memory a plugin's calls may hold (requests,
+//!   responses, header maps), sized by its memory limit.
+//! - [`refusals`]: what the host refused during a call, logged a few in
+//!   full and the rest counted.
 //! - the plugin's key-value store ([`fieldhook_store::kv`]), with the
 //!   operator's size limits.
 //!
@@ -14,8 +18,10 @@
 #![deny(missing_docs)]
 
 pub mod binding;
+pub mod budget;
 pub mod outbound;
 pub mod rate;
+pub mod refusals;
 
 use std::sync::Arc;
 

@@ -4,17 +4,24 @@
 //! checked (no second lookup an attacker could rebind), adds credentials,
 //! applies the rate limit, timeouts and the response-size cap.
 //!
+//! What a request holds on the host counts against the plugin's
+//! [`HostBudget`]: its head and connection from the start, its body as it
+//! is read (a body is read only once the rate limit lets the request go,
+//! so requests waiting their turn hold none), the response's head and
+//! connection until the plugin drops the response. A request that does not
+//! fit fails with an error naming the budget.
+//!
 //! Redirects are never followed here: the plugin sees the 3xx, and the
 //! request it makes next is checked like any other.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderName;
+use http::{HeaderMap, HeaderName};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
@@ -23,6 +30,17 @@ use fieldhook_credentials::{Applied, CallScope, Credentials};
 use fieldhook_policy::grants::{self, Allowlist, Target};
 
 use crate::Capabilities;
+use crate::budget::{Charge, HostBudget, OverBudget};
+use crate::refusals::Refusals;
+
+/// Largest buffer of one connection, bytes: hyper's read buffer (and so
+/// the largest response head) and its write queue.
+pub const CONNECTION_BUFFER_BYTES: usize = 64 * 1024;
+
+/// What one request in flight holds on the host besides its head and body:
+/// its connection's read and write buffers, TLS records, the task sending
+/// it. Charged from the start to the end of the response.
+pub const PER_REQUEST_BYTES: usize = 2 * CONNECTION_BUFFER_BYTES + 32 * 1024;
 
 /// The future that drives a connection after the response head arrived.
 pub type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
@@ -38,8 +56,11 @@ pub struct CallHttp {
     pub caps: Arc<Capabilities>,
     /// Credentials held for this call (sessions).
     pub scope: Arc<CallScope>,
-    /// Why requests were refused during this call, for the job's reason.
-    pub denials: Arc<Mutex<Vec<String>>>,
+    /// Why requests were refused during this call, for the job's reason
+    /// and the log.
+    pub refusals: Arc<Refusals>,
+    /// Host memory the plugin's requests and responses may hold.
+    pub budget: HostBudget,
 }
 
 /// Why a request was not sent.
@@ -122,20 +143,22 @@ pub async fn authorize(
 }
 
 impl CallHttp {
-    /// Records why a request was not sent (for the job's reason) and
-    /// returns what the plugin sees: `HTTP-request-denied` for the policy,
-    /// an internal error (which the plugin may retry) for the rest.
+    /// Records why a request was not sent (for the job's reason and the
+    /// log) and returns what the plugin sees: `HTTP-request-denied` for the
+    /// policy, an internal error (which the plugin may retry) for the rest.
     fn refuse(&self, refused: Refused) -> Error {
         let (reason, error) = match refused {
             Refused::Denied(r) => (r, Error::HttpRequestDenied),
             Refused::Unavailable(r) => (r.clone(), Error::InternalError(Some(r))),
         };
-        tracing::warn!(plugin = %self.plugin, "{reason}");
-        let mut d = self.denials.lock().unwrap_or_else(|p| p.into_inner());
-        if d.len() < 16 {
-            d.push(reason);
-        }
+        self.refusals.record(&self.plugin, &reason);
         error
+    }
+
+    /// A request over the host memory budget: recorded like a refusal; the
+    /// plugin gets an internal error carrying the budget's message.
+    fn over_budget(&self, e: OverBudget) -> Error {
+        self.refuse(Refused::Unavailable(format!("outbound HTTP not sent: {e}")))
     }
 
     fn deny(&self, reason: String) -> Error {
@@ -159,6 +182,14 @@ impl CallHttp {
     ) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
         let sandbox = &self.caps.sandbox;
         let (parts, body) = request.into_parts();
+        let head_bytes = head_size(&parts.uri, &parts.headers);
+        let mut held = self
+            .budget
+            .charge(
+                PER_REQUEST_BYTES.saturating_add(head_bytes.saturating_mul(2)),
+                "an outbound request",
+            )
+            .map_err(|e| self.over_budget(e))?;
         let auth = authorize(
             &self.allowlist,
             &self.caps.credentials,
@@ -195,11 +226,26 @@ impl CallHttp {
             .min(sandbox.between_bytes_timeout())
             .max(Duration::from_millis(1));
 
-        // Buffered (and capped) so a 401 can be retried with a new token.
-        let body = collect_capped(body, sandbox.max_request_bytes).await?;
+        // A body that says it is too large is refused before its turn.
+        let declared = declared_length(&parts.headers, &body);
+        if let Some(n) = declared
+            && n > sandbox.max_request_bytes
+        {
+            return Err(Error::HttpRequestBodySize(Some(n)));
+        }
+        let destination = format!("{}:{}", auth.target.host, auth.target.port);
+        // The body stays with the plugin (its writes wait) until the rate
+        // limit lets this request go.
+        self.caps.rates.acquire(&destination).await;
+        // Buffered (capped, and charged) so a 401 can be retried with a new
+        // token.
+        let body = match collect_body(body, declared, sandbox.max_request_bytes, &mut held).await {
+            Ok(body) => body,
+            Err(BodyError::OverBudget(e)) => return Err(self.over_budget(e)),
+            Err(BodyError::Http(e)) => return Err(e),
+        };
         // Exactly the path the grant was checked against.
         let path = auth.target.path_and_query(parts.uri.query());
-        let destination = format!("{}:{}", auth.target.host, auth.target.port);
         let mut retried = false;
         loop {
             let applied: Option<Applied> = match &auth.credential {
@@ -227,7 +273,9 @@ impl CallHttp {
                     req.headers_mut().insert(n.clone(), v.clone());
                 }
             }
-            self.caps.rates.acquire(&destination).await;
+            if retried {
+                self.caps.rates.acquire(&destination).await;
+            }
             let (resp, io) = send_once(&auth, req, connect_timeout, first_byte).await?;
             if resp.status() == http::StatusCode::UNAUTHORIZED
                 && !retried
@@ -248,12 +296,17 @@ impl CallHttp {
                 tracing::warn!(plugin = %self.plugin, len, max, "response refused: larger than [sandbox] max_response_bytes");
                 return Err(Error::HttpResponseBodySize(Some(len)));
             }
+            // From here on the request's head and body are not needed; the
+            // response's connection is held until the plugin drops its body
+            // (its head is the runtime's to count, with the response).
+            held.shrink_to(PER_REQUEST_BYTES);
             let resp = resp.map(|incoming| {
                 CappedBody {
                     inner: incoming,
                     remaining: max,
                     between,
                     timer: Box::pin(tokio::time::sleep(between)),
+                    _held: held,
                 }
                 .boxed_unsync()
             });
@@ -308,6 +361,7 @@ where
     let (mut sender, conn) = tokio::time::timeout(
         connect_timeout,
         hyper::client::conn::http1::Builder::new()
+            .max_buf_size(CONNECTION_BUFFER_BYTES)
             .handshake(wasmtime_wasi_http::io::TokioIo::new(stream)),
     )
     .await
@@ -349,15 +403,88 @@ fn tls_connector() -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(config.clone())
 }
 
-async fn collect_capped(body: WasiBody, max: u64) -> Result<Bytes, Error> {
-    let limited = http_body_util::Limited::new(body, max as usize);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => match e.downcast::<Error>() {
-            Ok(inner) => Err(*inner),
-            Err(_) => Err(Error::HttpRequestBodySize(None)),
-        },
+/// Bytes a request or response head holds: its URI and header names and
+/// values, with the per-entry overhead of a header map.
+pub fn head_size(uri: &http::Uri, headers: &HeaderMap) -> usize {
+    const PER_ENTRY: usize = size_of::<HeaderName>() + size_of::<http::HeaderValue>();
+    headers
+        .iter()
+        .fold(uri.to_string().len(), |sum, (name, value)| {
+            sum.saturating_add(name.as_str().len())
+                .saturating_add(value.len())
+                .saturating_add(PER_ENTRY)
+        })
+}
+
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Larger than the cap, or the plugin's stream failed.
+    Http(Error),
+    /// The plugin's host memory budget cannot hold it.
+    OverBudget(OverBudget),
+}
+
+/// The length a request says its body has: its `Content-Length` (which
+/// wasmtime-wasi-http holds the plugin to) or the body's exact size.
+pub fn declared_length(headers: &HeaderMap, body: &WasiBody) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .or_else(|| body.size_hint().exact())
+}
+
+/// Reads a plugin's request body, at most `max` bytes, growing `held` by
+/// what the buffer takes before taking it. A `declared` length (see
+/// [`declared_length`]) is checked first and reserved at once.
+pub async fn collect_body(
+    mut body: WasiBody,
+    declared: Option<u64>,
+    max: u64,
+    held: &mut Charge,
+) -> Result<Bytes, BodyError> {
+    if let Some(n) = declared
+        && n > max
+    {
+        return Err(BodyError::Http(Error::HttpRequestBodySize(Some(n))));
     }
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let declared = declared.and_then(|n| usize::try_from(n).ok());
+    // A declared length is reserved at once (no copies while growing);
+    // otherwise the buffer grows (doubling, within the cap) and each growth
+    // is charged before it happens.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut charged = 0;
+    let mut reserve = |buf: &mut Vec<u8>, capacity: usize| -> Result<(), BodyError> {
+        // While growing, the old buffer and the new one are both held.
+        held.grow(capacity, "a request body")
+            .map_err(BodyError::OverBudget)?;
+        buf.reserve_exact(capacity.saturating_sub(buf.len()));
+        held.shrink_to(held.bytes().saturating_sub(charged));
+        charged = capacity;
+        Ok(())
+    };
+    if let Some(n) = declared.filter(|n| *n > 0) {
+        reserve(&mut buf, n)?;
+    }
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Http)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: not sent on
+        };
+        let len = buf.len().saturating_add(data.len());
+        if len > max {
+            return Err(BodyError::Http(Error::HttpRequestBodySize(Some(
+                len as u64,
+            ))));
+        }
+        if len > buf.capacity() {
+            let capacity = len.max(buf.capacity().saturating_mul(2)).min(max);
+            reserve(&mut buf, capacity)?;
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// A response body with a size cap and a between-bytes timeout.
@@ -366,6 +493,8 @@ struct CappedBody {
     remaining: u64,
     between: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// The connection and response head, held until the body is dropped.
+    _held: Charge,
 }
 
 impl Body for CappedBody {
@@ -404,5 +533,76 @@ impl Body for CappedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body streamed in `left` frames of `size` bytes, with no length
+    /// known ahead, as a plugin writes one.
+    struct Chunks {
+        left: usize,
+        size: usize,
+    }
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            self.left -= 1;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'b'; self.size])))))
+        }
+    }
+
+    fn streamed(chunks: usize, size: usize) -> WasiBody {
+        Chunks { left: chunks, size }.boxed_unsync()
+    }
+
+    #[tokio::test]
+    async fn a_body_is_charged_as_it_is_buffered_and_one_past_the_budget_is_refused() {
+        let budget = HostBudget::new(1 << 20);
+        let mut held = budget.empty();
+        let body = collect_body(streamed(8, 64 * 1024), None, u64::MAX, &mut held)
+            .await
+            .unwrap();
+        assert_eq!(body.len(), 512 * 1024);
+        assert_eq!(held.bytes(), 512 * 1024);
+
+        let mut other = budget.empty();
+        let Err(BodyError::OverBudget(e)) =
+            collect_body(streamed(16, 64 * 1024), None, u64::MAX, &mut other).await
+        else {
+            panic!("a second body of 1 MiB does not fit next to the first");
+        };
+        assert_eq!(e.what, "a request body");
+        drop(other);
+        assert_eq!(budget.held(), 512 * 1024);
+        drop(held);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_cap_is_refused_before_anything_is_read() {
+        let budget = HostBudget::new(1 << 20);
+        let mut held = budget.empty();
+        let Err(BodyError::Http(Error::HttpRequestBodySize(Some(n)))) =
+            collect_body(streamed(1, 1), Some(2000), 1000, &mut held).await
+        else {
+            panic!("expected the cap to refuse it");
+        };
+        assert_eq!((n, budget.held()), (2000, 0));
+        // A declared length within the cap is reserved, and charged, at once.
+        let body = collect_body(streamed(3, 100), Some(300), 1000, &mut held)
+            .await
+            .unwrap();
+        assert_eq!((body.len(), held.bytes()), (300, 300));
     }
 }

@@ -8,6 +8,7 @@
 //! - [`task`]: what jobs and deliveries carry through the queue.
 //! - [`secret`]: secret values and where the configuration reads them from.
 //! - [`time`]: the wall clock in Unix milliseconds.
+//! - [`text`]: text from plugins made safe for the daemon's log.
 //!
 //! ```
 //! use fieldhook_core::event::{event_id_at, event_time_ms};
@@ -23,4 +24,5 @@ pub mod decision;
 pub mod event;
 pub mod secret;
 pub mod task;
+pub mod text;
 pub mod time;

@@ -420,10 +420,13 @@ impl Pipeline {
     }
 
     /// Logs and counts one outcome, and says how the task log ends it.
+    /// An outcome may quote a plugin (its error, a refused request with the
+    /// `[[http]]` block to add): one log line all the same.
     fn record(&self, topic: Topic, lease: &Lease, end: End) -> TaskEnd {
+        use fieldhook_core::text::escape_controls as esc;
         match end {
             End::Done(outcome, follow_ups) => {
-                tracing::debug!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, %outcome, "done");
+                tracing::debug!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, outcome = %esc(&outcome), "done");
                 self.metrics.attempt(topic, "done");
                 TaskEnd::Done {
                     outcome,
@@ -431,7 +434,7 @@ impl Pipeline {
                 }
             }
             End::Retry(outcome, delay_ms) => {
-                tracing::warn!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, %outcome, delay_ms, "will retry");
+                tracing::warn!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, outcome = %esc(&outcome), delay_ms, "will retry");
                 self.metrics.attempt(topic, "retry");
                 TaskEnd::Retry { outcome, delay_ms }
             }
@@ -440,7 +443,7 @@ impl Pipeline {
                 TaskEnd::Defer { delay_ms }
             }
             End::Dead(reason) => {
-                tracing::error!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, %reason, "dead-lettered");
+                tracing::error!(topic = topic.name(), task = %lease.id, attempt = lease.attempt, reason = %esc(&reason), "dead-lettered");
                 self.metrics.attempt(topic, "dead");
                 TaskEnd::Dead { reason }
             }
@@ -530,7 +533,10 @@ impl Pipeline {
             return End::Dead("delivery record is corrupt".into());
         };
         let Some(origin) = policy::origin_of(&d.request.url) else {
-            return End::Dead(format!("URL `{}` has no scheme or host", d.request.url));
+            return End::Dead(format!(
+                "URL `{}` has no scheme or host",
+                fieldhook_core::text::escape_controls(&d.request.url)
+            ));
         };
         let policy = self.destinations.policy(&origin);
         let age = now_ms().saturating_sub(lease.created_ms);

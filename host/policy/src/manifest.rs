@@ -143,7 +143,8 @@ pub struct Subscription {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Linear memory ceiling, MiB.
+    /// Linear memory ceiling, MiB; also the host memory one call may hold
+    /// on the plugin's behalf (header maps, bodies, connections).
     pub memory_mb: u32,
     /// Wall time for one call, including its outbound HTTP, ms.
     pub timeout_ms: u64,

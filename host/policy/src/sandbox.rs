@@ -1,5 +1,7 @@
 //! The operator's `[sandbox]` section: ceilings for the limits a manifest
-//! may ask for, outbound timeouts and caps, key-value store sizes.
+//! may ask for, outbound timeouts and caps, key-value store sizes, what one
+//! call may log; and the host memory a call may hold, which follows the
+//! plugin's own memory limit.
 
 use std::time::Duration;
 
@@ -37,6 +39,11 @@ pub struct Sandbox {
     pub kv_max_value_bytes: usize,
     /// Total size of one plugin's store, bytes.
     pub kv_max_total_bytes: u64,
+    /// Lines one call may write to the daemon's log; the rest are dropped
+    /// and counted.
+    pub log_max_lines: u32,
+    /// Bytes one call may write to the daemon's log, its lines together.
+    pub log_max_bytes: u64,
 }
 
 impl Default for Sandbox {
@@ -55,6 +62,8 @@ impl Default for Sandbox {
             kv_max_key_bytes: 512,
             kv_max_value_bytes: 64 * 1024,
             kv_max_total_bytes: 4 * 1024 * 1024,
+            log_max_lines: 1000,
+            log_max_bytes: 256 * 1024,
         }
     }
 }
@@ -68,6 +77,14 @@ impl Sandbox {
             timeout_ms: requested.timeout_ms.min(self.max_timeout_ms.max(1)),
             cpu_ms: requested.cpu_ms.min(self.max_cpu_ms.max(1)),
         }
+    }
+
+    /// Host memory a call of a plugin with these (effective) limits may
+    /// hold on its behalf: header maps, request and response bodies and
+    /// buffers, connections. As much as the plugin may hold itself, its
+    /// `memory_mb`, so raising that limit raises both.
+    pub fn host_budget_bytes(&self, effective: Limits) -> usize {
+        (effective.memory_mb as usize).saturating_mul(1024 * 1024)
     }
 
     /// Why a manifest asks for more than the ceilings, if it does; the
@@ -122,6 +139,16 @@ mod tests {
                 .contains("memory_mb: 512")
         );
         assert_eq!(sandbox.over_ceiling(got), None);
+    }
+
+    #[test]
+    fn a_call_may_make_the_host_hold_as_much_as_the_plugin_may_hold_itself() {
+        let sandbox: Sandbox = toml::from_str("max_memory_mb = 128\n").unwrap();
+        let limits = sandbox.effective_limits(Limits {
+            memory_mb: 512,
+            ..Limits::default()
+        });
+        assert_eq!(sandbox.host_budget_bytes(limits), 128 * 1024 * 1024);
     }
 
     #[test]

@@ -11,7 +11,9 @@
 
 mod bindings;
 pub mod cache;
+pub mod call_log;
 pub mod directory;
+mod http_budget;
 pub mod instances;
 pub mod responder;
 mod state;
@@ -30,13 +32,13 @@ use bindings::fieldhook::plugin::{
     config as wit_config, kv as wit_kv, log as wit_log, types as wit,
 };
 pub use cache::{CacheOutcome, CodeCache};
+pub use call_log::{DroppedLogs, LogLine};
 pub use instances::InstancePolicy;
 use instances::{Warm, WarmPool};
-pub use state::LogLine;
 use state::PluginState;
 pub use version::{VersionError, WitVersion};
 
-use fieldhook_capabilities::InForce;
+use fieldhook_capabilities::{Capabilities, InForce};
 pub use fieldhook_core::decision::{Decision, Outbound};
 use fieldhook_core::event::EventRecord;
 use fieldhook_policy::manifest::Manifest;
@@ -91,6 +93,10 @@ pub enum CallError {
     /// The plugin's code ran longer than its CPU limit.
     #[error("plugin exceeded its CPU limit of {0} ms")]
     CpuLimit(u64),
+    /// The plugin made the host hold more than its budget (header maps,
+    /// resource handles); the message names the budget and how to raise it.
+    #[error("plugin stopped: {0}")]
+    HostMemory(String),
 }
 
 impl CallError {
@@ -100,7 +106,10 @@ impl CallError {
             CallError::Plugin { retryable, .. } => *retryable,
             // A trap may come from a transient state (a fetch that returned
             // garbage); retries are bounded, then the job is dead-lettered.
-            CallError::Trap(_) | CallError::Timeout(_) | CallError::CpuLimit(_) => true,
+            CallError::Trap(_)
+            | CallError::Timeout(_)
+            | CallError::CpuLimit(_)
+            | CallError::HostMemory(_) => true,
         }
     }
 }
@@ -128,8 +137,10 @@ impl Run {
 pub struct CallReport {
     /// Decision or error.
     pub result: Result<Decision, CallError>,
-    /// Lines the plugin logged.
+    /// Lines the plugin logged, within the call's limits.
     pub logs: Vec<LogLine>,
+    /// What the plugin logged past the call's limits.
+    pub logs_dropped: DroppedLogs,
     /// Wall time of the call, including instantiation.
     pub elapsed: Duration,
     /// Largest linear memory the plugin grew to, bytes.
@@ -258,9 +269,7 @@ impl Runtime {
         let mut linker: Linker<PluginState> = Linker::new(&engine);
         let add = |r: wasmtime::Result<()>| r.map_err(|e| RuntimeError::Engine(e.to_string()));
         add(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
-        add(wasmtime_wasi_http::p2::add_only_http_to_linker_async(
-            &mut linker,
-        ))?;
+        add(http_budget::add_to_linker(&mut linker))?;
         add(wit::add_to_linker::<_, HasSelf<PluginState>>(
             &mut linker,
             |s| s,
@@ -453,19 +462,23 @@ impl Runtime {
         let (result, healthy) = match tokio::time::timeout(wall, run).await {
             Err(_) => (Err(CallError::Timeout(limits.timeout_ms)), false),
             Ok(Ok(r)) => (r, true),
-            Ok(Err(e)) => (Err(classify_trap(e, limits.timeout_ms)), false),
+            Ok(Err(e)) => (
+                Err(classify_trap(e, &limits, &self.capabilities.get())),
+                false,
+            ),
         };
         let Some(mut live) = store_slot else {
             return CallReport {
                 result,
                 logs: Vec::new(),
+                logs_dropped: DroppedLogs::default(),
                 elapsed: started.elapsed(),
                 peak_memory_bytes: 0,
                 cpu_time: Duration::ZERO,
             };
         };
         let result = live.store.data().explain(result);
-        let logs = std::mem::take(&mut live.store.data_mut().logs);
+        let (logs, logs_dropped) = live.store.data_mut().finish_call();
         // Memory never shrinks: for a warm instance the peak is its size now.
         let peak_memory_bytes = live.store.data().limits.peak_bytes;
         let cpu_time = live.store.data().cpu.used();
@@ -482,6 +495,7 @@ impl Runtime {
         CallReport {
             result,
             logs,
+            logs_dropped,
             elapsed: started.elapsed(),
             peak_memory_bytes,
             cpu_time,
@@ -498,6 +512,11 @@ impl Runtime {
             ),
         );
         state::enforce_limits(&mut store);
+        // What one host call may copy out of the guest (a list of strings
+        // all pointing at the same bytes costs each copy): within the
+        // budget, and never more than wasmtime's own default.
+        let budget = store.data().host_budget_bytes();
+        store.set_hostcall_fuel(budget.min(MAX_HOSTCALL_BYTES));
         store
     }
 
@@ -507,12 +526,55 @@ impl Runtime {
     }
 }
 
-fn classify_trap(e: wasmtime::Error, timeout_ms: u64) -> CallError {
+/// Most one host call may copy out of a guest, bytes: wasmtime's default.
+const MAX_HOSTCALL_BYTES: usize = 128 << 20;
+
+/// Longest trap message or plugin-supplied reason kept, bytes.
+pub(crate) const MAX_REASON_BYTES: usize = 8192;
+
+/// A plugin's error message, as the job's outcome keeps it and the
+/// daemon's log shows it: one line, bounded.
+pub(crate) fn plugin_text(text: &str) -> String {
+    fieldhook_core::text::one_line(text, MAX_REASON_BYTES)
+}
+
+/// Why a plugin dropped an event, bounded; kept as the plugin wrote it
+/// (it may be several lines), and escaped where it is logged.
+pub(crate) fn plugin_reason(reason: String) -> String {
+    match fieldhook_core::text::cut(&reason, MAX_REASON_BYTES) {
+        std::borrow::Cow::Borrowed(_) => reason,
+        std::borrow::Cow::Owned(cut) => cut,
+    }
+}
+
+fn classify_trap(
+    e: wasmtime::Error,
+    limits: &fieldhook_policy::manifest::Limits,
+    caps: &Capabilities,
+) -> CallError {
     if let Some(state::CpuLimitExceeded(ms)) = e.downcast_ref::<state::CpuLimitExceeded>() {
         return CallError::CpuLimit(*ms);
     }
     if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
-        return CallError::Timeout(timeout_ms);
+        return CallError::Timeout(limits.timeout_ms);
     }
-    CallError::Trap(format!("{e:#}"))
+    if let Some(over) = e.downcast_ref::<fieldhook_capabilities::budget::OverBudget>() {
+        return CallError::HostMemory(over.to_string());
+    }
+    if let Some(wasmtime::component::ResourceTableError::Full) =
+        e.downcast_ref::<wasmtime::component::ResourceTableError>()
+    {
+        let handles = http_budget::max_handles(caps.sandbox.host_budget_bytes(*limits));
+        return CallError::HostMemory(format!(
+            "the plugin held more than {handles} handles at once (header maps, requests, \
+             responses, streams, pollables); the number grows with [limits] memory_mb in \
+             plugin.toml (the operator's ceiling is [sandbox] max_memory_mb): raise it, or drop \
+             handles when done"
+        ));
+    }
+    // Function names in a backtrace come from the component: one line.
+    CallError::Trap(fieldhook_core::text::one_line(
+        &format!("{e:#}"),
+        MAX_REASON_BYTES,
+    ))
 }

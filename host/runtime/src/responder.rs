@@ -15,6 +15,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::WasiBody;
 
+use fieldhook_capabilities::outbound::{self, BodyError, CallHttp};
+
 /// A request a plugin sent through `wasi:http`, body collected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenRequest {
@@ -68,16 +70,26 @@ pub trait Responder: Send + Sync + 'static {
 type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
 
 /// Answers one request of a plugin from `responder` and records its fate.
+/// Its body is read within the same cap and host memory budget as a request
+/// the daemon sends.
 pub(crate) async fn answer(
     responder: Arc<dyn Responder>,
+    call: CallHttp,
     request: http::Request<WasiBody>,
 ) -> Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error> {
     let (parts, body) = request.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes().to_vec())
-        .unwrap_or_default();
+    let mut held = call.budget.empty();
+    let declared = outbound::declared_length(&parts.headers, &body);
+    let max = call.caps.sandbox.max_request_bytes;
+    let body = match outbound::collect_body(body, declared, max, &mut held).await {
+        Ok(body) => body.to_vec(),
+        Err(BodyError::Http(e)) => return Err(e),
+        Err(BodyError::OverBudget(e)) => {
+            let reason = format!("outbound HTTP not sent: {e}");
+            call.refusals.record(&call.plugin, &reason);
+            return Err(wasmtime_wasi_http::Error::InternalError(Some(reason)));
+        }
+    };
     let seen = SeenRequest {
         method: parts.method.to_string(),
         url: parts.uri.to_string(),

@@ -4,44 +4,42 @@
 //! no sockets, and outbound HTTP only through [`HttpPolicy`], which sends
 //! what the manifest grants ([`fieldhook_capabilities`]). Limits: memory
 //! ([`MemoryLimiter`]), guest CPU time ([`CpuMeter`], counted in epoch
-//! ticks) and wall time (the runtime's timeout around the call).
+//! ticks), wall time (the runtime's timeout around the call), the host
+//! memory its `wasi:http` resources and requests hold ([`HostBudget`],
+//! [`crate::http_budget`]) and what it may log ([`CallLog`]).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpHooks};
 
 use super::bindings::fieldhook::plugin::{config, kv, log};
+use crate::call_log::{CallLog, DroppedLogs, Level, LogLine};
+use crate::http_budget::{self, HttpHoldings};
 use crate::responder::Responder;
 use fieldhook_capabilities::Capabilities;
+use fieldhook_capabilities::budget::HostBudget;
 use fieldhook_capabilities::outbound::CallHttp;
+use fieldhook_capabilities::refusals::Refusals;
 use fieldhook_credentials::CallScope;
 use fieldhook_policy::manifest::{Limits, Manifest};
-
-/// A line a plugin logged during one call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    /// Level name (`info`).
-    pub level: &'static str,
-    /// Message.
-    pub message: String,
-}
 
 /// Store data for one plugin call.
 pub struct PluginState {
     pub(crate) manifest: Arc<Manifest>,
     wasi: WasiCtx,
-    http: WasiHttpCtx,
+    pub(crate) http: WasiHttpCtx,
     pub(super) table: ResourceTable,
-    hooks: HttpPolicy,
+    pub(crate) hooks: HttpPolicy,
+    pub(crate) held: HttpHoldings,
     caps: Arc<Capabilities>,
     effective: Limits,
     pub(crate) limits: MemoryLimiter,
     pub(crate) cpu: CpuMeter,
-    pub(crate) logs: Vec<LogLine>,
+    log: CallLog,
 }
 
 impl PluginState {
@@ -59,6 +57,9 @@ impl PluginState {
         // stdout/stderr discarded.
         let wasi = WasiCtx::builder().build();
         let effective = caps.sandbox.effective_limits(manifest.limits);
+        let budget = HostBudget::new(caps.sandbox.host_budget_bytes(effective));
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(http_budget::max_handles(budget.limit()));
         let limits = MemoryLimiter {
             inner: wasmtime::StoreLimitsBuilder::new()
                 .memory_size(effective.memory_mb as usize * 1024 * 1024)
@@ -76,30 +77,46 @@ impl PluginState {
                     allowlist: manifest.http.clone(),
                     caps: caps.clone(),
                     scope: Arc::new(CallScope::new(caps.credentials.clone())),
-                    denials: Arc::new(Mutex::new(Vec::new())),
+                    refusals: Arc::new(Refusals::default()),
+                    budget: budget.clone(),
                 },
                 responder,
             },
+            held: HttpHoldings::new(budget),
+            log: CallLog::new(&caps.sandbox),
             manifest,
             wasi,
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http: http_budget::context(),
+            table,
             caps: caps.clone(),
             effective,
             limits,
             cpu: CpuMeter::new(Duration::from_millis(effective.cpu_ms)),
-            logs: Vec::new(),
         }
     }
 
     /// Resets what belongs to one call, for a warm instance's next call: a
     /// fresh CPU budget, an empty log, no refusals, and a new credential
     /// scope (dropping the old one closes the sessions the last job opened).
+    /// The host memory budget carries over: what the instance still holds
+    /// (resources it kept) counts in its next call too.
     pub(crate) fn begin_call(&mut self) {
         self.cpu = CpuMeter::new(Duration::from_millis(self.effective.cpu_ms));
-        self.logs.clear();
-        self.hooks.call.denials = Arc::new(Mutex::new(Vec::new()));
+        self.log = CallLog::new(&self.caps.sandbox);
+        self.hooks.call.refusals = Arc::new(Refusals::default());
         self.hooks.call.scope = Arc::new(CallScope::new(self.caps.credentials.clone()));
+    }
+
+    /// Ends a call: logs one summary of the log lines and refusals past
+    /// their limits, and hands over the lines the call logged.
+    pub(crate) fn finish_call(&mut self) -> (Vec<LogLine>, DroppedLogs) {
+        self.hooks.call.refusals.finish(&self.manifest.name);
+        self.log.finish(&self.manifest.name)
+    }
+
+    /// Host memory this instance's calls may hold, bytes.
+    pub(crate) fn host_budget_bytes(&self) -> usize {
+        self.hooks.call.budget.limit()
     }
 
     /// Adds what the host refused during the call to a failed call's reason,
@@ -109,13 +126,7 @@ impl PluginState {
         result: Result<super::Decision, super::CallError>,
     ) -> Result<super::Decision, super::CallError> {
         use super::CallError;
-        let denials = self
-            .hooks
-            .call
-            .denials
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let Some(first) = denials.first() else {
+        let Some(first) = self.hooks.call.refusals.first() else {
             return result;
         };
         result.map_err(|e| match e {
@@ -193,16 +204,6 @@ impl WasiView for PluginState {
     }
 }
 
-impl WasiHttpView for PluginState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-        }
-    }
-}
-
 /// Memory limit that also records the peak, for reports.
 pub struct MemoryLimiter {
     inner: StoreLimits,
@@ -252,12 +253,30 @@ pub struct HttpPolicy {
     responder: Option<Arc<dyn Responder>>,
 }
 
+impl HttpPolicy {
+    /// Records something the host refused the plugin, for the call's
+    /// outcome and the log.
+    pub(crate) fn record_refusal(&self, reason: &str) {
+        self.call.refusals.record(&self.call.plugin, reason);
+    }
+}
+
 impl WasiHttpHooks for HttpPolicy {
     fn forbidden_header_filter(&mut self) -> wasmtime_wasi_http::ForbiddenHeaderFilter {
         // Authorization, Cookie and every credential's header: the host
         // adds credentials, a plugin can neither set nor forge them.
         let caps = self.call.caps.clone();
         Arc::new(move |name| CallHttp::forbidden(&caps, name))
+    }
+
+    // Small writes, so an open body buffers little on the host until its
+    // request is sent (see crate::http_budget).
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        http_budget::BODY_BUFFER_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        http_budget::BODY_CHUNK_BYTES
     }
 
     fn send_request(
@@ -277,7 +296,11 @@ impl WasiHttpHooks for HttpPolicy {
             > + Send,
     > {
         match &self.responder {
-            Some(responder) => Box::new(crate::responder::answer(responder.clone(), request)),
+            Some(responder) => Box::new(crate::responder::answer(
+                responder.clone(),
+                self.call.clone(),
+                request,
+            )),
             None => Box::new(self.call.clone().send(request, options)),
         }
     }
@@ -320,36 +343,14 @@ fn to_wit(e: fieldhook_store::kv::KvError) -> kv::KvError {
 
 impl log::Host for PluginState {
     fn log(&mut self, level: log::Level, message: String) {
-        let plugin = self.manifest.name.as_str();
-        let name = match level {
-            log::Level::Trace => {
-                tracing::trace!(plugin, "{message}");
-                "trace"
-            }
-            log::Level::Debug => {
-                tracing::debug!(plugin, "{message}");
-                "debug"
-            }
-            log::Level::Info => {
-                tracing::info!(plugin, "{message}");
-                "info"
-            }
-            log::Level::Warn => {
-                tracing::warn!(plugin, "{message}");
-                "warn"
-            }
-            log::Level::Error => {
-                tracing::error!(plugin, "{message}");
-                "error"
-            }
+        let level = match level {
+            log::Level::Trace => Level::Trace,
+            log::Level::Debug => Level::Debug,
+            log::Level::Info => Level::Info,
+            log::Level::Warn => Level::Warn,
+            log::Level::Error => Level::Error,
         };
-        // Bounded, so a chatty plugin cannot grow host memory without limit.
-        if self.logs.len() < 1000 {
-            self.logs.push(LogLine {
-                level: name,
-                message: message.chars().take(4096).collect(),
-            });
-        }
+        self.log.write(&self.manifest.name, level, &message);
     }
 }
 

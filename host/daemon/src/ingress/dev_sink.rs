@@ -27,7 +27,12 @@ pub(super) async fn receive(
     body: Bytes,
 ) -> &'static str {
     let body_text = String::from_utf8_lossy(&body).into_owned();
-    tracing::info!(sink = %name, body = %body_text, "dev sink received a delivery");
+    // A plugin's delivery: one line of the log, bounded.
+    tracing::info!(
+        sink = %name,
+        body = %fieldhook_core::text::one_line(&body_text, 4096),
+        "dev sink received a delivery"
+    );
     let entry = serde_json::json!({
         "headers": headers
             .iter()

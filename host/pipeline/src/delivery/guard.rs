@@ -153,10 +153,12 @@ impl DeliveryGuard {
                 }));
             }
         }
-        let uri: http::Uri = r
-            .url
-            .parse()
-            .map_err(|e| Refused::Denied(format!("invalid URL `{}`: {e}", r.url)))?;
+        let uri: http::Uri = r.url.parse().map_err(|e| {
+            Refused::Denied(format!(
+                "invalid URL `{}`: {e}",
+                fieldhook_core::text::escape_controls(&r.url)
+            ))
+        })?;
         let auth = outbound::authorize(
             &plugin.manifest.http,
             &caps.credentials,

@@ -16,6 +16,7 @@ use std::time::Duration;
 use fieldhook_capabilities::outbound::Refused;
 use fieldhook_core::decision::Outbound;
 use fieldhook_core::task::DeliveryPayload;
+use fieldhook_core::text::escape_controls as esc;
 use http::{HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 
@@ -143,7 +144,7 @@ impl Deliverer {
             Ok(m) => m,
             Err(_) => {
                 return (
-                    Sent::Permanent(format!("invalid method `{}`", r.method)),
+                    Sent::Permanent(format!("invalid method `{}`", esc(&r.method))),
                     None,
                 );
             }
@@ -155,7 +156,10 @@ impl Deliverer {
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_bytes(value),
             ) else {
-                return (Sent::Permanent(format!("invalid header `{name}`")), None);
+                return (
+                    Sent::Permanent(format!("invalid header `{}`", esc(name))),
+                    None,
+                );
             };
             req = req.header(n, v);
         }
@@ -188,8 +192,11 @@ impl Deliverer {
                     // From the network: never let it overflow.
                     .map(|secs| secs.saturating_mul(1000).min(MAX_RETRY_AFTER_MS));
                 let body = resp.bytes().await.unwrap_or_default();
-                let snippet = String::from_utf8_lossy(&body[..body.len().min(REASON_BODY_BYTES)])
-                    .into_owned();
+                // One line in the log, whatever the destination answered.
+                let snippet = esc(&String::from_utf8_lossy(
+                    &body[..body.len().min(REASON_BODY_BYTES)],
+                ))
+                .into_owned();
                 let reason = format!("destination answered HTTP {}: {snippet}", status.as_u16());
                 let sent = if retryable(status.as_u16()) {
                     Sent::Retryable {
@@ -222,20 +229,26 @@ pub fn retryable_status(status: u16) -> bool {
 }
 
 /// Checks a plugin's request before it is queued, so a bad one fails the
-/// job with a reason instead of failing every delivery attempt.
+/// job with a reason instead of failing every delivery attempt. What the
+/// reason quotes of the request is escaped: it goes to the daemon's log.
 pub fn validate(r: &Outbound) -> Result<(), String> {
     Method::from_bytes(r.method.as_bytes())
-        .map_err(|_| format!("invalid method `{}`", r.method))?;
+        .map_err(|_| format!("invalid method `{}`", esc(&r.method)))?;
     let uri: http::Uri = r
         .url
         .parse()
-        .map_err(|e| format!("invalid URL `{}`: {e}", r.url))?;
+        .map_err(|e| format!("invalid URL `{}`: {e}", esc(&r.url)))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
-        _ => return Err(format!("URL `{}` must be absolute http or https", r.url)),
+        _ => {
+            return Err(format!(
+                "URL `{}` must be absolute http or https",
+                esc(&r.url)
+            ));
+        }
     }
     if uri.host().is_none() {
-        return Err(format!("URL `{}` has no host", r.url));
+        return Err(format!("URL `{}` has no host", esc(&r.url)));
     }
     // User info, and paths with no safe reading, are refused as the guard
     // refuses them: better the job fails with the reason than every
@@ -249,7 +262,7 @@ pub fn validate(r: &Outbound) -> Result<(), String> {
     }
     for (name, value) in &r.headers {
         let n = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("invalid header name `{name}`"))?;
+            .map_err(|_| format!("invalid header name `{}`", esc(name)))?;
         if n == http::header::AUTHORIZATION
             || n == http::header::PROXY_AUTHORIZATION
             || n == http::header::COOKIE
@@ -291,6 +304,19 @@ mod tests {
         for s in [400, 401, 403, 404, 409, 410, 422] {
             assert!(!retryable_status(s), "{s}");
         }
+    }
+
+    #[test]
+    fn what_a_refused_request_quotes_of_the_plugin_is_one_line() {
+        let e = validate(&request(
+            "POST\nINFO fieldhook::admin: admin token accepted",
+            "https://x/",
+        ))
+        .unwrap_err();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.contains("POST\\nINFO"), "{e}");
+        let e = validate(&request("POST", "https://x/\r\u{1b}[2Jy")).unwrap_err();
+        assert!(!e.contains(['\r', '\u{1b}']), "{e}");
     }
 
     #[test]

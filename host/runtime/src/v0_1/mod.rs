@@ -51,7 +51,7 @@ impl Instance {
         }
         let out = handler.call_handle(&mut *store, &event).await?;
         Ok(out.map(from_wit).map_err(|e| CallError::Plugin {
-            message: e.message,
+            message: super::plugin_text(&e.message),
             retryable: e.retryable,
         }))
     }
@@ -92,7 +92,7 @@ fn to_wit(e: &EventRecord, run: Run) -> wit::Event {
 
 fn from_wit(d: wit::Decision) -> Decision {
     match d {
-        wit::Decision::Drop(reason) => Decision::Drop(reason),
+        wit::Decision::Drop(reason) => Decision::Drop(super::plugin_reason(reason)),
         wit::Decision::Deliver(requests) => Decision::Deliver(
             requests
                 .into_iter()

@@ -69,7 +69,7 @@ impl Instance {
         // call must not find this event in the table.
         store.data_mut().table.delete(owned)?;
         Ok(out?.map(from_wit).map_err(|e| CallError::Plugin {
-            message: e.message,
+            message: super::plugin_text(&e.message),
             retryable: e.retryable,
         }))
     }
@@ -78,7 +78,7 @@ impl Instance {
 fn from_wit(d: wit::Decision) -> Decision {
     match d {
         wit::Decision::Skip => Decision::Filtered,
-        wit::Decision::Drop(reason) => Decision::Drop(reason),
+        wit::Decision::Drop(reason) => Decision::Drop(super::plugin_reason(reason)),
         wit::Decision::Deliver(requests) => Decision::Deliver(
             requests
                 .into_iter()

@@ -15,6 +15,11 @@
 //! - `many`: returns a decision with 10 000 requests.
 //! - `kv`: increments a counter in its key-value store.
 //! - `trap`: panics.
+//! - `header-maps`, `big-bodies`, `log-flood`, `log-forge`, `denied-flood`:
+//!   make the host hold memory or write its log on the plugin's behalf
+//!   ([`hoard`]).
+
+mod hoard;
 
 use fieldhook_guest::{Decision, Event, Plugin, PluginError, Request, config, http, kv};
 
@@ -83,6 +88,11 @@ impl Plugin for Hostile {
                 Ok(Decision::drop(format!("count={n}")))
             }
             "trap" => panic!("hostile: trapping on purpose"),
+            "header-maps" => hoard::header_maps(),
+            "big-bodies" => hoard::big_bodies(&url),
+            "log-flood" => hoard::log_flood(),
+            "log-forge" => hoard::log_forge(),
+            "denied-flood" => hoard::denied_flood(&url),
             other => Err(PluginError::fatal(format!("unknown mode `{other}`"))),
         }
     }

@@ -130,6 +130,8 @@ struct Report {
     /// `None`: requests went through the daemon's policy (see the log).
     outbound: Option<Vec<OutboundSeen>>,
     logs: Vec<LogInfo>,
+    /// Lines logged past the call's limits, not shown.
+    logs_dropped: LogsDropped,
     usage: Usage,
     /// Set when the plugin decided; `error` is set otherwise.
     decision: Option<DecisionInfo>,
@@ -174,6 +176,12 @@ struct OutboundSeen {
 struct LogInfo {
     level: &'static str,
     message: String,
+}
+
+#[derive(Serialize)]
+struct LogsDropped {
+    lines: u64,
+    bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -325,6 +333,10 @@ fn build_report(
                 message: l.message.clone(),
             })
             .collect(),
+        logs_dropped: LogsDropped {
+            lines: call.logs_dropped.lines,
+            bytes: call.logs_dropped.bytes,
+        },
         usage: Usage {
             elapsed_ms: millis(call.elapsed),
             timeout_ms: m.limits.timeout_ms,
@@ -363,6 +375,7 @@ fn error_info(e: &CallError) -> ErrorInfo {
         CallError::Trap(_) => "trap",
         CallError::Timeout(_) => "timeout",
         CallError::CpuLimit(_) => "cpu-limit",
+        CallError::HostMemory(_) => "host-memory",
     };
     ErrorInfo {
         kind,
@@ -428,6 +441,13 @@ fn print_text(r: &Report) {
     }
     for line in &r.logs {
         println!("  {:<5} {}", line.level, line.message);
+    }
+    if r.logs_dropped.lines > 0 {
+        println!(
+            "  ({} more lines, {} bytes, dropped: past the call's log limits, \
+             [sandbox] log_max_lines and log_max_bytes)",
+            r.logs_dropped.lines, r.logs_dropped.bytes
+        );
     }
 
     let u = &r.usage;
