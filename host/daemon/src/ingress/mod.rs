@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::future::BoxFuture;
 
-use fieldhook_core::event::{EntityRecord, NewEvent};
+use fieldhook_core::event::{EntityRecord, Message, NewEvent};
 use fieldhook_core::time::now_ms;
 use fieldhook_pipeline::metrics::Metrics;
 use fieldhook_store::{EventStore, Ingested, StoreError};
@@ -305,10 +305,15 @@ async fn handle(
         );
     }
     let received_at_ms = now_ms();
-    let stored_headers: Vec<(String, Vec<u8>)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
-        .collect();
+    // One message, however many events the vendor splits it into: the
+    // store keeps it once for all of them.
+    let message = Arc::new(Message {
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+        body: body.to_vec(),
+    });
     let events: Vec<NewEvent> = normalized
         .into_iter()
         .map(|n| NewEvent {
@@ -324,8 +329,7 @@ async fn handle(
             dedupe_key: n.dedupe_key,
             parsed: n.parsed,
             received_at_ms,
-            headers: stored_headers.clone(),
-            body: body.to_vec(),
+            message: message.clone(),
         })
         .collect();
     match s.sink.ingest(events).await {
