@@ -13,6 +13,7 @@ mod durability;
 mod hot_reload;
 mod instances;
 mod languages;
+mod listener;
 mod operations;
 mod plugin_run;
 mod plugin_tools;

@@ -29,4 +29,6 @@ pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod ingress;
+pub mod listener;
 pub mod memory;
+pub mod open_files;
