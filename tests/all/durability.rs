@@ -464,3 +464,131 @@ async fn a_slow_destination_does_not_hold_up_deliveries_to_another() {
     );
     daemon.stop();
 }
+
+/// A ServiceTrade message of `items` entity changes (appointments
+/// `1000..1000 + items`).
+fn servicetrade_message(items: usize) -> String {
+    let data: Vec<String> = (0..items)
+        .map(|i| {
+            let id = 1000 + i;
+            format!(
+                r#"{{"action":"updated","timestamp":1401833052,"entity":{{"type":"appointment","id":{id},"uri":"https://api.servicetrade.com/api/appointment/{id}"}},"changeset":[]}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"messageId":"5e2a9c1d-2222-4333-8444-955566667777","timestamp":"1401833057","data":[{}]}}"#,
+        data.join(",")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_servicetrade_message_accepted_before_kill_9_reaches_the_plugin_whole_for_each_of_its_events()
+ {
+    const ITEMS: usize = 40;
+    const ST_TOKEN: &str = "st-url-token-3b9e41c07d2a5f68";
+    let dest = FakeDestination::start().await;
+    let endpoint = format!("{}/echo", dest.url);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("st.token"), ST_TOKEN).unwrap();
+    let admin = AdminApi::new(dir.path());
+    std::fs::write(
+        dir.path().join("fieldhook.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\n{}\n[[sources]]\nname = \"st\"\nvendor = \"servicetrade\"\nsecret_file = \"st.token\"\n",
+            admin.config()
+        ),
+    )
+    .unwrap();
+    // The echo plugin delivers what it was given: the event's id, its
+    // entity, and the length of the body it read.
+    install_plugin(
+        &dir.path().join("plugins"),
+        "echo",
+        &guest("echo"),
+        &format!(
+            "name = \"echo\"\nversion = \"0.1.0\"\n[[subscriptions]]\nsource = \"st\"\n{grant}[config]\nendpoint = \"{endpoint}\"\n",
+            grant = http_grant(&endpoint)
+        ),
+    );
+    let config = dir.path().join("fieldhook.toml");
+    let message = servicetrade_message(ITEMS);
+
+    let daemon = DaemonProcess::start(&config);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/hooks/st/{ST_TOKEN}", daemon.url))
+        .body(message.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    let stored: Vec<String> = answer["stored"]
+        .as_array()
+        .expect("stored ids")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(stored.len(), ITEMS, "one event per item: {answer}");
+    // Straight after the answer: sled has written little or none of it, so
+    // the restart rebuilds the events and their shared message from the
+    // journal.
+    daemon.kill();
+
+    let daemon = DaemonProcess::start(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Each event's delivery (at least once: a run the kill cut short runs
+    // again), by event id.
+    let delivered = loop {
+        let mut by_event = std::collections::HashMap::new();
+        for r in dest.received() {
+            let text = String::from_utf8_lossy(&r.body).into_owned();
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_owned))
+                    .unwrap_or_default()
+            };
+            by_event.insert(field("id"), (field("entity"), field("body_bytes")));
+        }
+        if by_event.len() >= ITEMS {
+            break by_event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {ITEMS} events delivered after the restart",
+            by_event.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (i, id) in stored.iter().enumerate() {
+        let (entity, body_bytes) = delivered.get(id).expect("delivered");
+        let item = 1000 + i;
+        assert_eq!(
+            entity,
+            &format!("appointment {item} https://api.servicetrade.com/api/appointment/{item}"),
+            "event {i} is about its own item"
+        );
+        assert_eq!(
+            body_bytes,
+            &message.len().to_string(),
+            "event {i} read the whole message"
+        );
+    }
+    // The admin API shows any of them with the whole message.
+    let last = admin
+        .get_json(&format!("/events/{}", stored[ITEMS - 1]))
+        .await;
+    assert_eq!(last["body"].as_str(), Some(message.as_str()), "{last}");
+    daemon.stop();
+
+    let db = dir.path().join("data").join("db");
+    let store = EventStore::open(&db).unwrap();
+    assert_eq!(
+        (store.event_count(), store.message_count()),
+        (ITEMS, 1),
+        "the events, and their message once"
+    );
+    drop(store);
+    let report = fieldhook_store::events::verify::verify(&db).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

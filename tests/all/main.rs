@@ -14,6 +14,7 @@ mod host_limits;
 mod hot_reload;
 mod instances;
 mod languages;
+mod listener;
 mod operations;
 mod plugin_run;
 mod plugin_tools;

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use crate::support::*;
-use fieldhook_core::event::{EntityRecord, NewEvent};
+use fieldhook_core::event::{EntityRecord, Message, NewEvent};
 use fieldhook_policy::grants::Target;
 use fieldhook_policy::manifest::Manifest;
 use fieldhook_store::EventStore;
@@ -428,8 +428,10 @@ async fn store_sm8_notice(data_dir: &Path) -> (EventStore, String) {
                 dedupe_key: Some("job|x".into()),
                 parsed: true,
                 received_at_ms: 1,
-                headers: vec![("content-type".into(), b"application/json".to_vec())],
-                body,
+                message: std::sync::Arc::new(Message {
+                    headers: vec![("content-type".into(), b"application/json".to_vec())],
+                    body,
+                }),
             }],
             60_000,
         )

@@ -238,6 +238,38 @@ impl DaemonProcess {
         }
     }
 
+    /// Starts the daemon as [`DaemonProcess::start`] does, under `sh`, which
+    /// first sets its open-file limits: the soft one, and the hard one
+    /// when given.
+    pub fn start_with_open_files(config: &Path, soft: u64, hard: Option<u64>) -> Self {
+        let mut script = format!("ulimit -S -n {soft}");
+        if let Some(hard) = hard {
+            script.push_str(&format!(" && ulimit -H -n {hard}"));
+        }
+        script.push_str(" && exec \"$0\" serve --config \"$1\"");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(env!("CARGO_BIN_EXE_fieldhook"))
+            .arg(config)
+            .env("FIELDHOOK_LOG", "info,fieldhook=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("sh starts fieldhook");
+        let url = wait_until_listening(&mut child);
+        Self {
+            child,
+            url,
+            config: config.to_owned(),
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM and wait: the graceful path.
     pub fn stop(mut self) {
         let _ = Command::new("kill")

@@ -426,6 +426,59 @@ async fn servicetrade_message_becomes_one_event_per_entity_and_a_redelivery_is_s
 }
 
 #[tokio::test]
+async fn a_servicetrade_message_of_hundreds_of_items_is_stored_once_and_every_event_reads_it_whole()
+{
+    let setup = Setup::new();
+    let d = setup.start();
+    let items: Vec<String> = (0..400)
+        .map(|i| {
+            format!(
+                r#"{{"action":"updated","timestamp":1401833052,"entity":{{"type":"appointment","id":{i},"uri":"https://api.servicetrade.com/api/appointment/{i}"}},"changeset":[]}}"#
+            )
+        })
+        .collect();
+    let message = format!(
+        r#"{{"messageId":"9a1d2c3b-1111-4222-8333-944455550400","timestamp":"1401833057","data":[{}]}}"#,
+        items.join(",")
+    );
+    assert!(message.len() > 60_000, "{} bytes", message.len());
+    let (stored, _) = d
+        .post(&format!("/hooks/st/{ST_TOKEN}"), &[], &message)
+        .await
+        .ids();
+    assert_eq!(stored.len(), 400, "one event per item");
+    // Durable before the 200, so the journal holds all of it now: the
+    // message once and a few hundred bytes per event (each event held the
+    // whole message before: 400 x 60 kB).
+    let journal: u64 = std::fs::read_dir(setup.dir.path().join("data/db/journal"))
+        .expect("the journal")
+        .map(|e| e.expect("entry").metadata().expect("metadata").len())
+        .sum();
+    let bound = message.len() as u64 + 400 * 512;
+    assert!(
+        journal < bound,
+        "{journal} journal bytes for a {} byte message",
+        message.len()
+    );
+    d.stop();
+    let store = setup.store();
+    assert_eq!(store.message_count(), 1, "the message is stored once");
+    for (i, id) in stored.iter().enumerate() {
+        let e = event(&store, id);
+        assert_eq!(
+            e.body,
+            message.as_bytes(),
+            "event {i} reads the whole message"
+        );
+        assert_eq!(
+            e.entity.expect("entity").id,
+            i.to_string(),
+            "and its own entity"
+        );
+    }
+}
+
+#[tokio::test]
 async fn servicetrade_is_never_answered_4xx_for_an_oversized_or_malformed_delivery() {
     let setup = Setup::new();
     let d = setup.start();

@@ -26,7 +26,7 @@ use base64::Engine as _;
 use clap::{Parser, Subcommand};
 use fieldhook::config::Config;
 use fieldhook::ingress::{self, EventSink, StoreSink};
-use fieldhook_core::event::NewEvent;
+use fieldhook_core::event::{Message, NewEvent};
 use fieldhook_store::{EventStore, Ingested, StoreError};
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
@@ -395,8 +395,10 @@ fn stored_event(dedupe_key: String, body: Vec<u8>) -> NewEvent {
         dedupe_key: Some(dedupe_key),
         parsed: true,
         received_at_ms: fieldhook_core::time::now_ms(),
-        headers: vec![("content-type".into(), b"application/json".to_vec())],
-        body,
+        message: std::sync::Arc::new(Message {
+            headers: vec![("content-type".into(), b"application/json".to_vec())],
+            body,
+        }),
     }
 }
 

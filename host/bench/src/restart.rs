@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use fieldhook_core::decision::Outbound;
-use fieldhook_core::event::NewEvent;
+use fieldhook_core::event::{Message, NewEvent};
 use fieldhook_core::task::{DeliveryPayload, JobPayload};
 use fieldhook_store::queue::{NewTask, Queue, Settlement, TaskEnd, TaskLog, TaskState, Topic};
 use fieldhook_store::{EventStore, Ingested};
@@ -52,8 +52,10 @@ fn event(i: usize, body: &[u8], now: u64) -> NewEvent {
         dedupe_key: Some(format!("job_{i:012}")),
         parsed: true,
         received_at_ms: now,
-        headers: vec![("content-type".into(), b"application/json".to_vec())],
-        body: body.to_vec(),
+        message: std::sync::Arc::new(Message {
+            headers: vec![("content-type".into(), b"application/json".to_vec())],
+            body: body.to_vec(),
+        }),
     }
 }
 

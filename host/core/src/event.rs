@@ -3,6 +3,8 @@
 //! An event id is `evt_` and a ULID: ids sort by the order the store
 //! assigned them in, which is receive order, and carry their receive time.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// The record an event is about.
@@ -14,6 +16,19 @@ pub struct EntityRecord {
     pub id: String,
     /// Where to fetch it, when given.
     pub url: Option<String>,
+}
+
+/// What one webhook request carried: its headers and body, as received.
+///
+/// A vendor may split one message into several events (ServiceTrade sends
+/// one per changed entity); those events hold the same `Arc<Message>`, and
+/// the store keeps the message once for all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Headers as received.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Raw body.
+    pub body: Vec<u8>,
 }
 
 /// An event about to be stored (no id yet).
@@ -35,10 +50,10 @@ pub struct NewEvent {
     pub parsed: bool,
     /// Receive time, Unix ms.
     pub received_at_ms: u64,
-    /// Headers as received.
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// Raw body.
-    pub body: Vec<u8>,
+    /// The message the event arrived in. Consecutive events offered to the
+    /// store together that hold the same `Arc` are stored with one copy of
+    /// it.
+    pub message: Arc<Message>,
 }
 
 /// A stored event.

@@ -1,6 +1,7 @@
 //! The daemon's configuration file (TOML): this module only composes it.
 //! Each section belongs to the layer it configures and is defined there:
-//! `[[sources]]` and `[dev]` to the [ingress](crate::ingress::source),
+//! `[[sources]]`, `[ingress]` and `[dev]` to the
+//! [ingress](crate::ingress),
 //! `[sandbox]` to the policy, `[credentials.*]` to the credentials,
 //! `[workers]`, `[delivery]`, `[[destinations]]`, `[[plugin_retries]]`,
 //! `[[entities]]` and `[retention]` to the pipeline, `[admin]` to the
@@ -24,6 +25,7 @@ use serde::Deserialize;
 
 use crate::admin::{AdminSettings, RawAdmin};
 use crate::ingress::IngressSettings;
+use crate::ingress::limits::Limits;
 use crate::ingress::source::{Dev, RawSource, Source, SourceError};
 
 /// Everything wrong with a configuration, each naming the key to fix.
@@ -95,6 +97,8 @@ pub struct Config {
     pub workers: Workers,
     /// Outbound delivery settings.
     pub delivery: DeliverySettings,
+    /// The webhook listener's timeouts and connection cap (`[ingress]`).
+    pub ingress: Limits,
     /// Development helpers.
     pub dev: Dev,
     /// Configured webhook sources.
@@ -132,6 +136,8 @@ struct RawConfig {
     workers: Workers,
     #[serde(default)]
     delivery: DeliverySettings,
+    #[serde(default)]
+    ingress: Limits,
     #[serde(default)]
     dev: Dev,
     #[serde(default)]
@@ -217,6 +223,7 @@ impl Config {
             dedupe_window_secs: raw.dedupe_window_secs,
             workers: raw.workers,
             delivery: raw.delivery,
+            ingress: raw.ingress,
             dev: raw.dev,
             sources,
             sandbox: raw.sandbox,
@@ -294,12 +301,13 @@ impl Config {
         self.sources.iter().find(|s| s.name == name)
     }
 
-    /// What the webhook listener needs: its sources, body limit and
-    /// development helpers.
+    /// What the webhook listener needs: its sources, body limit, read
+    /// timeouts and connection cap, and development helpers.
     pub fn ingress(&self) -> IngressSettings {
         IngressSettings {
             sources: self.sources.clone(),
             max_body_bytes: self.max_body_bytes,
+            limits: self.ingress,
             dev_sink: self.dev.sink,
         }
     }

@@ -22,7 +22,9 @@ use fieldhook_store::EventStore;
 use fieldhook_store::queue::{Queue, TaskLog};
 
 use crate::config::Config;
-use crate::ingress::{self, LiveSources, StoreSink};
+use crate::ingress::{self, IngressSettings, LiveSources, StoreSink};
+use crate::listener::{self, ConnectionLimits};
+use crate::open_files;
 use crate::reload::Reloader;
 
 /// Failures to start.
@@ -75,7 +77,7 @@ pub struct Daemon {
     /// Hot load: `None` when the plugins directory cannot be watched.
     _plugins_watch: Option<directory::Watcher>,
     shutdown: watch::Sender<bool>,
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -201,10 +203,12 @@ impl Daemon {
             dedupe_window_ms: config.dedupe_window_secs * 1000,
             on_stored: Box::new(move || wake.inbox.notify_one()),
         });
+        let ingress_settings = config.ingress();
         let sources = LiveSources::new(&config.sources);
-        let app = ingress::router_with(&config.ingress(), sources.clone(), sink).layer(
+        let app = ingress::router_with(&ingress_settings, sources.clone(), sink).layer(
             axum::middleware::from_fn_with_state(metrics, ingress::track),
         );
+        let webhook_limits = webhook_limits(&config, &ingress_settings);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| DaemonError::Bind {
@@ -215,18 +219,8 @@ impl Daemon {
             addr: config.listen,
             source,
         })?;
-        let mut stop = shutdown_rx;
-        let server = tokio::spawn(async move {
-            // Connect info gives the ingress the peer address (`allowed_ips`).
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-        });
+        // Requests carry the peer address (`allowed_ips`).
+        let server = tokio::spawn(listener::serve(listener, app, webhook_limits, shutdown_rx));
         let ready = Arc::new(AtomicBool::new(false));
         let plugin_failures = Arc::new(RwLock::new(load_failures.clone()));
         let reloader = path.map(|path| {
@@ -259,17 +253,12 @@ impl Daemon {
                     addr: settings.listen,
                     source,
                 })?;
-                let mut stop = shutdown.subscribe();
-                workers.push(tokio::spawn(async move {
-                    let served = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        })
-                        .await;
-                    if let Err(e) = served {
-                        tracing::error!(error = %e, "admin listener failed");
-                    }
-                }));
+                workers.push(tokio::spawn(listener::serve(
+                    listener,
+                    app,
+                    crate::admin::CONNECTION_LIMITS,
+                    shutdown.subscribe(),
+                )));
                 tracing::info!(addr = %admin_addr, "admin API listening");
                 Some(admin_addr)
             }
@@ -334,5 +323,48 @@ impl Daemon {
             // the journal; unfinished work re-runs after restart.
             std::mem::forget(self.pipeline.clone());
         }
+    }
+}
+
+/// The webhook listener's limits: `[ingress]`, with `max_connections`
+/// lowered to what the open-file limit (raised to the hard limit first)
+/// holds beside the descriptors the rest of the daemon needs.
+fn webhook_limits(config: &Config, settings: &IngressSettings) -> ConnectionLimits {
+    let limit = match open_files::raise_limit() {
+        Ok(limit) => {
+            if limit.now > limit.before {
+                tracing::info!(
+                    from = limit.before,
+                    to = limit.now,
+                    "raised the open-file limit to the hard limit"
+                );
+            }
+            limit.now
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            u64::MAX
+        }
+    };
+    let admin = if config.admin.is_some() {
+        crate::admin::CONNECTION_LIMITS.max_connections.get()
+    } else {
+        0
+    };
+    let reserved = open_files::reserve(config.workers.jobs, config.workers.deliveries, admin);
+    let configured = settings.limits.max_connections;
+    let max_connections = open_files::webhook_connections(configured, limit, reserved);
+    if max_connections < configured {
+        tracing::warn!(
+            open_file_limit = limit,
+            reserved,
+            max_connections,
+            configured,
+            "the open-file limit holds fewer webhook connections than [ingress] max_connections beside the {reserved} descriptors kept for the store, deliveries and the admin API; raise the hard limit (systemd LimitNOFILE=, ulimit -Hn) to serve more"
+        );
+    }
+    ConnectionLimits {
+        max_connections,
+        header_read_timeout: settings.limits.header_read_timeout(),
     }
 }

@@ -29,5 +29,7 @@ pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod ingress;
+pub mod listener;
 pub mod memory;
+pub mod open_files;
 pub mod reload;

@@ -7,7 +7,7 @@
 //! problem changes nothing: the configuration in force stays, and the
 //! answer (and the log) lists every problem. Settings bound to sockets,
 //! directories or worker pools (`listen`, `data_dir`, `plugins_dir`,
-//! `[workers]`, `[admin]`, `max_body_bytes`, `dedupe_window_secs`) take
+//! `[workers]`, `[ingress]`, `[admin]`, `max_body_bytes`, `dedupe_window_secs`) take
 //! effect at the next restart, which the answer says.
 
 use std::path::PathBuf;
@@ -188,6 +188,9 @@ fn at_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if format!("{:?}", old.workers) != format!("{:?}", new.workers) {
         out.push("workers");
+    }
+    if format!("{:?}", old.ingress) != format!("{:?}", new.ingress) {
+        out.push("ingress");
     }
     if old.admin.as_ref().map(|a| (a.listen, &a.token))
         != new.admin.as_ref().map(|a| (a.listen, &a.token))

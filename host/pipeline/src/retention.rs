@@ -131,7 +131,7 @@ mod tests {
     use std::sync::Arc;
 
     use fieldhook_capabilities::{Capabilities, Sandbox};
-    use fieldhook_core::event::NewEvent;
+    use fieldhook_core::event::{Message, NewEvent};
     use fieldhook_runtime::directory::PluginSet;
     use fieldhook_runtime::{CodeCache, Runtime};
     use fieldhook_store::EventStore;
@@ -175,8 +175,10 @@ mod tests {
             dedupe_key: Some(dedupe.into()),
             parsed: true,
             received_at_ms: at_ms,
-            headers: vec![],
-            body: b"{}".to_vec(),
+            message: Arc::new(Message {
+                headers: vec![],
+                body: b"{}".to_vec(),
+            }),
         }
     }
 
@@ -262,5 +264,64 @@ mod tests {
             Swept::default(),
             "a second sweep finds nothing"
         );
+    }
+    #[tokio::test]
+    async fn events_split_from_one_message_expire_one_by_one_and_a_dead_letter_keeps_the_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path()).await;
+        let now = fieldhook_core::time::now_ms();
+        let message = Arc::new(Message {
+            headers: vec![],
+            body: br#"{"data":[1,2,3]}"#.to_vec(),
+        });
+        let split: Vec<NewEvent> = ["x", "y", "z"]
+            .into_iter()
+            .map(|k| NewEvent {
+                message: message.clone(),
+                ..event(now, k)
+            })
+            .collect();
+        let ids: Vec<String> = p
+            .store
+            .ingest(split, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|o| o.id().to_owned())
+            .collect();
+        assert_eq!(p.store.message_count(), 1, "stored once for the three");
+        p.queue.fanned_out(&[], Some(&ids[2]), &[], now).unwrap();
+        let tasks: Vec<NewTask> = ids
+            .iter()
+            .map(|id| NewTask::new(Topic::Jobs, format!("{id}.p"), vec![]))
+            .collect();
+        p.queue.publish(&tasks, now).unwrap();
+        let dead = &ids[1];
+        for lease in p
+            .queue
+            .lease(Topic::Jobs, now, 1000, 10)
+            .unwrap()
+            .durable()
+            .await
+            .unwrap()
+        {
+            if lease.id.starts_with(dead.as_str()) {
+                p.queue.dead_letter(&lease, "gave up", now).unwrap();
+            } else {
+                p.queue.ack(&lease, "ok", &[], now).unwrap();
+            }
+        }
+        let r = Retention {
+            events_secs: 60,
+            finished_secs: 60,
+            sweep_secs: 1,
+        };
+        let swept = p.sweep(&r, 1000, now + 120_000).unwrap();
+        assert_eq!(swept.events, 2, "{swept:?}");
+        assert_eq!(p.store.message_count(), 1, "the dead letter still needs it");
+        let kept = p.store.event(dead).unwrap().expect("kept for replay");
+        assert_eq!(kept.body, message.body, "and reads it whole");
+        assert!(p.store.delete_event(dead).unwrap());
+        assert_eq!(p.store.message_count(), 0, "gone with its last event");
     }
 }

@@ -172,8 +172,10 @@ mod tests {
             dedupe_key: Some(format!("k-{n}")),
             parsed: true,
             received_at_ms: 1_000,
-            headers: vec![],
-            body: format!(r#"{{"n":{n}}}"#).into_bytes(),
+            message: std::sync::Arc::new(fieldhook_core::event::Message {
+                headers: vec![],
+                body: format!(r#"{{"n":{n}}}"#).into_bytes(),
+            }),
         }
     }
 

@@ -8,8 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-/// The format this build writes and reads.
-pub const CURRENT: u32 = 1;
+/// The format this build writes (and every older one it reads):
+/// - 1: the layout of sled trees, journal and dedupe index with this file;
+/// - 2: the events split from one message share one stored copy of it.
+pub const CURRENT: u32 = 2;
 const FILE: &str = "format";
 const PREFIX: &str = "fieldhook-store format ";
 

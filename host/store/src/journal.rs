@@ -68,6 +68,11 @@ pub(crate) enum Record {
     Requeue(String),
     /// A topic's finished tasks now number this many done and dead.
     Counts(Topic, u64, u64),
+    /// A message stored once for the events split from it, under the id
+    /// of the first of them, with its stored record. Journaled just before
+    /// those events, in the same append. (Variants are numbered by
+    /// position: new ones go last.)
+    Message(String, Vec<u8>),
 }
 
 /// A change to journal, borrowing what it records: encodes exactly as the
@@ -88,6 +93,8 @@ pub(crate) enum Change<'a> {
     Requeue(&'a str),
     /// [`Record::Counts`].
     Counts(Topic, u64, u64),
+    /// [`Record::Message`].
+    Message(&'a str, &'a [u8]),
 }
 
 /// Changes framed for the journal, in order, not yet appended.
@@ -822,6 +829,10 @@ mod tests {
             (
                 one(Change::Counts(Topic::Jobs, 4, 1)),
                 Record::Counts(Topic::Jobs, 4, 1),
+            ),
+            (
+                one(Change::Message("evt_1", b"message")),
+                Record::Message("evt_1".into(), b"message".to_vec()),
             ),
         ]
     }

@@ -4,7 +4,7 @@
 //! - [`events`]: verified webhooks, made durable before the 2xx by the
 //!   store's journal (concurrent requests share one write and one
 //!   fdatasync; sled is written behind it), with the dedupe index and
-//!   `store verify`.
+//!   `store verify`. A message split into several events is stored once.
 //! - [`queue`]: the [`TaskLog`](queue::TaskLog) interface (a log of leased
 //!   tasks, shaped so a NATS JetStream engine can stand in) and its sled
 //!   engine, [`Queue`](queue::Queue).
@@ -18,7 +18,8 @@
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use fieldhook_store::{EventStore, Ingested};
-//! use fieldhook_store::events::NewEvent;
+//! use std::sync::Arc;
+//! use fieldhook_store::events::{Message, NewEvent};
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = EventStore::open(dir.path()).unwrap();
@@ -31,8 +32,10 @@
 //!     dedupe_key: Some("job-1".into()),
 //!     parsed: true,
 //!     received_at_ms: fieldhook_core::time::now_ms(),
-//!     headers: vec![],
-//!     body: br#"{"event":"job.completed"}"#.to_vec(),
+//!     message: Arc::new(Message {
+//!         headers: vec![],
+//!         body: br#"{"event":"job.completed"}"#.to_vec(),
+//!     }),
 //! };
 //! let window_ms = 60_000;
 //! let first = store.ingest(vec![event.clone()], window_ms).await.unwrap();

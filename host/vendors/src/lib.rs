@@ -185,14 +185,16 @@ pub trait Vendor: Send + Sync + std::fmt::Debug {
         None
     }
     /// HTTP status to answer when `failure` happens. The default is 401 for
-    /// a rejected request, 413 for a body over the limit and 503 when the
-    /// store is unavailable; vendors that read some codes as "delivered" or
-    /// "unsubscribe me" override it (ServiceTrade, ServiceM8).
+    /// a rejected request, 413 for a body over the limit, 503 when the
+    /// store is unavailable and 408 when the body did not arrive in time;
+    /// vendors that read some codes as "delivered" or "unsubscribe me"
+    /// override it (ServiceTrade, ServiceM8).
     fn status_for(&self, failure: Failure) -> u16 {
         match failure {
             Failure::Rejected => 401,
             Failure::TooLarge => 413,
             Failure::StoreUnavailable => 503,
+            Failure::TimedOut => 408,
         }
     }
 }
@@ -267,6 +269,8 @@ pub enum Failure {
     TooLarge,
     /// The event could not be made durable.
     StoreUnavailable,
+    /// The body did not arrive within the read timeout.
+    TimedOut,
 }
 
 /// A source's vendor block could not be turned into a verifier.
@@ -617,11 +621,12 @@ mod tests {
     }
 
     #[test]
-    fn default_status_codes_are_401_413_503() {
+    fn default_status_codes_are_401_413_503_408() {
         let built = build("jobber", secret("s"), toml::Table::new()).expect("builds");
         assert_eq!(built.status_for(Failure::Rejected), 401);
         assert_eq!(built.status_for(Failure::TooLarge), 413);
         assert_eq!(built.status_for(Failure::StoreUnavailable), 503);
+        assert_eq!(built.status_for(Failure::TimedOut), 408);
     }
 
     #[test]
@@ -637,6 +642,7 @@ mod tests {
                 Failure::Rejected,
                 Failure::TooLarge,
                 Failure::StoreUnavailable,
+                Failure::TimedOut,
             ] {
                 assert_ne!(built.status_for(failure), 410, "{name} {failure:?}");
             }

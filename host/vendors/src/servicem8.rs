@@ -489,6 +489,8 @@ impl Vendor for ServiceM8 {
             Failure::Rejected => 401,
             Failure::TooLarge => 500,
             Failure::StoreUnavailable => 503,
+            // A 408 would count as delivered and lose the message.
+            Failure::TimedOut => 503,
         }
     }
 }
@@ -710,6 +712,7 @@ mod tests {
         assert_eq!(v.status_for(Failure::Rejected), 401);
         assert_eq!(v.status_for(Failure::TooLarge), 500);
         assert_eq!(v.status_for(Failure::StoreUnavailable), 503);
+        assert_eq!(v.status_for(Failure::TimedOut), 503);
     }
 
     #[test]

@@ -164,6 +164,8 @@ impl Vendor for ServiceTrade {
             Failure::Rejected => 401,
             Failure::TooLarge => 500,
             Failure::StoreUnavailable => 503,
+            // A 408 would count as delivered and lose the message.
+            Failure::TimedOut => 503,
         }
     }
 }
@@ -270,6 +272,11 @@ mod tests {
         assert_eq!(v.status_for(Failure::TooLarge), 500);
         assert_eq!(v.status_for(Failure::StoreUnavailable), 503);
         assert_eq!(v.status_for(Failure::Rejected), 401);
+        assert_eq!(
+            v.status_for(Failure::TimedOut),
+            503,
+            "a 408 counts as delivered"
+        );
     }
 
     #[test]

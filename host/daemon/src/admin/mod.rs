@@ -44,6 +44,18 @@ use fieldhook_store::queue::{Task, TaskState, Topic};
 /// Most items one list answer holds.
 pub const MAX_PAGE: usize = 1_000;
 
+/// The admin listener's connections: a few operators and scrapers, each
+/// sending its request at once. Its descriptors are kept from webhook
+/// connections ([`crate::open_files::reserve`]).
+pub const CONNECTION_LIMITS: crate::listener::ConnectionLimits =
+    crate::listener::ConnectionLimits {
+        max_connections: match std::num::NonZeroUsize::new(64) {
+            Some(n) => n,
+            None => std::num::NonZeroUsize::MIN,
+        },
+        header_read_timeout: std::time::Duration::from_secs(10),
+    };
+
 /// `[admin]` as written in the daemon config.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

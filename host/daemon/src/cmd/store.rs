@@ -17,8 +17,8 @@ pub fn verify(data_dir: &Path) -> anyhow::Result<()> {
         }
     })?;
     println!(
-        "{} events, {} waiting for fan-out, {} dedupe entries",
-        report.events, report.inbox, report.dedupe
+        "{} events, {} waiting for fan-out, {} dedupe entries, {} messages shared by split events",
+        report.events, report.inbox, report.dedupe, report.messages
     );
     for n in &report.notes {
         println!("note: {n}");

@@ -6,7 +6,9 @@
 //! source's vendor ([`fieldhook_vendors::Vendor::status_for`]), because some vendors
 //! read a 4xx as "delivered" or "unsubscribe".
 
+pub mod body;
 pub mod dev_sink;
+pub mod limits;
 pub mod source;
 
 use std::collections::HashMap;
@@ -14,30 +16,34 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::future::BoxFuture;
 
-use fieldhook_core::event::{EntityRecord, NewEvent};
+use fieldhook_core::event::{EntityRecord, Message, NewEvent};
 use fieldhook_core::time::now_ms;
 use fieldhook_pipeline::metrics::Metrics;
 use fieldhook_store::{EventStore, Ingested, StoreError};
 use fieldhook_vendors::{Failure, Inbound, Verdict};
 
+use body::BodyError;
+use limits::Limits;
 use source::Source;
 
 /// What the webhook listener serves: its sources, how large a body may be,
-/// and the development helpers (`[dev]`).
+/// how long and how many clients it waits for (`[ingress]`), and the
+/// development helpers (`[dev]`).
 #[derive(Debug, Clone)]
 pub struct IngressSettings {
     /// The configured sources, by name in `/hooks/{name}`.
     pub sources: Vec<Source>,
     /// Largest accepted body, bytes.
     pub max_body_bytes: usize,
+    /// Read timeouts and the connection cap.
+    pub limits: Limits,
     /// Serve the development sink (`/_sink/{name}`).
     pub dev_sink: bool,
 }
@@ -106,6 +112,8 @@ impl LiveSources {
 pub struct Ingress {
     sources: LiveSources,
     sink: Arc<dyn EventSink>,
+    max_body_bytes: usize,
+    body_read_timeout: std::time::Duration,
     dev_sink: Option<dev_sink::DevSink>,
 }
 
@@ -123,6 +131,8 @@ pub fn router_with(
     let state = Arc::new(Ingress {
         sources,
         sink,
+        max_body_bytes: settings.max_body_bytes,
+        body_read_timeout: settings.limits.body_read_timeout(),
         dev_sink: settings.dev_sink.then(dev_sink::DevSink::default),
     });
     let mut router = Router::new()
@@ -180,7 +190,7 @@ async fn hook(
     Path(source): Path<String>,
     Peer(peer): Peer,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     handle(&s, &source, None, peer, headers, body).await
 }
@@ -190,7 +200,7 @@ async fn hook_with_token(
     Path((source, token)): Path<(String, String)>,
     Peer(peer): Peer,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     handle(&s, &source, Some(&token), peer, headers, body).await
 }
@@ -259,7 +269,7 @@ async fn handle(
     token: Option<&str>,
     peer: Option<IpAddr>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     // Formatted only when a line is logged: nothing to pay on the hot path.
     let peer_text = ShowPeer(peer);
@@ -272,9 +282,9 @@ async fn handle(
         return text(404, format!("unknown source `{source_name}`"));
     };
     let vendor = &source.vendor;
-    let body = match body {
+    let body = match body::read(body, s.max_body_bytes, s.body_read_timeout).await {
         Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+        Err(BodyError::TooLarge { .. }) => {
             let status = vendor.status_for(Failure::TooLarge);
             tracing::warn!(
                 source = source_name,
@@ -285,9 +295,21 @@ async fn handle(
             );
             return text(status, "body too large");
         }
-        Err(rejection) => {
+        Err(BodyError::TimedOut(after)) => {
+            let status = vendor.status_for(Failure::TimedOut);
+            tracing::warn!(
+                source = source_name,
+                vendor = vendor.name(),
+                peer = %peer_text,
+                status,
+                ms = after.as_millis() as u64,
+                "webhook body did not arrive in time; nothing stored. Raise [ingress] body_read_timeout_ms if this sender is legitimately slow"
+            );
+            return text(status, "body not received in time");
+        }
+        Err(e @ BodyError::Failed(_)) => {
             let status = vendor.status_for(Failure::StoreUnavailable);
-            tracing::warn!(source = source_name, peer = %peer_text, status, error = %rejection, "cannot read the webhook body");
+            tracing::warn!(source = source_name, peer = %peer_text, status, error = %e, "cannot read the webhook body");
             return text(status, "cannot read body");
         }
     };
@@ -341,10 +363,15 @@ async fn handle(
         );
     }
     let received_at_ms = now_ms();
-    let stored_headers: Vec<(String, Vec<u8>)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
-        .collect();
+    // One message, however many events the vendor splits it into: the
+    // store keeps it once for all of them.
+    let message = Arc::new(Message {
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+        body: body.to_vec(),
+    });
     let events: Vec<NewEvent> = normalized
         .into_iter()
         .map(|n| NewEvent {
@@ -360,8 +387,7 @@ async fn handle(
             dedupe_key: n.dedupe_key,
             parsed: n.parsed,
             received_at_ms,
-            headers: stored_headers.clone(),
-            body: body.to_vec(),
+            message: message.clone(),
         })
         .collect();
     match s.sink.ingest(events).await {

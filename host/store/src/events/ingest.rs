@@ -7,33 +7,85 @@
 //! cannot both be stored. The caller then waits for the journal's next
 //! sync, which every request waiting at that moment shares.
 
+use std::sync::Arc;
+
 use ulid::Ulid;
 
 use fieldhook_core::event::event_id;
 
 use super::dedupe::{DedupeIndex, Fingerprint, fingerprint};
-use super::record::Unnumbered;
-use super::{EVENT, Ingested, NewEvent, StoreError, key};
+use super::record::{Unnumbered, UnnumberedSharing, encode_message};
+use super::{EVENT, Ingested, MESSAGE, NewEvent, StoreError, key};
 use crate::journal::{Change, Frames};
 
-/// An event ready to write: its record encoded by the caller, outside the
-/// lock, so the locked part only checks, numbers and writes.
-pub(crate) struct Prepared {
-    pub(crate) record: Unnumbered,
+/// Events ready to write, their records encoded by the caller, outside
+/// the lock, so the locked part only checks, numbers and writes.
+pub(crate) enum Prepared {
+    /// An event alone in its message: the record holds headers and body.
+    Alone(Candidate<Unnumbered>),
+    /// Events split from one message, which is stored once (encoded here)
+    /// under the first of them that is stored.
+    Split {
+        message: Vec<u8>,
+        events: Vec<Candidate<UnnumberedSharing>>,
+    },
+}
+
+/// One event offered to the store, with its record encoded as `R`.
+pub(crate) struct Candidate<R> {
+    pub(crate) record: R,
     pub(crate) source: String,
     pub(crate) dedupe_key: Option<String>,
     pub(crate) received_at_ms: u64,
 }
 
-impl Prepared {
-    pub(crate) fn new(event: NewEvent) -> Self {
-        use super::record::Encode as _;
+impl<R> Candidate<R> {
+    fn new(event: NewEvent, record: R) -> Self {
         Self {
-            record: event.encode_unnumbered(),
+            record,
             source: event.source,
             dedupe_key: event.dedupe_key,
             received_at_ms: event.received_at_ms,
         }
+    }
+}
+
+impl Prepared {
+    /// Encodes `events`; consecutive events that hold the same message
+    /// (the same `Arc`) share one stored copy of it.
+    pub(crate) fn all(events: Vec<NewEvent>) -> Vec<Prepared> {
+        use super::record::Encode as _;
+        let mut runs: Vec<Vec<NewEvent>> = Vec::new();
+        for event in events {
+            match runs.last_mut() {
+                Some(run)
+                    if run
+                        .first()
+                        .is_some_and(|f| Arc::ptr_eq(&f.message, &event.message)) =>
+                {
+                    run.push(event)
+                }
+                _ => runs.push(vec![event]),
+            }
+        }
+        runs.into_iter()
+            .filter_map(|mut run| {
+                if run.len() == 1 {
+                    let event = run.pop()?;
+                    let record = event.encode_unnumbered();
+                    return Some(Prepared::Alone(Candidate::new(event, record)));
+                }
+                let message = encode_message(&run.first()?.message);
+                let events = run
+                    .into_iter()
+                    .map(|event| {
+                        let record = event.encode_sharing();
+                        Candidate::new(event, record)
+                    })
+                    .collect();
+                Some(Prepared::Split { message, events })
+            })
+            .collect()
     }
 }
 
@@ -100,35 +152,92 @@ impl Ingest {
             last_id: None,
             keys: Vec::new(),
         };
-        for event in events {
-            let fp = event
-                .dedupe_key
-                .as_deref()
-                .map(|dk| fingerprint(&event.source, dk));
-            // A duplicate: received less than `window_ms` after the first.
-            let since = event
-                .received_at_ms
-                .saturating_add(1)
-                .saturating_sub(window_ms);
-            if let Some(fp) = &fp
-                && let Some(first) = self.index.lookup(fp, since)?
-            {
-                written.out.push(Ingested::Duplicate(event_id(first)));
-                continue;
+        match self.write_into(events, window_ms, keep_since, tree, &mut written) {
+            Ok(()) => Ok(written),
+            Err(e) => {
+                // Nothing is journaled: the vendor's retry must not be
+                // answered as a duplicate of what was not stored.
+                self.forget(&written.keys);
+                Err(e)
             }
-            let ulid = self.next_id();
-            let id = event_id(ulid);
-            let record = event.record.number(ulid);
-            tree.insert(key(EVENT, id.as_bytes()), record.as_slice())?;
-            if let Some(fp) = fp {
-                self.index.insert(&fp, ulid, keep_since)?;
-                written.keys.push((fp, ulid));
-            }
-            written.frames.push(&Change::Event(&id, &record));
-            written.last_id = Some(id.clone());
-            written.out.push(Ingested::Stored(id));
         }
-        Ok(written)
+    }
+
+    fn write_into(
+        &mut self,
+        events: Vec<Prepared>,
+        window_ms: u64,
+        keep_since: u64,
+        tree: &sled::Tree,
+        written: &mut Written,
+    ) -> Result<(), StoreError> {
+        for prepared in events {
+            match prepared {
+                Prepared::Alone(event) => {
+                    if let Some(ulid) = self.admit(&event, window_ms, keep_since, written)? {
+                        let record = event.record.number(ulid);
+                        store_event(tree, written, ulid, &record)?;
+                    }
+                }
+                Prepared::Split { message, events } => {
+                    let mut stored = Vec::with_capacity(events.len());
+                    for event in events {
+                        if let Some(ulid) = self.admit(&event, window_ms, keep_since, written)? {
+                            stored.push((ulid, event.record));
+                        }
+                    }
+                    let (Some(&(first, _)), Some(&(last, _))) = (stored.first(), stored.last())
+                    else {
+                        // Every event of the message was a duplicate.
+                        continue;
+                    };
+                    // The message before its events, in sled and in the
+                    // journal, so no event ever refers to a message that
+                    // is not there.
+                    let first_id = event_id(first);
+                    tree.insert(key(MESSAGE, first_id.as_bytes()), message.as_slice())?;
+                    written.frames.push(&Change::Message(&first_id, &message));
+                    for (ulid, record) in stored {
+                        let record = record.number(ulid, first, last);
+                        store_event(tree, written, ulid, &record)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one event against the dedupe index: `None` for a duplicate
+    /// (answered with the earlier id), else the id it is stored under.
+    fn admit<R>(
+        &mut self,
+        event: &Candidate<R>,
+        window_ms: u64,
+        keep_since: u64,
+        written: &mut Written,
+    ) -> Result<Option<Ulid>, StoreError> {
+        let fp = event
+            .dedupe_key
+            .as_deref()
+            .map(|dk| fingerprint(&event.source, dk));
+        // A duplicate: received less than `window_ms` after the first.
+        let since = event
+            .received_at_ms
+            .saturating_add(1)
+            .saturating_sub(window_ms);
+        if let Some(fp) = &fp
+            && let Some(first) = self.index.lookup(fp, since)?
+        {
+            written.out.push(Ingested::Duplicate(event_id(first)));
+            return Ok(None);
+        }
+        let ulid = self.next_id();
+        if let Some(fp) = fp {
+            self.index.insert(&fp, ulid, keep_since)?;
+            written.keys.push((fp, ulid));
+        }
+        written.out.push(Ingested::Stored(event_id(ulid)));
+        Ok(Some(ulid))
     }
 
     /// The journal did not take these events: forget their dedupe entries,
@@ -139,4 +248,18 @@ impl Ingest {
             let _ = self.index.forget(fp, *ulid);
         }
     }
+}
+
+/// Writes one numbered event into sled and frames it for the journal.
+fn store_event(
+    tree: &sled::Tree,
+    written: &mut Written,
+    ulid: Ulid,
+    record: &[u8],
+) -> Result<(), StoreError> {
+    let id = event_id(ulid);
+    tree.insert(key(EVENT, id.as_bytes()), record)?;
+    written.frames.push(&Change::Event(&id, record));
+    written.last_id = Some(id);
+    Ok(())
 }

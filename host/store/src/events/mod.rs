@@ -4,7 +4,8 @@
 //!
 //! | key                          | value                                  |
 //! |------------------------------|----------------------------------------|
-//! | `e` + event id               | [`EventRecord`] (postcard)             |
+//! | `e` + event id               | [`EventRecord`] (postcard), or its fields and a reference to its message |
+//! | `m` + event id               | a message split into several events: headers and body, once |
 //! | `f`                          | fan-out cursor (stores before the task log kept it) |
 //! | `i` + event id               | fan out again (idem)                   |
 //! | `d` + source + `\0` + key    | legacy dedupe entry, expires           |
@@ -17,6 +18,12 @@
 //! rebuilt from the events themselves (each carries its dedupe key).
 //! Opening replays the journal into sled, so an event sled had not written
 //! out before a crash is there again.
+//!
+//! A message a vendor splits into several events (a ServiceTrade message
+//! carries one per changed entity) is stored once, under the id of the
+//! first of them; each of its events records the ids of the first and the
+//! last ([`record`]). Reading an event puts its message back in; deleting
+//! the last event of a message deletes the message.
 
 mod dedupe;
 mod ingest;
@@ -27,11 +34,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-pub use fieldhook_core::event::{EntityRecord, EventRecord, NewEvent, event_id};
+pub use fieldhook_core::event::{EntityRecord, EventRecord, Message, NewEvent, event_id};
 
 use crate::journal::{Change, Frames, Journal, JournalError, Record, Recovered};
 use dedupe::DedupeIndex;
 use ingest::{Ingest, Prepared};
+use record::{Decoded, Span};
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +154,7 @@ impl std::fmt::Debug for EventStore {
 }
 
 const EVENT: u8 = b'e';
+const MESSAGE: u8 = b'm';
 const DEDUPE: u8 = b'd';
 const INBOX: u8 = b'i';
 /// The legacy fan-out cursor's key.
@@ -206,13 +215,18 @@ impl EventStore {
             }
         };
         let mut replayed = Ok(());
-        recovered.records.retain(|r| match r {
+        // A message is written back with the first of its events: one
+        // whose events a crash cut from the journal's end would belong to
+        // no event.
+        let mut messages: std::collections::HashMap<String, Vec<u8>> = Default::default();
+        recovered.records.retain_mut(|r| match r {
+            Record::Message(id, record) => {
+                messages.insert(std::mem::take(id), std::mem::take(record));
+                false
+            }
             Record::Event(id, record) => {
                 if replayed.is_ok() {
-                    replayed = events
-                        .insert(key(EVENT, id.as_bytes()), record.as_slice())
-                        .map_err(StoreError::from)
-                        .and_then(|_| index.index_record(record, 0));
+                    replayed = replay_event(&events, &mut index, &mut messages, id, record);
                 }
                 false
             }
@@ -352,7 +366,7 @@ impl EventStore {
         events: Vec<NewEvent>,
         dedupe_window_ms: u64,
     ) -> Result<Vec<Ingested>, StoreError> {
-        let prepared: Vec<Prepared> = events.into_iter().map(Prepared::new).collect();
+        let prepared = Prepared::all(events);
         let written = {
             let started = std::time::Instant::now();
             let mut ingest = self.lock_ingest();
@@ -432,19 +446,34 @@ impl EventStore {
         Ok(())
     }
 
-    /// One stored event.
+    /// One stored event, with its headers and body.
     pub fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
-        match self.events.get(key(EVENT, id.as_bytes()))? {
-            None => Ok(None),
-            Some(bytes) => {
-                record::decode(&bytes)
-                    .map(Some)
-                    .map_err(|message| StoreError::Corrupt {
-                        key: id.to_owned(),
-                        message,
-                    })
+        let Some(bytes) = self.events.get(key(EVENT, id.as_bytes()))? else {
+            return Ok(None);
+        };
+        Ok(Some(match decode(id, &bytes)? {
+            Decoded::Whole(record) => record,
+            Decoded::Sharing(sharing) => {
+                let message = self.message(id, sharing.message_id())?;
+                sharing.with_message(message)
             }
-        }
+        }))
+    }
+
+    /// The message event `id` shares, stored under `message_id`.
+    fn message(&self, id: &str, message_id: &str) -> Result<Message, StoreError> {
+        let Some(bytes) = self.events.get(key(MESSAGE, message_id.as_bytes()))? else {
+            return Err(StoreError::Corrupt {
+                key: id.to_owned(),
+                message: format!(
+                    "its message is stored under `{message_id}`, which is missing; `fieldhook store verify` lists every such event"
+                ),
+            });
+        };
+        record::decode_message(&bytes).map_err(|message| StoreError::Corrupt {
+            key: format!("message {message_id}"),
+            message,
+        })
     }
 
     /// The leading fields of one stored event (id, source, kind, entity):
@@ -487,6 +516,8 @@ impl EventStore {
             None => vec![EVENT],
         };
         let mut out = Vec::new();
+        // The events of a split message are listed together: read it once.
+        let mut last_message: Option<(String, Message)> = None;
         for item in self.events.range(start..) {
             if out.len() >= limit {
                 break;
@@ -495,10 +526,18 @@ impl EventStore {
             if k.first() != Some(&EVENT) {
                 break;
             }
-            let record = record::decode(&v).map_err(|message| StoreError::Corrupt {
-                key: String::from_utf8_lossy(&k[1..]).into_owned(),
-                message,
-            })?;
+            let id = String::from_utf8_lossy(&k[1..]);
+            let record = match decode(&id, &v)? {
+                Decoded::Whole(record) => record,
+                Decoded::Sharing(sharing) => {
+                    let message = match last_message.take() {
+                        Some((at, message)) if at == sharing.message_id() => message,
+                        _ => self.message(&id, sharing.message_id())?,
+                    };
+                    last_message = Some((sharing.message_id().to_owned(), message.clone()));
+                    sharing.with_message(message)
+                }
+            };
             if keep(&record) {
                 out.push(record);
             }
@@ -523,7 +562,7 @@ impl EventStore {
             }
             let (k, v) = item?;
             if let Some(s) = source {
-                match record::decode(&v) {
+                match record::HeadFields::decode(&v) {
                     Ok(r) if r.source == s => {}
                     _ => continue,
                 }
@@ -534,9 +573,41 @@ impl EventStore {
     }
 
     /// Deletes an event (retention; the caller checks it is not waiting
-    /// for fan-out). False when it is absent.
+    /// for fan-out), and its message when no other event shares it. False
+    /// when it is absent.
     pub fn delete_event(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.events.remove(key(EVENT, id.as_bytes()))?.is_some())
+        let Some(removed) = self.events.remove(key(EVENT, id.as_bytes()))? else {
+            return Ok(false);
+        };
+        let span = record::span_of(&removed).map_err(|message| StoreError::Corrupt {
+            key: id.to_owned(),
+            message,
+        })?;
+        if let Some(span) = span
+            && !self.message_in_use(&span)?
+        {
+            self.events.remove(key(MESSAGE, span.first.as_bytes()))?;
+        }
+        Ok(true)
+    }
+
+    /// Whether an event of `span` that shares its message is still stored.
+    /// Only its own span is searched: ids are assigned in order, so the
+    /// events of one message lie between its first and last.
+    fn message_in_use(&self, span: &Span) -> Result<bool, StoreError> {
+        let range = key(EVENT, span.first.as_bytes())..=key(EVENT, span.last.as_bytes());
+        for item in self.events.range(range) {
+            let (_, v) = item?;
+            if record::span_of(&v).is_ok_and(|s| s.is_some_and(|s| s.first == span.first)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Messages stored once for the events split from them.
+    pub fn message_count(&self) -> usize {
+        self.events.scan_prefix([MESSAGE]).count()
     }
 
     /// Removes legacy dedupe entries recorded before `before_ms`, at most
@@ -561,6 +632,32 @@ impl EventStore {
         }
         Ok(removed)
     }
+}
+
+/// Decodes the stored record of event `id`.
+fn decode(id: &str, bytes: &[u8]) -> Result<Decoded, StoreError> {
+    record::decode(bytes).map_err(|message| StoreError::Corrupt {
+        key: id.to_owned(),
+        message,
+    })
+}
+
+/// Writes a journaled event back into sled and the dedupe index; the
+/// message it shares, journaled before it, goes first.
+fn replay_event(
+    events: &sled::Tree,
+    index: &mut DedupeIndex,
+    messages: &mut std::collections::HashMap<String, Vec<u8>>,
+    id: &str,
+    record: &[u8],
+) -> Result<(), StoreError> {
+    if let Ok(Some(span)) = record::span_of(record)
+        && let Some(message) = messages.remove(&span.first)
+    {
+        events.insert(key(MESSAGE, span.first.as_bytes()), message)?;
+    }
+    events.insert(key(EVENT, id.as_bytes()), record)?;
+    index.index_record(record, 0)
 }
 
 /// The id of the last event stored ("" when there is none).
@@ -600,8 +697,10 @@ mod tests {
             dedupe_key: dedupe.map(Into::into),
             parsed: true,
             received_at_ms: at,
-            headers: vec![("content-type".into(), b"application/json".to_vec())],
-            body: br#"{"a":1}"#.to_vec(),
+            message: Arc::new(Message {
+                headers: vec![("content-type".into(), b"application/json".to_vec())],
+                body: br#"{"a":1}"#.to_vec(),
+            }),
         }
     }
 
@@ -869,5 +968,259 @@ mod tests {
         let stats = store.commit_stats();
         assert_eq!(stats.writes, 200);
         assert!(stats.flushes < 200, "{stats:?}: every write flushed alone");
+    }
+
+    /// A ServiceTrade message of `items` entity changes, and the events it
+    /// is split into, all holding the one message. The body carries a
+    /// marker found nowhere else, to count the copies stored.
+    fn split_message(items: usize) -> (Vec<u8>, Vec<NewEvent>) {
+        let data: Vec<String> = (0..items)
+            .map(|i| {
+                format!(
+                    r#"{{"action":"updated","timestamp":1401833052,"entity":{{"type":"appointment","id":{i},"uri":"https://api.servicetrade.com/api/appointment/{i}"}},"changeset":[{{"field":"status","oldValue":"scheduled","newValue":"completed"}}]}}"#
+                )
+            })
+            .collect();
+        let body = format!(
+            r#"{{"messageId":"MARKER-7f3e","timestamp":"1401833057","data":[{}]}}"#,
+            data.join(",")
+        );
+        let message = Arc::new(Message {
+            headers: vec![("content-type".into(), b"application/json".to_vec())],
+            body: body.clone().into_bytes(),
+        });
+        let events = (0..items)
+            .map(|i| NewEvent {
+                source: "st".into(),
+                vendor: "servicetrade".into(),
+                kind: "appointment.updated".into(),
+                entity: Some(EntityRecord {
+                    kind: "appointment".into(),
+                    id: i.to_string(),
+                    url: None,
+                }),
+                occurred_at: Some("1401833052".into()),
+                dedupe_key: Some(format!("MARKER-7f3e/appointment/{i}/updated")),
+                parsed: true,
+                received_at_ms: now_ms(),
+                message: message.clone(),
+            })
+            .collect();
+        (body.into_bytes(), events)
+    }
+
+    /// How many times `needle` occurs in `haystack`.
+    fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
+        haystack
+            .windows(needle.len())
+            .filter(|w| *w == needle)
+            .count()
+    }
+
+    /// Every byte the store holds for its events: sled's values, and the
+    /// journal's files.
+    fn stored_bytes(store: &EventStore) -> (Vec<u8>, Vec<u8>) {
+        let mut sled = Vec::new();
+        for item in store.events.iter() {
+            sled.extend_from_slice(&item.unwrap().1);
+        }
+        let mut journal = Vec::new();
+        for entry in std::fs::read_dir(store.dir().join("journal")).unwrap() {
+            journal.extend(std::fs::read(entry.unwrap().path()).unwrap());
+        }
+        (sled, journal)
+    }
+
+    #[tokio::test]
+    async fn a_message_split_into_hundreds_of_events_is_stored_once_and_each_reads_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EventStore::open(dir.path()).unwrap();
+        let (body, events) = split_message(400);
+        assert!(body.len() > 60_000, "{} bytes", body.len());
+        let out = store.ingest(events, 60_000).await.unwrap();
+        assert_eq!(out.len(), 400);
+        assert!(out.iter().all(|o| matches!(o, Ingested::Stored(_))));
+
+        let (sled, journal) = stored_bytes(&store);
+        assert_eq!(
+            occurrences(&sled, b"MARKER-7f3e\",\"timestamp"),
+            1,
+            "sled holds the body once"
+        );
+        assert_eq!(
+            occurrences(&journal, b"MARKER-7f3e\",\"timestamp"),
+            1,
+            "the journal holds it once"
+        );
+        // The body once, and a few hundred bytes per event (each was the
+        // whole body, 400 x 64 kB, before).
+        for (name, bytes) in [("sled", &sled), ("journal", &journal)] {
+            assert!(
+                bytes.len() < body.len() + 400 * 512,
+                "{name} holds {} bytes for a {} byte message",
+                bytes.len(),
+                body.len()
+            );
+        }
+        assert_eq!(store.message_count(), 1);
+
+        for o in &out {
+            let e = store.event(o.id()).unwrap().expect("stored");
+            assert_eq!(e.body, body);
+            assert_eq!(
+                e.headers,
+                [("content-type".to_owned(), b"application/json".to_vec())]
+            );
+            assert_eq!(e.id, o.id());
+        }
+        let page = store.events_page(None, 1000, &|_| true).unwrap();
+        assert_eq!(page.len(), 400);
+        assert!(page.iter().all(|e| e.body == body));
+    }
+
+    #[tokio::test]
+    async fn deleting_all_but_one_event_of_a_split_message_keeps_it_and_deleting_the_last_removes_it()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EventStore::open(dir.path()).unwrap();
+        let (body, events) = split_message(5);
+        let ids: Vec<String> = store
+            .ingest(events, 60_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|o| o.id().to_owned())
+            .collect();
+        // The first (under whose id the message is stored) goes early,
+        // one in the middle stays.
+        for id in [&ids[0], &ids[4], &ids[1], &ids[3]] {
+            assert!(store.delete_event(id).unwrap());
+            assert_eq!(store.message_count(), 1, "kept while {} remains", ids[2]);
+        }
+        assert_eq!(store.event(&ids[2]).unwrap().unwrap().body, body);
+        assert!(store.delete_event(&ids[2]).unwrap());
+        assert_eq!(store.message_count(), 0, "the last one takes it along");
+        assert_eq!(store.events.iter().count(), 0, "nothing is left");
+        assert!(!store.delete_event(&ids[2]).unwrap(), "already gone");
+    }
+
+    #[tokio::test]
+    async fn duplicates_of_a_split_message_store_nothing_and_a_partly_new_one_stores_the_new_events()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EventStore::open(dir.path()).unwrap();
+        let (_, events) = split_message(3);
+        let first = store.ingest(events.clone(), 60_000).await.unwrap();
+        let again = store.ingest(events.clone(), 60_000).await.unwrap();
+        assert!(again.iter().all(|o| matches!(o, Ingested::Duplicate(_))));
+        assert_eq!(store.message_count(), 1);
+        // The same message with one more item: only the new one is stored,
+        // with its own copy of the message.
+        let (body, more) = split_message(4);
+        let out = store.ingest(more, 60_000).await.unwrap();
+        assert_eq!(
+            out.iter().map(Ingested::id).take(3).collect::<Vec<_>>(),
+            first.iter().map(Ingested::id).collect::<Vec<_>>()
+        );
+        assert!(matches!(out[3], Ingested::Stored(_)));
+        assert_eq!(store.event(out[3].id()).unwrap().unwrap().body, body);
+        assert_eq!(store.message_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_split_message_sled_lost_in_a_crash_is_written_again_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (body, events) = split_message(3);
+        let ids: Vec<String> = {
+            let store = EventStore::open(dir.path()).unwrap();
+            let out = store.ingest(events, 0).await.unwrap();
+            // As if sled had written none of it when the process died.
+            for k in store.events.iter().keys() {
+                store.events.remove(k.unwrap()).unwrap();
+            }
+            store.db.flush().unwrap();
+            out.iter().map(|o| o.id().to_owned()).collect()
+        };
+        let store = EventStore::open(dir.path()).unwrap();
+        for id in &ids {
+            assert_eq!(store.event(id).unwrap().unwrap().body, body);
+        }
+        assert_eq!(store.message_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_message_whose_events_a_crash_cut_from_the_journal_is_not_written_back() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EventStore::open(dir.path()).unwrap();
+            let (_, events) = split_message(3);
+            store.ingest(events, 0).await.unwrap();
+            for k in store.events.iter().keys() {
+                store.events.remove(k.unwrap()).unwrap();
+            }
+            store.db.flush().unwrap();
+        }
+        // Cut the journal right after the message's frame: its events
+        // were never written (nor answered).
+        let journal = std::fs::read_dir(dir.path().join("journal"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| std::fs::metadata(p).unwrap().len() > 8)
+            .expect("a journal file with records");
+        let bytes = std::fs::read(&journal).unwrap();
+        let mut at = 8;
+        loop {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            let frame = &bytes[at + 8..at + 8 + len];
+            at += 8 + len;
+            if let Ok(Record::Message(..)) = postcard::from_bytes::<Record>(frame) {
+                break;
+            }
+        }
+        std::fs::write(&journal, &bytes[..at]).unwrap();
+        let store = EventStore::open(dir.path()).unwrap();
+        assert_eq!(store.event_count(), 0);
+        assert_eq!(store.message_count(), 0);
+    }
+    /// An event as every store before shared messages held it (format 1:
+    /// headers and body in the record), byte for byte.
+    const WHOLE_RECORD: &str = "011e6576745f3031485130303030303030303030303030303030303030304141036863700d686f75736563616c6c2d70726f0d6a6f622e636f6d706c6574656401036a6f62026a31000001026b310180d095ffbc31010c636f6e74656e742d74797065106170706c69636174696f6e2f6a736f6e077b2261223a317d";
+
+    #[tokio::test]
+    async fn an_event_stored_before_shared_messages_reads_lists_and_deletes_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "evt_01HQ00000000000000000000AA";
+        let bytes: Vec<u8> = (0..WHOLE_RECORD.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&WHOLE_RECORD[i..i + 2], 16).unwrap())
+            .collect();
+        {
+            let store = EventStore::open(dir.path()).unwrap();
+            store
+                .events
+                .insert(key(EVENT, id.as_bytes()), bytes)
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        let report = verify::verify(dir.path()).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let store = EventStore::open(dir.path()).unwrap();
+        let e = store.event(id).unwrap().expect("reads");
+        assert_eq!(
+            (e.source.as_str(), e.kind.as_str(), e.dedupe_key.as_deref()),
+            ("hcp", "job.completed", Some("k1"))
+        );
+        assert_eq!(
+            e.headers,
+            [("content-type".to_owned(), b"application/json".to_vec())]
+        );
+        assert_eq!(e.body, br#"{"a":1}"#);
+        assert_eq!(
+            store.event_head(id).unwrap().expect("head").kind,
+            "job.completed"
+        );
+        assert_eq!(store.events_page(None, 10, &|_| true).unwrap(), [e]);
+        assert!(store.delete_event(id).unwrap());
+        assert_eq!(store.event_count(), 0);
     }
 }

@@ -321,7 +321,7 @@ impl Queue {
                     (t.done, t.dead) = (done, dead);
                 }
                 // The store took its own.
-                Record::Event(..) => {}
+                Record::Event(..) | Record::Message(..) => {}
             }
         }
         let tasks: Vec<(Topic, Task)> = unfinished
