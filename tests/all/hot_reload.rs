@@ -392,3 +392,154 @@ async fn a_restart_or_a_reload_of_an_unchanged_component_does_not_recompile() {
         Some(&vec!["v1b".to_owned()])
     );
 }
+
+/// Polls `GET /plugins` until `done` holds for it.
+async fn wait_for_plugins(
+    admin: &AdminApi,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = admin.get_json("/plugins").await;
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/plugins never showed {what}: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn failure_of<'a>(v: &'a serde_json::Value, dir: &str) -> Option<&'a serde_json::Value> {
+    v["failures"]
+        .as_array()?
+        .iter()
+        .find(|f| f["dir"].as_str().is_some_and(|d| d.ends_with(dir)))
+}
+
+fn loaded<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    v["loaded"].as_array()?.iter().find(|p| p["name"] == name)
+}
+
+#[tokio::test]
+async fn plugins_shows_every_load_failure_until_its_plugin_is_fixed_or_its_directory_removed() {
+    let dest = FakeDestination::start().await;
+    let setup = Setup::new(&dest.url);
+    let admin = AdminApi::new(setup.dir.path());
+    let config = std::fs::read_to_string(setup.config()).unwrap() + &admin.config();
+    std::fs::write(setup.config(), config).unwrap();
+    setup.deploy_relay("v1", "");
+    // Fails from the start.
+    let gone = setup.dir.path().join("plugins").join("gone");
+    std::fs::create_dir_all(&gone).unwrap();
+    std::fs::write(
+        gone.join("plugin.toml"),
+        "name = \"Gone\"\nversion = \"1\"\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start(&setup.config());
+
+    let v = wait_for_plugins(&admin, "relay loaded", |v| loaded(v, "relay").is_some()).await;
+    let relay = loaded(&v, "relay").unwrap();
+    assert_eq!(relay["version"], "v1", "{v:#}");
+    assert_eq!(relay["contract"], "fieldhook:plugin@0.2.0", "{v:#}");
+    assert_eq!(relay["state"], "loaded", "{v:#}");
+    assert!(relay["instances"]["mode"].is_string(), "{v:#}");
+    assert!(
+        failure_of(&v, "gone").unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Gone")
+    );
+
+    // A start failure goes away with its directory.
+    std::fs::remove_dir_all(&gone).unwrap();
+    wait_for_plugins(&admin, "`gone` cleared", |v| {
+        failure_of(v, "gone").is_none()
+    })
+    .await;
+
+    // A broken plugin dropped into the running daemon shows, with why.
+    let broken = setup.dir.path().join("plugins").join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("plugin.wasm"), b"this is not a component").unwrap();
+    std::fs::write(
+        broken.join("plugin.toml"),
+        "name = \"broken\"\nversion = \"1\"\n",
+    )
+    .unwrap();
+    let v = wait_for_plugins(&admin, "`broken` failing", |v| {
+        failure_of(v, "broken").is_some()
+    })
+    .await;
+    let failure = failure_of(&v, "broken").unwrap();
+    assert!(
+        failure["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid component"),
+        "{v:#}"
+    );
+    assert_eq!(failure["serving"], serde_json::Value::Null, "{v:#}");
+
+    // `fieldhook plugins` shows the same.
+    let out = Command::new(env!("CARGO_BIN_EXE_fieldhook"))
+        .args(["plugins", "--config"])
+        .arg(setup.config())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("relay") && text.contains("fieldhook:plugin@0.2.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAILED ") && text.contains("broken"),
+        "{text}"
+    );
+    assert!(text.contains("not a valid component"), "{text}");
+
+    // Fixed: it loads and its failure is gone.
+    std::fs::copy(guest("relay"), broken.join("plugin.wasm")).unwrap();
+    let v = wait_for_plugins(&admin, "`broken` fixed", |v| {
+        failure_of(v, "broken").is_none() && loaded(v, "broken").is_some()
+    })
+    .await;
+    assert_eq!(loaded(&v, "broken").unwrap()["state"], "loaded", "{v:#}");
+
+    // A broken new version of a serving plugin shows beside the old one.
+    std::fs::write(
+        setup.relay_dir().join("plugin.wasm"),
+        b"not a component either",
+    )
+    .unwrap();
+    let v = wait_for_plugins(&admin, "relay's new version failing", |v| {
+        failure_of(v, "relay").is_some()
+    })
+    .await;
+    assert_eq!(
+        failure_of(&v, "relay").unwrap()["serving"],
+        "relay",
+        "{v:#}"
+    );
+    let relay = loaded(&v, "relay").unwrap();
+    assert_eq!(relay["version"], "v1", "the old version serves: {v:#}");
+    assert_eq!(relay["state"], "loaded, new version failing", "{v:#}");
+
+    // Removing its directory removes the plugin and the failure.
+    std::fs::remove_dir_all(setup.relay_dir()).unwrap();
+    let v = wait_for_plugins(&admin, "relay gone", |v| {
+        failure_of(v, "relay").is_none() && loaded(v, "relay").is_none()
+    })
+    .await;
+    assert_eq!(v["failures"], serde_json::json!([]), "{v:#}");
+    daemon.stop();
+}

@@ -191,6 +191,11 @@ fn servicem8_job_sync_maps_the_fetched_job_into_the_delivered_record() {
             "method": "GET",
             "url": format!("https://api.servicem8.com/api_1.0/job/{SM8_JOB}.json"),
             "outcome": "canned", "status": 200, "rule": null,
+            // Allowed by the manifest's first grant, which names the credential.
+            "grant": {
+                "allowed": true, "rule": 1, "reason": null,
+                "toml": "[[http]]\nscheme = \"https\"\nhost = \"api.servicem8.com\"\nmethods = [\"GET\"]\npath = \"/api_1.0/job/\"\ncredential = \"servicem8\"",
+            },
         }])
     );
     let request = delivered(&report);

@@ -34,6 +34,27 @@ timeout_ms = 2000
 endpoint = "https://books.example.com/relay"
 label = "local"
 fetch = "https://api.example.com/jobs/job_7f3e"
+[[http]]
+host = "api.example.com"
+path = "/jobs/"
+[[http]]
+host = "books.example.com"
+methods = ["POST"]
+path = "/relay"
+"#;
+
+/// The relay's manifest granting its fetch but not its delivery.
+const FETCH_ONLY: &str = r#"
+name = "relay"
+version = "2"
+[[subscriptions]]
+source = "hcp"
+[config]
+endpoint = "https://books.example.com/relay"
+fetch = "https://api.example.com/jobs/job_7f3e"
+[[http]]
+host = "api.example.com"
+path = "/jobs/"
 "#;
 
 #[test]
@@ -79,6 +100,13 @@ fn check_accepts_a_plugin_and_names_what_is_wrong_with_one_that_is_not() {
         out.contains("limits     memory 32 MiB, time 2000 ms"),
         "{out}"
     );
+    assert!(
+        out.contains(
+            "grants     [[http]] rule 2: scheme = \"https\", host = \"books.example.com\""
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("warning"), "every endpoint is granted: {out}");
 
     std::fs::write(tmp.path().join("empty.wasm"), b"\0asm\x0d\0\x01\0").unwrap();
     let bad = fieldhook(&["plugin", "check", "empty.wasm"], tmp.path());
@@ -176,7 +204,7 @@ fn run_answers_outbound_requests_from_canned_responses_and_prints_everything() {
 }
 
 #[test]
-fn new_scaffolds_a_rust_plugin_that_builds_and_runs_on_its_sample_event() {
+fn new_scaffolds_a_rust_plugin_that_plugin_build_builds_and_that_runs_granted_on_its_sample() {
     let tmp = tempfile::tempdir().unwrap();
     let created = fieldhook(
         &["plugin", "new", "job-notes", "--lang", "rust"],
@@ -190,51 +218,312 @@ fn new_scaffolds_a_rust_plugin_that_builds_and_runs_on_its_sample_event() {
         "plugin.toml",
         "sample-event.json",
         "README.md",
+        "sdk/Cargo.toml",
+        "sdk/src/lib.rs",
+        "wit/0.2/plugin.wit",
     ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
+    assert_no_checkout_paths(&dir);
+    // Shared with the other guest builds, so the SDK compiles once.
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
         .join("guests");
-    let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&target)
+    let built = Command::new(env!("CARGO_BIN_EXE_fieldhook"))
+        .args(["plugin", "build"])
         .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
+        .output()
         .unwrap();
-    assert!(built.success(), "the scaffolded plugin builds");
-    let component = target.join("wasm32-wasip2/release/job_notes.wasm");
+    assert!(built.status.success(), "{}", stderr(&built));
+    assert!(
+        stdout(&built).contains("built ") && stdout(&built).contains("job_notes.wasm"),
+        "{}",
+        stdout(&built)
+    );
+    let component = "target/wasm32-wasip2/release/job_notes.wasm";
+    assert!(dir.join(component).is_file(), "where plugin.toml says");
     let run = fieldhook(
-        &[
-            "plugin",
-            "run",
-            component.to_str().unwrap(),
-            "--manifest",
-            "plugin.toml",
-            "--event",
-            "sample-event.json",
-        ],
+        &["plugin", "run", component, "--event", "sample-event.json"],
         &dir,
     );
-    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        run.status.success(),
+        "the scaffold grants its delivery: {}",
+        stderr(&run)
+    );
     let out = stdout(&run);
     assert!(out.contains("decision: deliver 1 request(s)"), "{out}");
+    assert!(out.contains("allowed by [[http]] rule 1"), "{out}");
     assert!(out.contains("\"job_id\":\"job_7f3e\""), "{out}");
+    let check = fieldhook(&["plugin", "check", component], &dir);
+    assert!(!stdout(&check).contains("warning"), "{}", stdout(&check));
+}
 
-    for lang in ["js", "python"] {
+/// A scaffold names nothing of the machine that built fieldhook.
+fn assert_no_checkout_paths(dir: &Path) {
+    let checkout = workspace_root().canonicalize().unwrap();
+    let checkout = checkout.to_string_lossy();
+    for entry in walk(dir) {
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        assert!(
+            !text.contains(checkout.as_ref()),
+            "{} names the build machine's {checkout}",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if !p.ends_with("target") {
+                out.extend(walk(&p));
+            }
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn new_scaffolds_js_and_python_plugins_whose_build_says_what_to_install() {
+    let tmp = tempfile::tempdir().unwrap();
+    let no_tools = tmp.path().join("empty-path");
+    std::fs::create_dir_all(&no_tools).unwrap();
+    for (lang, files, missing) in [
+        (
+            "js",
+            &[
+                "plugin.js",
+                "plugin.test.mjs",
+                "package.json",
+                "sdk/build.mjs",
+                "sdk/testing.js",
+            ][..],
+            "node is not installed",
+        ),
+        (
+            "python",
+            &[
+                "app.py",
+                "test_app.py",
+                "sdk/build.py",
+                "sdk/fieldhook/__init__.py",
+            ][..],
+            "pip install componentize-py==0.25.0",
+        ),
+    ] {
         let name = format!("notes-{lang}");
         let created = fieldhook(&["plugin", "new", &name, "--lang", lang], tmp.path());
         assert!(created.status.success(), "{}", stderr(&created));
-        assert!(tmp.path().join(&name).join("wit/plugin.wit").is_file());
-        assert!(tmp.path().join(&name).join("plugin.toml").is_file());
+        let dir = tmp.path().join(&name);
+        for f in files.iter().chain(&["plugin.toml", "wit/0.2/plugin.wit"]) {
+            assert!(dir.join(f).is_file(), "{lang}: {f} missing");
+        }
+        assert_no_checkout_paths(&dir);
+        let manifest =
+            fieldhook_policy::manifest::Manifest::load(&dir.join("plugin.toml")).unwrap();
+        let target =
+            fieldhook_policy::grants::Target::parse("POST", &manifest.config["endpoint"]).unwrap();
+        assert!(
+            manifest.http.check(&target).is_ok(),
+            "{lang}: the sample's delivery is granted"
+        );
+
+        let build = Command::new(env!("CARGO_BIN_EXE_fieldhook"))
+            .args(["plugin", "build"])
+            .current_dir(&dir)
+            .env("PATH", &no_tools)
+            .output()
+            .unwrap();
+        assert!(!build.status.success());
+        assert!(
+            stderr(&build).contains(missing),
+            "{lang}: {}",
+            stderr(&build)
+        );
     }
+}
+
+#[test]
+fn check_warns_about_configured_endpoints_no_grant_covers_with_the_rule_to_add() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = guest("relay");
+    std::fs::write(tmp.path().join("plugin.toml"), FETCH_ONLY).unwrap();
+    let out = fieldhook(
+        &[
+            "plugin",
+            "check",
+            relay.to_str().unwrap(),
+            "--manifest",
+            "plugin.toml",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "warnings only: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "warning    config.endpoint = https://books.example.com/relay is covered by no [[http]] rule"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("host = \"books.example.com\"") && text.contains("path = \"/relay\""),
+        "the rule to add: {text}"
+    );
+    assert!(
+        !text.contains("config.fetch"),
+        "the granted fetch URL is not warned about: {text}"
+    );
+}
+
+#[test]
+fn run_says_for_each_request_and_delivery_whether_the_manifest_grants_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = guest("relay");
+    std::fs::write(tmp.path().join("plugin.toml"), FETCH_ONLY).unwrap();
+    std::fs::write(
+        tmp.path().join("event.json"),
+        r#"{"source":"hcp","kind":"job.completed","body":{"job":{"id":"job_7f3e"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("responses.json"),
+        r#"[{"url":"https://api.example.com/*","status":200,"body":{}},
+            {"url":"https://books.example.com/*","status":200,"body":{}}]"#,
+    )
+    .unwrap();
+    let run = |manifest: &str, extra: &[&str]| {
+        std::fs::write(tmp.path().join("plugin.toml"), manifest).unwrap();
+        fieldhook(
+            &[
+                &[
+                    "plugin",
+                    "run",
+                    relay.to_str().unwrap(),
+                    "--manifest",
+                    "plugin.toml",
+                    "--event",
+                    "event.json",
+                    "--responses",
+                    "responses.json",
+                ][..],
+                extra,
+            ]
+            .concat(),
+            tmp.path(),
+        )
+    };
+
+    let out = run(FETCH_ONLY, &[]);
+    assert!(
+        !out.status.success(),
+        "a delivery the daemon would refuse fails the run"
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("GET https://api.example.com/jobs/job_7f3e -> answered 200 (canned)\n      allowed by [[http]] rule 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "[0] POST https://books.example.com/relay\n      NOT GRANTED: the daemon would refuse it"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("        [[http]]\n        scheme = \"https\"\n        host = \"books.example.com\"\n        methods = [\"POST\"]\n        path = \"/relay\""),
+        "the exact rule to add: {text}"
+    );
+    assert!(
+        stderr(&out).contains("would refuse 1 of the 1 deliveries"),
+        "{}",
+        stderr(&out)
+    );
+
+    let json = run(FETCH_ONLY, &["--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        report["outbound"][0]["grant"]["allowed"], true,
+        "{report:#}"
+    );
+    assert_eq!(report["outbound"][0]["grant"]["rule"], 1, "{report:#}");
+    let delivery = &report["decision"]["requests"][0]["grant"];
+    assert_eq!(delivery["allowed"], false, "{report:#}");
+    assert!(
+        delivery["toml"]
+            .as_str()
+            .unwrap()
+            .contains("host = \"books.example.com\"")
+    );
+
+    // A canned answer does not make an ungranted request pass: the daemon
+    // would refuse it before any connection.
+    let no_grants = "name = \"relay\"\nversion = \"2\"\n[config]\nendpoint = \"https://books.example.com/relay\"\nfetch = \"https://api.example.com/jobs/job_7f3e\"\n";
+    let text = stdout(&run(no_grants, &[]));
+    assert!(
+        text.contains("GET https://api.example.com/jobs/job_7f3e -> denied: not granted by plugin.toml's [[http]] rules"),
+        "{text}"
+    );
+    assert!(
+        text.contains("host = \"api.example.com\"\n        methods = [\"GET\"]\n        path = \"/jobs/job_7f3e\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_takes_the_vendor_and_source_of_a_raw_body_from_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = guest("relay");
+    std::fs::write(tmp.path().join("plugin.toml"), MANIFEST).unwrap();
+    std::fs::write(
+        tmp.path().join("body.json"),
+        r#"{"event":"job.completed","job":{"id":"job_7f3e"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("responses.json"),
+        r#"[{"url":"https://*","status":200}]"#,
+    )
+    .unwrap();
+    let args = [
+        "plugin",
+        "run",
+        relay.to_str().unwrap(),
+        "--manifest",
+        "plugin.toml",
+        "--event",
+        "body.json",
+        "--json",
+    ];
+    let out = fieldhook(
+        &[&args[..], &["--vendor", "housecall-pro", "--source", "hcp"]].concat(),
+        tmp.path(),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["event"]["vendor"], "housecall-pro", "{report:#}");
+    assert_eq!(report["event"]["source"], "hcp", "{report:#}");
+    assert_eq!(report["event"]["kind"], "job.completed", "{report:#}");
+    assert_eq!(report["event"]["subscribed"], true, "{report:#}");
+
+    let unknown = fieldhook(
+        &[&args[..], &["--vendor", "housecallpro"]].concat(),
+        tmp.path(),
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown)
+            .contains("--vendor `housecallpro` is not a vendor fieldhook knows; use one of:")
+            && stderr(&unknown).contains("housecall-pro"),
+        "{}",
+        stderr(&unknown)
+    );
 }

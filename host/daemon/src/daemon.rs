@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -63,9 +63,6 @@ pub struct Daemon {
     pub addr: SocketAddr,
     /// Plugins that failed to load at start.
     pub load_failures: Vec<LoadFailure>,
-    /// Plugin load failures as the admin API shows them (`GET /plugins`);
-    /// whoever reloads plugins replaces the list.
-    pub plugin_failures: Arc<RwLock<Vec<LoadFailure>>>,
     /// The address the admin API is bound to, when `[admin]` is configured.
     pub admin_addr: Option<SocketAddr>,
     /// Reloads the configuration file; `None` when started from a
@@ -222,7 +219,6 @@ impl Daemon {
         // Requests carry the peer address (`allowed_ips`).
         let server = tokio::spawn(listener::serve(listener, app, webhook_limits, shutdown_rx));
         let ready = Arc::new(AtomicBool::new(false));
-        let plugin_failures = Arc::new(RwLock::new(load_failures.clone()));
         let reloader = path.map(|path| {
             Arc::new(Reloader::new(
                 path,
@@ -239,7 +235,6 @@ impl Daemon {
                 let app = crate::admin::router(
                     settings,
                     pipeline.clone(),
-                    plugin_failures.clone(),
                     ready.clone(),
                     reloader.clone(),
                 );
@@ -268,7 +263,6 @@ impl Daemon {
         Ok(Self {
             addr,
             load_failures,
-            plugin_failures,
             admin_addr,
             reloader,
             ready,

@@ -133,6 +133,15 @@ enum Command {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Every plugin of the running daemon: loaded (version, contract,
+    /// instances) or failing to load, and why.
+    Plugins {
+        #[arg(long, short, default_value = "fieldhook.toml")]
+        config: PathBuf,
+        /// Print the admin API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Queue depth, dead letters, counters and circuits.
     Stats {
         #[arg(long, short, default_value = "fieldhook.toml")]
@@ -287,6 +296,7 @@ fn main() -> anyhow::Result<()> {
         Command::Health { config, ready } => {
             std::process::exit(rt.block_on(cmd::health::health(&config, ready)))
         }
+        Command::Plugins { config, json } => rt.block_on(cmd::plugins::plugins(&config, json)),
         Command::Stats { config, metrics } => rt.block_on(cmd::stats::stats(&config, metrics)),
         Command::Store {
             command: StoreCommand::Verify { data_dir },

@@ -230,6 +230,50 @@ impl Allowlist {
     }
 }
 
+impl Allowlist {
+    /// The position in `[[http]]` of the rule `grant` names (0-based), so
+    /// tools can say which rule allowed a request.
+    pub fn index_of(&self, grant: &Grant<'_>) -> Option<usize> {
+        self.rules.iter().position(|r| std::ptr::eq(r, grant.rule))
+    }
+
+    /// The first rule reaching `target`'s scheme, host, port and path with
+    /// any method: whether a configured endpoint is granted at all, before
+    /// the plugin says which method it uses.
+    pub fn reaches(&self, target: &Target) -> Option<usize> {
+        self.rules.iter().position(|r| {
+            let any_method = Target {
+                method: r.methods.first().cloned().unwrap_or_default(),
+                ..target.clone()
+            };
+            rule_matches(r, &any_method)
+        })
+    }
+}
+
+impl HttpRule {
+    /// The rule as the `[[http]]` TOML block that declares it.
+    pub fn to_toml(&self) -> String {
+        let mut s = format!(
+            "[[http]]\nscheme = \"{}\"\nhost = \"{}\"\n",
+            self.scheme, self.host
+        );
+        if let Some(port) = self.port {
+            s.push_str(&format!("port = {port}\n"));
+        }
+        let methods: Vec<String> = self.methods.iter().map(|m| format!("\"{m}\"")).collect();
+        s.push_str(&format!(
+            "methods = [{}]\npath = \"{}\"",
+            methods.join(", "),
+            self.path
+        ));
+        if let Some(c) = &self.credential {
+            s.push_str(&format!("\ncredential = \"{c}\""));
+        }
+        s
+    }
+}
+
 /// Checks one resolved address of an allowed request.
 pub fn check_address(grant: &Grant<'_>, target: &Target, ip: IpAddr) -> Result<(), Denied> {
     if grant.explicit || is_public(ip) {
@@ -310,6 +354,12 @@ impl Target {
 
     fn default_port(&self) -> u16 {
         if self.scheme == "https" { 443 } else { 80 }
+    }
+
+    /// The narrowest `[[http]]` rule that allows this request: its scheme,
+    /// host, port, method and exact path.
+    pub fn rule_to_add(&self) -> String {
+        suggestion(self)
     }
 }
 
@@ -607,5 +657,24 @@ mod tests {
         assert!(bad("[[http]]\nhost = \"a.*.com\"\n").contains("host"));
         assert!(bad("[[http]]\nhost = \"x\"\nmethods = []\n").contains("methods"));
         assert!(bad("[[http]]\nhost = \"x\"\npath = \"api\"\n").contains("path"));
+    }
+
+    #[test]
+    fn tools_can_name_the_rule_that_allowed_a_request_and_whether_an_endpoint_is_reached() {
+        let a = rules(ST);
+        let target = t("POST", "https://api.servicetitan.io/jpm/v2/jobs");
+        let grant = a.check(&target).unwrap();
+        assert_eq!(a.index_of(&grant), Some(0));
+        assert_eq!(
+            grant.rule.to_toml(),
+            "[[http]]\nscheme = \"https\"\nhost = \"api.servicetitan.io\"\nmethods = [\"GET\", \"POST\"]\npath = \"/jpm/v2/\"\ncredential = \"servicetitan\""
+        );
+        // A configured endpoint is reached whatever method the rule allows.
+        assert_eq!(a.reaches(&t("GET", "https://x.servicem8.com/api")), Some(1));
+        assert_eq!(a.reaches(&t("GET", "https://books.example.com/api")), None);
+        assert_eq!(
+            t("PUT", "http://books.example.com:8080/api/jobs").rule_to_add(),
+            "[[http]]\nscheme = \"http\"\nhost = \"books.example.com\"\nport = 8080\nmethods = [\"PUT\"]\npath = \"/api/jobs\""
+        );
     }
 }

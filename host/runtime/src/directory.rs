@@ -37,6 +37,9 @@ pub struct LoadFailure {
     pub dir: PathBuf,
     /// What went wrong, with how to fix it.
     pub reason: String,
+    /// The plugin this directory keeps serving (its previous version)
+    /// while its new content fails.
+    pub serving: Option<String>,
 }
 
 /// The plugins currently serving, by name. Cheap to snapshot: workers take
@@ -135,6 +138,7 @@ impl PluginSet {
                 let failure = LoadFailure {
                     dir: dir.to_owned(),
                     reason: format!("cannot read the plugins directory: {e}"),
+                    serving: None,
                 };
                 tracing::error!(dir = %dir.display(), reason = %failure.reason, "plugins not loaded");
                 self.set_failure(failure.clone());
@@ -250,6 +254,7 @@ impl PluginSet {
         let failure = LoadFailure {
             dir: dir.to_owned(),
             reason,
+            serving: serving.map(str::to_owned),
         };
         self.set_failure(failure.clone());
         failure

@@ -21,8 +21,8 @@ pub mod client;
 
 use std::net::SocketAddr;
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 
 use axum::Json;
 use axum::Router;
@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 use fieldhook_core::event::EventRecord;
 use fieldhook_pipeline::Pipeline;
 use fieldhook_pipeline::replay::{DlqFilter, ReplayReport};
-use fieldhook_runtime::directory::LoadFailure;
+use fieldhook_runtime::InstancePolicy;
 use fieldhook_store::queue::{Task, TaskState, Topic};
 
 /// Most items one list answer holds.
@@ -110,8 +110,6 @@ impl RawAdmin {
 pub struct AdminState {
     /// The running pipeline.
     pub pipeline: Arc<Pipeline>,
-    /// Plugins that failed to load (fed by the daemon, and by hot reload).
-    pub load_failures: Arc<RwLock<Vec<LoadFailure>>>,
     /// False while starting or stopping.
     pub ready: Arc<AtomicBool>,
     /// Reloads the configuration file (`POST /reload`).
@@ -123,13 +121,11 @@ pub struct AdminState {
 pub fn router(
     settings: &AdminSettings,
     pipeline: Arc<Pipeline>,
-    load_failures: Arc<RwLock<Vec<LoadFailure>>>,
     ready: Arc<AtomicBool>,
     reloader: Option<Arc<crate::reload::Reloader>>,
 ) -> Router {
     let state = Arc::new(AdminState {
         pipeline,
-        load_failures,
         ready,
         reloader,
         token: settings.token.clone(),
@@ -624,20 +620,53 @@ async fn replay(State(s): State<Arc<AdminState>>, Json(r): Json<ReplayRequest>) 
     Json(report).into_response()
 }
 
+/// Every plugin serving and every plugin directory failing, read live from
+/// the plugin set: a hot-loaded failure shows at once and goes away when
+/// its directory is fixed or removed.
 async fn plugins(State(s): State<Arc<AdminState>>) -> Response {
+    let failures = s.pipeline.plugins.failures();
     let loaded: Vec<Value> = s
         .pipeline
         .plugins
         .snapshot()
         .values()
-        .map(|p| json!({ "name": p.manifest.name, "version": p.manifest.version }))
+        .map(|p| {
+            let dir = p.manifest.component.parent().map(FsPath::to_path_buf);
+            // A failing new version of a serving plugin is shown with it.
+            let failing = failures
+                .iter()
+                .find(|f| f.serving.as_deref() == Some(p.manifest.name.as_str()))
+                .map(|f| f.reason.clone());
+            let instances = match p.instances {
+                InstancePolicy::Fresh => json!({ "mode": "fresh" }),
+                InstancePolicy::Reuse(r) => json!({
+                    "mode": "reuse",
+                    "warm": p.warm_instances(),
+                    "recycle_after_calls": r.after_calls,
+                    "recycle_memory_bytes": r.memory_bytes,
+                }),
+            };
+            json!({
+                "name": p.manifest.name,
+                "version": p.manifest.version,
+                "contract": p.wit_version.to_string(),
+                "dir": dir.map(|d| d.display().to_string()),
+                "component_bytes": p.component_bytes,
+                "instances": instances,
+                "state": if failing.is_some() { "loaded, new version failing" } else { "loaded" },
+                "failing": failing,
+            })
+        })
         .collect();
-    let failures: Vec<Value> = s
-        .load_failures
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
+    let failures: Vec<Value> = failures
         .iter()
-        .map(|f| json!({ "dir": f.dir.display().to_string(), "reason": f.reason }))
+        .map(|f| {
+            json!({
+                "dir": f.dir.display().to_string(),
+                "reason": f.reason,
+                "serving": f.serving,
+            })
+        })
         .collect();
     Json(json!({ "loaded": loaded, "failures": failures })).into_response()
 }

@@ -6,6 +6,7 @@ pub mod events;
 pub mod health;
 pub mod init;
 pub mod plugin;
+pub mod plugins;
 pub mod replay;
 pub mod send;
 pub mod serve;

@@ -4,8 +4,10 @@
 //!   without running it;
 //! - `run` runs it locally on a sample event, or on an event the daemon
 //!   stored, and shows everything it did (as text or JSON);
-//! - `new` scaffolds a working plugin with its manifest and a sample event.
+//! - `new` scaffolds a working plugin with its manifest and a sample event;
+//! - `build` builds a plugin of any language from its directory.
 
+mod build;
 mod check;
 mod new;
 mod run;
@@ -64,6 +66,18 @@ pub enum PluginCommand {
         /// usage, decision or error) instead of the report.
         #[arg(long)]
         json: bool,
+        /// The vendor the event came from (`housecall-pro`, `servicem8`,
+        /// ...), so the SDKs' typed vendor views accept a raw body.
+        #[arg(long, value_name = "VENDOR")]
+        vendor: Option<String>,
+        /// The source the event arrived on (a `[[sources]]` name); it
+        /// decides which subscriptions match.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
+        /// The event's kind (`job.completed`); default: the sample's, or a
+        /// raw body's `event` or `type` field.
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
     },
     /// Check a component against the WIT world and its manifest, without
     /// running it.
@@ -75,7 +89,8 @@ pub enum PluginCommand {
         #[arg(long)]
         manifest: Option<PathBuf>,
     },
-    /// Scaffold a new plugin: source, manifest and a sample event.
+    /// Scaffold a new plugin: source, unit tests, manifest, a sample event,
+    /// and the SDK and contract it builds with.
     New {
         /// Plugin name (`a-z`, `0-9`, `-`, `_`); also its directory.
         name: String,
@@ -85,10 +100,15 @@ pub enum PluginCommand {
         /// Where to create the plugin's directory.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The SDK to use: guest-sdk/ for rust, guest-sdk-js/ for js,
-        /// guest-sdk-py/ for python; default: this fieldhook checkout's.
-        #[arg(long)]
-        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin from its directory, whatever its language: Rust with
+    /// cargo (wasm32-wasip2), JavaScript with the SDK's build script
+    /// (componentize-js), Python with componentize-py. Says what to install
+    /// when a tool is missing.
+    Build {
+        /// The plugin's directory (holding plugin.toml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
     },
     /// List the `fieldhook:plugin` contract versions this fieldhook serves,
     /// with the SDKs that build each.
@@ -113,6 +133,9 @@ pub async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             manifest,
             responses,
             json,
+            vendor,
+            source,
+            kind,
         } => {
             let event = match (event, event_id) {
                 (Some(file), _) => run::EventFrom::File(file),
@@ -126,6 +149,11 @@ pub async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
                 manifest,
                 responses,
                 json,
+                envelope: run::Envelope {
+                    vendor,
+                    source,
+                    kind,
+                },
             };
             run::run(&component, &event, &options).await
         }
@@ -133,12 +161,8 @@ pub async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             component,
             manifest,
         } => check::check(&component, manifest.as_deref()),
-        PluginCommand::New {
-            name,
-            lang,
-            dir,
-            sdk,
-        } => new::new(&name, lang, &dir, sdk.as_deref()),
+        PluginCommand::New { name, lang, dir } => new::new(&name, lang, &dir),
+        PluginCommand::Build { dir } => build::build(&dir),
         PluginCommand::Versions => {
             print!("{}", versions());
             Ok(())
@@ -166,14 +190,22 @@ fn versions() -> String {
 }
 
 /// The manifest to use for a component: the given one, else `plugin.toml`
-/// beside the component, else defaults named after the file. The component
+/// beside the component, else the `plugin.toml` of the current directory
+/// when it names this component, else defaults named after the file. The component
 /// given on the command line wins over the manifest's `component`.
 fn manifest_for(component: &Path, manifest: Option<&Path>) -> anyhow::Result<Manifest> {
     let beside = component
         .parent()
         .map(|d| d.join("plugin.toml"))
         .filter(|p| p.is_file());
-    let mut m = match manifest.map(Path::to_owned).or(beside) {
+    // In a plugin's directory, its plugin.toml names a component elsewhere
+    // (Rust: under target/): that manifest is the component's.
+    let here = Path::new("plugin.toml");
+    let names_it = || {
+        let named = Manifest::load(here).ok()?.component.canonicalize().ok()?;
+        (named == component.canonicalize().ok()?).then(|| here.to_owned())
+    };
+    let mut m = match manifest.map(Path::to_owned).or(beside).or_else(names_it) {
         Some(path) => Manifest::load(&path)?,
         None => {
             let stem = component
@@ -199,6 +231,86 @@ fn manifest_for(component: &Path, manifest: Option<&Path>) -> anyhow::Result<Man
     };
     m.component = component.to_owned();
     Ok(m)
+}
+
+/// Whether a plugin's `[[http]]` grants allow one request, as the tools
+/// report it: the rule that allows it, or why not and the rule to add.
+#[derive(Debug, Clone, serde::Serialize)]
+struct GrantInfo {
+    allowed: bool,
+    /// 1-based position in plugin.toml's `[[http]]` of the allowing rule.
+    rule: Option<usize>,
+    /// The allowing rule's TOML, or the rule to add to allow it.
+    toml: Option<String>,
+    /// Why the daemon would refuse it.
+    reason: Option<String>,
+}
+
+fn grant_info(manifest: &Manifest, method: &str, url: &str) -> GrantInfo {
+    use fieldhook_policy::grants::{Denied, Target};
+    let checked = Target::parse(method, url).and_then(|t| {
+        manifest
+            .http
+            .check(&t)
+            .map(|g| (manifest.http.index_of(&g), g.rule.to_toml()))
+    });
+    match checked {
+        Ok((index, toml)) => GrantInfo {
+            allowed: true,
+            rule: index.map(|i| i + 1),
+            toml: Some(toml),
+            reason: None,
+        },
+        Err(denied) => {
+            let (reason, toml) = match &denied {
+                Denied::NotGranted { suggestion, .. } => (
+                    "no [[http]] rule of plugin.toml grants it".to_owned(),
+                    Some(suggestion.clone()),
+                ),
+                Denied::PrivateAddress {
+                    host,
+                    ip,
+                    suggestion,
+                } => (
+                    format!("{host} is {ip}, a non-public address only a rule naming it allows"),
+                    Some(suggestion.clone()),
+                ),
+                other => (other.to_string(), None),
+            };
+            GrantInfo {
+                allowed: false,
+                rule: None,
+                toml,
+                reason: Some(reason),
+            }
+        }
+    }
+}
+
+/// The grant verdict as indented report lines.
+fn grant_lines(g: &GrantInfo, indent: &str) -> String {
+    let mut out = String::new();
+    if g.allowed {
+        let rule = g.rule.map(|r| format!(" {r}")).unwrap_or_default();
+        let first = g.toml.as_deref().unwrap_or("").lines().skip(1);
+        let summary: Vec<&str> = first.collect();
+        out.push_str(&format!(
+            "{indent}allowed by [[http]] rule{rule} ({})\n",
+            summary.join(", ")
+        ));
+        return out;
+    }
+    out.push_str(&format!(
+        "{indent}NOT GRANTED: the daemon would refuse it: {}\n",
+        g.reason.as_deref().unwrap_or("refused")
+    ));
+    if let Some(toml) = &g.toml {
+        out.push_str(&format!("{indent}to allow it, add to plugin.toml:\n"));
+        for line in toml.lines() {
+            out.push_str(&format!("{indent}  {line}\n"));
+        }
+    }
+    out
 }
 
 /// Compiled code for the tools, kept between runs.

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use fieldhook_capabilities::{Capabilities, Sandbox};
+use fieldhook_policy::grants::Target;
+use fieldhook_policy::manifest::Manifest;
 use fieldhook_runtime::{InstancePolicy, Runtime};
 
 use super::{manifest_for, mib, read_component, tool_cache};
@@ -68,5 +70,41 @@ pub fn check(component: &Path, manifest: Option<&Path>) -> anyhow::Result<()> {
             m.config.keys().cloned().collect::<Vec<_>>().join(", ")
         );
     }
+    for (i, rule) in m.http.rules().iter().enumerate() {
+        let toml = rule.to_toml();
+        let summary: Vec<&str> = toml.lines().skip(1).collect();
+        println!("grants     [[http]] rule {}: {}", i + 1, summary.join(", "));
+    }
+    for warning in unreached_endpoints(m) {
+        println!("{warning}");
+    }
     Ok(())
+}
+
+/// Warnings for `[config]` values that are URLs no `[[http]]` rule reaches:
+/// the plugin's requests to them would be refused.
+fn unreached_endpoints(m: &Manifest) -> Vec<String> {
+    m.config
+        .iter()
+        .filter(|(_, v)| v.starts_with("http://") || v.starts_with("https://"))
+        .filter_map(|(key, url)| {
+            let target = match Target::parse("POST", url) {
+                Ok(t) => t,
+                Err(e) => return Some(format!("warning    config.{key}: {e}")),
+            };
+            if m.http.reaches(&target).is_some() {
+                return None;
+            }
+            let add: Vec<String> = target
+                .rule_to_add()
+                .lines()
+                .map(|l| format!("             {l}"))
+                .collect();
+            Some(format!(
+                "warning    config.{key} = {url} is covered by no [[http]] rule: requests to it \
+                 will be refused. To allow it, add to plugin.toml (with the methods it uses):\n{}",
+                add.join("\n")
+            ))
+        })
+        .collect()
 }

@@ -1,47 +1,17 @@
 //! `fieldhook plugin new`: scaffolds a plugin that builds and runs as is.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 
 use super::Lang;
 
-/// The contract, shipped with JS and Python plugins (their tool chains read
-/// WIT files; Rust plugins get it through the SDK).
-const WIT: &[(&str, &str)] = &[
-    (
-        "plugin.wit",
-        include_str!("../../../../../wit/0.2/plugin.wit"),
-    ),
-    (
-        "deps/cli/cli.wit",
-        include_str!("../../../../../wit/0.2/deps/cli/cli.wit"),
-    ),
-    (
-        "deps/clocks/clocks.wit",
-        include_str!("../../../../../wit/0.2/deps/clocks/clocks.wit"),
-    ),
-    (
-        "deps/filesystem/filesystem.wit",
-        include_str!("../../../../../wit/0.2/deps/filesystem/filesystem.wit"),
-    ),
-    (
-        "deps/http/http.wit",
-        include_str!("../../../../../wit/0.2/deps/http/http.wit"),
-    ),
-    (
-        "deps/io/io.wit",
-        include_str!("../../../../../wit/0.2/deps/io/io.wit"),
-    ),
-    (
-        "deps/random/random.wit",
-        include_str!("../../../../../wit/0.2/deps/random/random.wit"),
-    ),
-    (
-        "deps/sockets/sockets.wit",
-        include_str!("../../../../../wit/0.2/deps/sockets/sockets.wit"),
-    ),
-];
+/// The SDKs and the contract, embedded at build time (`build.rs`): a
+/// scaffold carries its own copy in `sdk/` and `wit/0.2/`, so it builds on
+/// any machine with the language's tool chain, without a fieldhook checkout.
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
+}
 
 const SAMPLE_EVENT: &str = r#"{
   "source": "hcp",
@@ -63,7 +33,7 @@ const SAMPLE_EVENT: &str = r#"{
 }
 "#;
 
-pub fn new(name: &str, lang: Lang, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
+pub fn new(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<()> {
     if name.is_empty()
         || !name
             .bytes()
@@ -78,11 +48,27 @@ pub fn new(name: &str, lang: Lang, dir: &Path, sdk: Option<&Path>) -> anyhow::Re
             root.display()
         );
     }
-    let files = match lang {
-        Lang::Rust => rust(name, &sdk_path(sdk)?),
-        Lang::Js => with_wit(js(name, &lang_sdk(sdk, "guest-sdk-js", "build.mjs")?)),
-        Lang::Python => with_wit(python(name, &lang_sdk(sdk, "guest-sdk-py", "build.py")?)),
+    let mut files = match lang {
+        Lang::Rust => rust(name),
+        Lang::Js => js(name),
+        Lang::Python => python(name),
     };
+    let sdk: Vec<(String, String)> = match lang {
+        Lang::Rust => embedded::RUST_SDK
+            .iter()
+            .filter(|(p, _)| *p != "Cargo.toml")
+            .map(|(p, t)| (p.to_string(), t.to_string()))
+            .chain([("Cargo.toml".to_owned(), rust_sdk_manifest())])
+            .collect(),
+        Lang::Js => copy(embedded::JS_SDK),
+        Lang::Python => copy(embedded::PY_SDK),
+    };
+    files.extend(sdk.into_iter().map(|(p, t)| (format!("sdk/{p}"), t)));
+    files.extend(
+        embedded::WIT
+            .iter()
+            .map(|(p, t)| (format!("wit/0.2/{p}"), (*t).to_owned())),
+    );
     for (path, text) in &files {
         let path = root.join(path);
         if let Some(parent) = path.parent() {
@@ -92,57 +78,45 @@ pub fn new(name: &str, lang: Lang, dir: &Path, sdk: Option<&Path>) -> anyhow::Re
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     println!("created {} ({} files):", root.display(), files.len());
-    for (path, _) in files.iter().filter(|(p, _)| !p.starts_with("wit/")) {
+    for (path, _) in files
+        .iter()
+        .filter(|(p, _)| !p.starts_with("wit/") && !p.starts_with("sdk/"))
+    {
         println!("  {path}");
     }
+    println!("  sdk/       the fieldhook SDK this plugin builds with");
+    println!("  wit/0.2/   the contract, fieldhook:plugin@0.2.0");
     println!(
-        "next: see {}/README.md to build, run and check it",
+        "next: see {}/README.md to test, build, check and run it",
         root.display()
     );
     Ok(())
 }
 
-/// The Rust SDK: the one given, else the one of the checkout this binary
-/// was built from.
-fn sdk_path(sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let candidate = match sdk {
-        Some(p) => p.to_owned(),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-sdk"),
-    };
-    candidate.join("Cargo.toml").is_file().then_some(()).with_context(|| {
-        format!(
-            "the fieldhook-guest SDK is not at {}; pass --sdk PATH (the guest-sdk/ directory of a fieldhook checkout)",
-            candidate.display()
-        )
-    })?;
-    Ok(std::fs::canonicalize(&candidate)?)
-}
-
-/// The JavaScript or Python SDK (`dir` of a checkout, holding `marker`): the
-/// one given with --sdk, else the one of the checkout this binary was built
-/// from.
-fn lang_sdk(sdk: Option<&Path>, dir: &str, marker: &str) -> anyhow::Result<PathBuf> {
-    let candidate = match sdk {
-        Some(p) => p.to_owned(),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../..")
-            .join(dir),
-    };
-    candidate.join(marker).is_file().then_some(()).with_context(|| {
-        format!(
-            "the {dir} SDK is not at {}; pass --sdk PATH (the {dir}/ directory of a fieldhook checkout)",
-            candidate.display()
-        )
-    })?;
-    Ok(std::fs::canonicalize(&candidate)?)
-}
-
-fn with_wit(mut files: Vec<(String, String)>) -> Vec<(String, String)> {
-    files.extend(
-        WIT.iter()
-            .map(|(p, t)| (format!("wit/{p}"), (*t).to_owned())),
-    );
+fn copy(files: &[(&str, &str)]) -> Vec<(String, String)> {
     files
+        .iter()
+        .map(|(p, t)| (p.to_string(), t.to_string()))
+        .collect()
+}
+
+/// The Rust SDK's manifest outside the fieldhook workspace: the workspace's
+/// inherited values spelled out.
+fn rust_sdk_manifest() -> String {
+    format!(
+        r#"[package]
+name = "fieldhook-guest"
+version = "{}"
+edition = "2024"
+publish = false
+
+[dependencies]
+wit-bindgen = "0.61"
+serde = {{ version = "1", features = ["derive"] }}
+serde_json = {{ version = "1", features = ["raw_value"] }}
+"#,
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 fn manifest(name: &str, component: &str, extra: &str) -> String {
@@ -159,6 +133,14 @@ kinds = ["job.completed"]
 [limits]
 memory_mb = 64
 timeout_ms = 5000
+
+# What the plugin may send: deliveries and its own requests are refused
+# unless a rule here grants them. `fieldhook plugin check` warns about a
+# [config] URL no rule covers.
+[[http]]
+host = "books.example.com"
+methods = ["POST"]
+path = "/api/jobs"
 {extra}
 [config]
 endpoint = "https://books.example.com/api/jobs"
@@ -175,9 +157,13 @@ the `endpoint` of its manifest's `[config]`.
 
 ```sh
 {build}
+fieldhook plugin build           # or the tool chain's own command, above
 fieldhook plugin check {component} --manifest plugin.toml
 fieldhook plugin run {component} --manifest plugin.toml --event sample-event.json
 ```
+
+`sdk/` is the fieldhook SDK and `wit/0.2/` the contract this plugin builds
+against, copied by `fieldhook plugin new`.
 
 To install it, copy `plugin.toml` and the component into the daemon's plugins
 directory (`plugins/{name}/`; set `component` in `plugin.toml` to the
@@ -186,7 +172,7 @@ component's file name there). The daemon loads it within a second, no restart.
     )
 }
 
-fn rust(name: &str, sdk: &Path) -> Vec<(String, String)> {
+fn rust(name: &str) -> Vec<(String, String)> {
     let krate = name.replace('-', "_");
     let component = format!("target/wasm32-wasip2/release/{krate}.wasm");
     vec![
@@ -203,7 +189,7 @@ publish = false
 crate-type = ["cdylib"]
 
 [dependencies]
-fieldhook-guest = {{ path = "{sdk}" }}
+fieldhook-guest = {{ path = "sdk" }}
 serde_json = "1"
 
 # A plugin is its own workspace, wherever it is created.
@@ -211,8 +197,7 @@ serde_json = "1"
 
 [profile.release]
 strip = "debuginfo"
-"#,
-                sdk = sdk.display()
+"#
             ),
         ),
         (
@@ -283,8 +268,7 @@ mod tests {{
     ]
 }
 
-fn js(name: &str, sdk: &Path) -> Vec<(String, String)> {
-    let sdk = sdk.display();
+fn js(name: &str) -> Vec<(String, String)> {
     vec![
         (
             "plugin.js".into(),
@@ -347,8 +331,12 @@ test("other kinds are skipped, bodies without a job dropped", async () => {
   "private": true,
   "type": "module",
   "scripts": {{
-    "build": "node {sdk}/build.mjs plugin.js -o plugin.wasm",
-    "test": "node --import {sdk}/register.mjs --test plugin.test.mjs"
+    "build": "node sdk/build.mjs plugin.js -o plugin.wasm",
+    "test": "node --import ./sdk/register.mjs --test plugin.test.mjs"
+  }},
+  "devDependencies": {{
+    "@bytecodealliance/componentize-js": "0.23.0",
+    "@bytecodealliance/preview2-shim": "0.25.0"
   }}
 }}
 "#
@@ -363,22 +351,19 @@ test("other kinds are skipped, bodies without a job dropped", async () => {
             ),
         ),
         ("sample-event.json".into(), SAMPLE_EVENT.into()),
-        (".gitignore".into(), "/plugin.wasm\n".into()),
+        (".gitignore".into(), "/plugin.wasm\n/node_modules\n".into()),
         (
             "README.md".into(),
             readme(
                 name,
-                &format!(
-                    "(cd {sdk} && npm install)   # once: the SDK's build tool\nnpm test                         # unit tests through the SDK's fake host, no build\nnpm run build"
-                ),
+                "npm install     # once: componentize-js, the build tool\nnpm test        # unit tests through the SDK's fake host, no build\nnpm run build",
                 "plugin.wasm",
             ),
         ),
     ]
 }
 
-fn python(name: &str, sdk: &Path) -> Vec<(String, String)> {
-    let sdk = sdk.display();
+fn python(name: &str) -> Vec<(String, String)> {
     vec![
         (
             "app.py".into(),
@@ -413,7 +398,7 @@ class Handler(fieldhook.Plugin):
         (
             "test_app.py".into(),
             format!(
-                r#""""Unit tests, no build: PYTHONPATH={sdk} python3 -m unittest"""
+                r#""""Unit tests, no build: PYTHONPATH=sdk python3 -m unittest"""
 
 import unittest
 from pathlib import Path
@@ -459,9 +444,7 @@ if __name__ == "__main__":
             "README.md".into(),
             readme(
                 name,
-                &format!(
-                    "pip install componentize-py==0.25.0\nPYTHONPATH={sdk} python3 -m unittest   # unit tests through the SDK's fake host, no build\npython3 {sdk}/build.py . -o plugin.wasm"
-                ),
+                "pip install componentize-py==0.25.0   # once: the build tool\nPYTHONPATH=sdk python3 -m unittest     # unit tests through the SDK's fake host, no build\npython3 sdk/build.py . -o plugin.wasm",
                 "plugin.wasm",
             ),
         ),

@@ -13,7 +13,7 @@ use fieldhook_store::{EventStore, StoreError};
 use serde::Serialize;
 
 use super::sample::{CannedResponses, read_event};
-use super::{manifest_for, mib, read_component, tool_cache};
+use super::{GrantInfo, grant_info, grant_lines, manifest_for, mib, read_component, tool_cache};
 
 /// Where the event comes from.
 pub enum EventFrom {
@@ -36,6 +36,41 @@ pub struct Options {
     pub responses: Option<PathBuf>,
     /// Print JSON instead of the text report.
     pub json: bool,
+    /// What to say about the event, over the sample's or a raw body's.
+    pub envelope: Envelope,
+}
+
+/// `--vendor`, `--source`, `--kind`: where the event came from, for raw
+/// bodies that do not say (and to try a sample as another source).
+#[derive(Default)]
+pub struct Envelope {
+    /// One of the daemon's vendor names.
+    pub vendor: Option<String>,
+    /// A source name.
+    pub source: Option<String>,
+    /// The event kind.
+    pub kind: Option<String>,
+}
+
+impl Envelope {
+    fn apply(&self, event: &mut EventRecord) -> anyhow::Result<()> {
+        if let Some(vendor) = &self.vendor {
+            if !fieldhook_vendors::NAMES.contains(&vendor.as_str()) {
+                bail!(
+                    "--vendor `{vendor}` is not a vendor fieldhook knows; use one of: {}",
+                    fieldhook_vendors::NAMES.join(", ")
+                );
+            }
+            event.vendor = vendor.clone();
+        }
+        if let Some(source) = &self.source {
+            event.source = source.clone();
+        }
+        if let Some(kind) = &self.kind {
+            event.kind = kind.clone();
+        }
+        Ok(())
+    }
 }
 
 /// Why a stored event cannot be read.
@@ -170,6 +205,8 @@ struct OutboundSeen {
     outcome: &'static str,
     status: Option<u16>,
     rule: Option<String>,
+    /// Whether the manifest's `[[http]]` grants allow it.
+    grant: GrantInfo,
 }
 
 #[derive(Serialize)]
@@ -212,6 +249,8 @@ struct RequestInfo {
     body: String,
     /// The body parsed, when it is JSON.
     json: Option<serde_json::Value>,
+    /// Whether the manifest's `[[http]]` grants allow the delivery.
+    grant: GrantInfo,
 }
 
 #[derive(Serialize)]
@@ -227,17 +266,19 @@ struct ErrorInfo {
 pub async fn run(component: &Path, from: &EventFrom, options: &Options) -> anyhow::Result<()> {
     let manifest = manifest_for(component, options.manifest.as_deref())?;
     let bytes = read_component(component)?;
-    let (event, attempt, from_name) = match from {
+    let (mut event, attempt, from_name) = match from {
         EventFrom::File(path) => {
             let (event, attempt) = read_event(path)?;
             (event, attempt, "file")
         }
         EventFrom::Store { id, data_dir } => (stored_event(id, data_dir).await?, 1, "store"),
     };
+    options.envelope.apply(&mut event)?;
+    let grants = manifest.http.clone();
     let canned = options
         .responses
         .as_deref()
-        .map(CannedResponses::load)
+        .map(|path| CannedResponses::load(path, grants))
         .transpose()?
         .map(Arc::new);
     let caps = Arc::new(Capabilities::offline(Sandbox::default()));
@@ -261,6 +302,7 @@ pub async fn run(component: &Path, from: &EventFrom, options: &Options) -> anyho
                     Outcome::Denied(rule) => ("denied", None, Some(rule.clone())),
                 };
                 OutboundSeen {
+                    grant: grant_info(&plugin.manifest, &request.method, &request.url),
                     method: request.method.clone(),
                     url: request.url.clone(),
                     outcome,
@@ -276,10 +318,20 @@ pub async fn run(component: &Path, from: &EventFrom, options: &Options) -> anyho
     } else {
         print_text(&report);
     }
-    match &report.error {
-        Some(e) => bail!("the plugin failed: {}", e.message),
-        None => Ok(()),
+    if let Some(e) = &report.error {
+        bail!("the plugin failed: {}", e.message);
     }
+    if let Some(DecisionInfo::Deliver { requests }) = &report.decision {
+        let refused = requests.iter().filter(|r| !r.grant.allowed).count();
+        if refused > 0 {
+            bail!(
+                "the daemon would refuse {refused} of the {} deliveries: plugin.toml does not \
+                 grant them (the rule to add is shown with each)",
+                requests.len()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn build_report(
@@ -296,7 +348,7 @@ fn build_report(
         Ok(Decision::Drop(reason)) => (Some(DecisionInfo::Drop { reason }), None),
         Ok(Decision::Deliver(requests)) => (
             Some(DecisionInfo::Deliver {
-                requests: requests.iter().map(request_info).collect(),
+                requests: requests.iter().map(|r| request_info(m, r)).collect(),
             }),
             None,
         ),
@@ -354,8 +406,9 @@ fn millis(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e5).round() / 1e2
 }
 
-fn request_info(r: &Outbound) -> RequestInfo {
+fn request_info(m: &fieldhook_policy::manifest::Manifest, r: &Outbound) -> RequestInfo {
     RequestInfo {
+        grant: grant_info(m, &r.method, &r.url),
         method: r.method.clone(),
         url: r.url.clone(),
         idempotency_key: r.idempotency_key.clone(),
@@ -427,6 +480,7 @@ fn print_text(r: &Report) {
                     (None, None) => "denied".to_owned(),
                 };
                 println!("  {} {} -> {fate}", s.method, s.url);
+                print!("{}", grant_lines(&s.grant, "      "));
             }
         }
         None => println!(
@@ -472,6 +526,7 @@ fn print_text(r: &Report) {
             println!("decision: deliver {} request(s)", requests.len());
             for (i, q) in requests.iter().enumerate() {
                 println!("  [{i}] {} {}", q.method, q.url);
+                print!("{}", grant_lines(&q.grant, "      "));
                 if let Some(key) = &q.idempotency_key {
                     println!("      idempotency-key: {key}");
                 }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, bail};
 use fieldhook_core::event::{EntityRecord, EventRecord};
+use fieldhook_policy::grants::{Allowlist, Denied, Target};
 use fieldhook_runtime::responder::{Answer, CannedResponse, Outcome, Responder, SeenRequest};
 use serde::Deserialize;
 
@@ -143,14 +144,16 @@ fn ok() -> u16 {
     200
 }
 
-/// Answers from a `--responses` file and records every request.
+/// Answers from a `--responses` file and records every request. A request
+/// the manifest does not grant is refused, as the daemon would.
 pub struct CannedResponses {
     canned: Vec<Canned>,
+    grants: Allowlist,
     pub seen: Mutex<Vec<(SeenRequest, Outcome)>>,
 }
 
 impl CannedResponses {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub fn load(path: &Path, grants: Allowlist) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let canned: Vec<Canned> = serde_json::from_str(&text).with_context(|| {
@@ -171,6 +174,7 @@ impl CannedResponses {
         }
         Ok(Self {
             canned,
+            grants,
             seen: Mutex::new(Vec::new()),
         })
     }
@@ -190,6 +194,16 @@ impl CannedResponses {
 
 impl Responder for CannedResponses {
     fn respond(&self, request: &SeenRequest) -> Answer {
+        if let Err(denied) = Target::parse(&request.method, &request.url)
+            .and_then(|t| self.grants.check(&t).map(|_| ()))
+        {
+            return Answer::Deny(match denied {
+                Denied::NotGranted { .. } => {
+                    "not granted by plugin.toml's [[http]] rules".to_owned()
+                }
+                other => other.to_string(),
+            });
+        }
         let Some(c) = self.canned.iter().find(|c| Self::matches(c, request)) else {
             return Answer::Deny(format!(
                 "no canned response for {} {}",
