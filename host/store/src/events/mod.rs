@@ -756,8 +756,10 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(other_source[0], Ingested::Stored(_)));
+        // Well past the window: the first event's time is its id's, taken
+        // a few ms after `t`.
         let later = store
-            .ingest(vec![event("a", Some("k"), t + 60_000)], 60_000)
+            .ingest(vec![event("a", Some("k"), t + 61_000)], 60_000)
             .await
             .unwrap();
         assert!(matches!(later[0], Ingested::Stored(_)));
