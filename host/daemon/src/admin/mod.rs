@@ -154,6 +154,7 @@ pub fn router(
         .route("/store/backup", post(backup))
         .route("/reload", post(reload))
         .route("/plugins", get(plugins))
+        .route("/schedules", get(schedules))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize,
@@ -368,6 +369,7 @@ fn task_json(topic: Topic, t: &Task) -> Value {
                 v["idempotency_key"] = json!(d.idempotency_key);
             }
         }
+        Topic::Schedules => {}
     }
     v
 }
@@ -640,4 +642,12 @@ async fn plugins(State(s): State<Arc<AdminState>>) -> Response {
         .map(|f| json!({ "dir": f.dir.display().to_string(), "reason": f.reason }))
         .collect();
     Json(json!({ "loaded": loaded, "failures": failures })).into_response()
+}
+
+/// Each loaded plugin's schedules: the waiting slot and the last run.
+async fn schedules(State(s): State<Arc<AdminState>>) -> Response {
+    match s.pipeline.schedule_status() {
+        Ok(list) => Json(json!({ "schedules": list })).into_response(),
+        Err(e) => internal(format!("cannot read the schedules: {e}")),
+    }
 }
