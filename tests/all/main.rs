@@ -18,6 +18,7 @@ mod listener;
 mod operations;
 mod plugin_run;
 mod plugin_tools;
+mod schedules;
 mod production;
 mod servicem8_job_sync;
 mod spine;
