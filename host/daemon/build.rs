@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 fn main() {
     let root =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("../..");
-    let sets: [(&str, &str, &[&str]); 4] = [
+    // Each SDK builds one contract version: the Rust SDK 0.3, the JS and
+    // Python SDKs 0.2 (their build scripts read `../wit/0.2`).
+    let sets: [(&str, &str, &[&str]); 5] = [
         ("RUST_SDK", "guest-sdk", &["rs", "toml"]),
         ("JS_SDK", "guest-sdk-js", &["js", "mjs", "ts", "json"]),
         ("PY_SDK", "guest-sdk-py", &["py"]),
-        ("WIT", "wit/0.2", &["wit"]),
+        ("WIT_0_2", "wit/0.2", &["wit"]),
+        ("WIT_0_3", "wit/0.3", &["wit"]),
     ];
     let mut out = String::new();
     for (name, dir, exts) in sets {

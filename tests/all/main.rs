@@ -19,6 +19,7 @@ mod operations;
 mod plugin_run;
 mod plugin_tools;
 mod production;
+mod schedules;
 mod servicem8_job_sync;
 mod spine;
 mod vendors;

@@ -67,7 +67,14 @@ fn versions_lists_every_contract_version_served_newest_first() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(served, ["fieldhook:plugin@0.2.0", "fieldhook:plugin@0.1.0"]);
+    assert_eq!(
+        served,
+        [
+            "fieldhook:plugin@0.3.0",
+            "fieldhook:plugin@0.2.0",
+            "fieldhook:plugin@0.1.0"
+        ]
+    );
 }
 
 #[test]
@@ -89,11 +96,11 @@ fn check_accepts_a_plugin_and_names_what_is_wrong_with_one_that_is_not() {
     assert!(ok.status.success(), "{}", stderr(&ok));
     let out = stdout(&ok);
     assert!(
-        out.contains("ok: relay 2 targets fieldhook:plugin@0.2.0"),
+        out.contains("ok: relay 2 targets fieldhook:plugin@0.3.0"),
         "{out}"
     );
     assert!(
-        out.contains("exports    fieldhook:plugin/handler@0.2.0"),
+        out.contains("exports    fieldhook:plugin/handler@0.3.0"),
         "{out}"
     );
     assert!(
@@ -220,7 +227,7 @@ fn new_scaffolds_a_rust_plugin_that_plugin_build_builds_and_that_runs_granted_on
         "README.md",
         "sdk/Cargo.toml",
         "sdk/src/lib.rs",
-        "wit/0.2/plugin.wit",
+        "wit/0.3/plugin.wit",
     ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }

@@ -129,7 +129,7 @@ async fn fill(db: &Path, n: usize, body_bytes: usize) -> anyhow::Result<Duration
                                 })?,
                             )]
                         }
-                        Topic::Deliveries => Vec::new(),
+                        Topic::Deliveries | Topic::Schedules => Vec::new(),
                     };
                     Ok(Settlement {
                         lease,

@@ -16,6 +16,7 @@ use fieldhook_pipeline::Pipeline;
 use fieldhook_pipeline::delivery::{Deliverer, DeliveryGuard};
 use fieldhook_pipeline::metrics::Metrics;
 use fieldhook_pipeline::policy::{Destinations, JobPolicies};
+use fieldhook_pipeline::schedules::Schedules;
 use fieldhook_runtime::directory::{self, LoadFailure, PluginSet};
 use fieldhook_runtime::{CodeCache, Runtime};
 use fieldhook_store::EventStore;
@@ -178,6 +179,10 @@ impl Daemon {
             inbox: Notify::new(),
             jobs: Notify::new(),
             deliveries: Notify::new(),
+            schedules: Schedules::new(
+                source_vendors(&config.sources),
+                config.dedupe_window_secs * 1000,
+            ),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut workers = pipeline.spawn(
@@ -361,4 +366,14 @@ fn webhook_limits(config: &Config, settings: &IngressSettings) -> ConnectionLimi
         max_connections,
         header_read_timeout: settings.limits.header_read_timeout(),
     }
+}
+
+/// Each source's vendor, for the events schedules emit into it.
+pub(crate) fn source_vendors(
+    sources: &[crate::ingress::source::Source],
+) -> std::collections::BTreeMap<String, String> {
+    sources
+        .iter()
+        .map(|s| (s.name.clone(), s.vendor.name().to_owned()))
+        .collect()
 }

@@ -130,6 +130,9 @@ impl Reloader {
         let at_restart = at_restart(&running, &new);
 
         self.sources.replace(&new.sources);
+        self.pipeline
+            .schedules
+            .set_sources(crate::daemon::source_vendors(&new.sources));
         let credentials = Credentials::new(
             new.credentials.clone(),
             TokenTree::open(&self.pipeline.store).ok(),

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod policy;
 pub mod replay;
 pub mod retention;
+pub mod schedules;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,6 +98,8 @@ pub struct Pipeline {
     pub jobs: Notify,
     /// Woken when deliveries are queued.
     pub deliveries: Notify,
+    /// Plugins' schedules: the sources they emit into, the slots waiting.
+    pub schedules: schedules::Schedules,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -146,6 +149,14 @@ impl Pipeline {
         let p = self.clone();
         let s = shutdown.clone();
         handles.push(tokio::spawn(p.topic_loop(Topic::Jobs, jobs.max(1), s)));
+        let p = self.clone();
+        let s = shutdown.clone();
+        handles.push(tokio::spawn(async move { p.schedule_loop(s).await }));
+        let p = self.clone();
+        let s = shutdown.clone();
+        // Scheduled runs share the job workers' count: they are plugin
+        // calls too, and rare.
+        handles.push(tokio::spawn(p.topic_loop(Topic::Schedules, jobs.max(1), s)));
         let p = self.clone();
         handles.push(tokio::spawn(p.topic_loop(
             Topic::Deliveries,
@@ -299,6 +310,8 @@ impl Pipeline {
         let (wake, lease_ms) = match topic {
             Topic::Jobs => (&self.jobs, MAX_TIMEOUT_MS + 30_000),
             Topic::Deliveries => (&self.deliveries, self.delivery.lease_ms()),
+            // Slots are due at times, found by `next_due`; published ones wake it.
+            Topic::Schedules => (&self.schedules.wake, MAX_TIMEOUT_MS + 30_000),
         };
         let (outcomes, inbox) = mpsc::unbounded_channel();
         let settler = tokio::spawn(self.clone().settle_loop(topic, inbox));
@@ -369,6 +382,7 @@ impl Pipeline {
                         let end = match topic {
                             Topic::Jobs => p.run_job(&lease).await,
                             Topic::Deliveries => p.run_delivery(&lease).await,
+                            Topic::Schedules => p.run_slot(&lease).await,
                         };
                         // The settler outlives every task (it ends when the
                         // last sender is dropped), so this cannot fail.
@@ -605,6 +619,7 @@ impl Pipeline {
             Topic::Deliveries => postcard::from_bytes::<DeliveryPayload>(payload)
                 .ok()
                 .map(|d| (d.event_id, d.plugin)),
+            Topic::Schedules => None,
         }
     }
 

@@ -133,6 +133,8 @@ impl Pipeline {
                 match d.topic {
                     Topic::Jobs => report.jobs += 1,
                     Topic::Deliveries => report.deliveries += 1,
+                    // A scheduled run is a plugin job too.
+                    Topic::Schedules => report.jobs += 1,
                 }
             }
         }

@@ -94,7 +94,9 @@ impl Pipeline {
         let mut swept = Swept::default();
         let finished_before =
             event_id_at(now_ms.saturating_sub(r.finished_secs.saturating_mul(1000)));
-        for topic in Topic::ALL {
+        // Slot ids are not time-sortable event ids: a finished slot is kept
+        // (the schedule's last run, for `/schedules`).
+        for topic in [Topic::Jobs, Topic::Deliveries] {
             swept.tasks += self
                 .queue
                 .purge_done(topic, &finished_before, SWEEP_BATCH)?;
@@ -160,6 +162,7 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
             job_policies: JobPolicies::new(3, &delivery, &[]),
             inbox: Default::default(),
+            schedules: Default::default(),
             jobs: Default::default(),
             deliveries: Default::default(),
         }

@@ -38,3 +38,4 @@ pub mod grants;
 pub mod manifest;
 pub mod path;
 pub mod sandbox;
+pub mod schedule;

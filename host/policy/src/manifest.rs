@@ -33,9 +33,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::grants::{Allowlist, HttpRule};
+use crate::schedule::{RawSchedule, Schedule};
 
 /// The WIT package versions this host serves.
-pub const SUPPORTED_WIT: &[&str] = &["0.1.0", "0.2.0"];
+pub const SUPPORTED_WIT: &[&str] = &["0.1.0", "0.2.0", "0.3.0"];
 
 /// A manifest that cannot be used, naming the key to fix.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +86,8 @@ pub struct Manifest {
     pub http: Allowlist,
     /// How the runtime runs this plugin (`[runtime]`).
     pub runtime: RuntimeSettings,
+    /// When its `scheduled` entry point runs (`[[schedules]]`); empty: never.
+    pub schedules: Vec<Schedule>,
 }
 
 /// `[runtime]`: fresh instance per event, or warm instances reused.
@@ -185,6 +188,8 @@ struct RawManifest {
     http: Vec<HttpRule>,
     #[serde(default)]
     runtime: RuntimeSettings,
+    #[serde(default)]
+    schedules: Vec<RawSchedule>,
 }
 
 fn default_component() -> PathBuf {
@@ -270,6 +275,17 @@ impl Manifest {
             };
             config.insert(k, text);
         }
+        let mut schedules: Vec<Schedule> = Vec::new();
+        for raw in raw.schedules {
+            let schedule = raw.validate().map_err(invalid)?;
+            if schedules.iter().any(|s| s.name == schedule.name) {
+                return Err(invalid(format!(
+                    "schedules: `{}` is declared twice; names must be unique",
+                    schedule.name
+                )));
+            }
+            schedules.push(schedule);
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         Ok(Manifest {
             name: raw.name,
@@ -280,6 +296,7 @@ impl Manifest {
             config,
             http,
             runtime: raw.runtime,
+            schedules,
         })
     }
 
@@ -399,5 +416,48 @@ mod tests {
     fn unknown_keys_and_bad_names_are_errors() {
         assert!(manifest(&format!("{BASE}subscribe = []\n")).is_err());
         assert!(manifest("name = \"Bad Name\"\nversion = \"1\"\n").is_err());
+    }
+
+    #[test]
+    fn schedules_are_read_and_a_bad_one_names_its_key() {
+        let m = manifest(
+            r#"name = "p"
+version = "1"
+[[schedules]]
+name = "reconcile"
+every = "5m"
+missed = "skip"
+source = "st"
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.schedules.len(), 1);
+        assert_eq!(m.schedules[0].name, "reconcile");
+        assert_eq!(m.schedules[0].source.as_deref(), Some("st"));
+        let e = manifest(
+            r#"name = "p"
+version = "1"
+[[schedules]]
+name = "reconcile"
+every = "5m"
+[[schedules]]
+name = "reconcile"
+cron = "0 * * * *"
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`reconcile` is declared twice"), "{e}");
+        let e = manifest(
+            r#"name = "p"
+version = "1"
+[[schedules]]
+name = "reconcile"
+every = "often"
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("schedules `reconcile`: every"), "{e}");
     }
 }

@@ -13,12 +13,14 @@ mod bindings;
 pub mod cache;
 pub mod call_log;
 pub mod directory;
+pub mod emit;
 mod http_budget;
 pub mod instances;
 pub mod responder;
 mod state;
 mod v0_1;
 mod v0_2;
+mod v0_3;
 pub mod version;
 
 use std::sync::Arc;
@@ -33,6 +35,7 @@ use bindings::fieldhook::plugin::{
 };
 pub use cache::{CacheOutcome, CodeCache};
 pub use call_log::{DroppedLogs, LogLine};
+pub use emit::{EmitError, Emitted, EmittedEvent, Emitter};
 pub use instances::InstancePolicy;
 use instances::{Warm, WarmPool};
 use state::PluginState;
@@ -192,12 +195,25 @@ impl LoadedPlugin {
 enum VersionedPre {
     V0_1(v0_1::Pre),
     V0_2(v0_2::Pre),
+    V0_3(v0_3::Pre),
 }
 
 /// A live instance, with the bindings of the version it targets.
 enum VersionedInstance {
     V0_1(v0_1::Instance),
     V0_2(v0_2::Instance),
+    V0_3(v0_3::Instance),
+}
+
+/// What a call runs.
+enum Entry<'a> {
+    /// `handle` (and 0.1's `filter`) on one event.
+    Handle(&'a Arc<EventRecord>, Run),
+    /// `scheduled` for one of the manifest's schedules (0.3 on).
+    Scheduled {
+        name: &'a str,
+        emitter: Arc<dyn Emitter>,
+    },
 }
 
 /// An instance and the store that owns it.
@@ -305,6 +321,29 @@ impl Runtime {
                 |s| s,
             ))?;
         }
+        {
+            use v0_3::bindings::fieldhook::plugin::{config, events, kv, log, types};
+            add(types::add_to_linker::<_, HasSelf<PluginState>>(
+                &mut linker,
+                |s| s,
+            ))?;
+            add(log::add_to_linker::<_, HasSelf<PluginState>>(
+                &mut linker,
+                |s| s,
+            ))?;
+            add(config::add_to_linker::<_, HasSelf<PluginState>>(
+                &mut linker,
+                |s| s,
+            ))?;
+            add(kv::add_to_linker::<_, HasSelf<PluginState>>(
+                &mut linker,
+                |s| s,
+            ))?;
+            add(events::add_to_linker::<_, HasSelf<PluginState>>(
+                &mut linker,
+                |s| s,
+            ))?;
+        }
 
         // Epoch ticker: time limits are counted in ticks.
         let ticking = Arc::new(AtomicBool::new(true));
@@ -384,12 +423,21 @@ impl Runtime {
         let pre = match wit_version {
             WitVersion::V0_1 => v0_1::Pre::new(instance_pre).map(VersionedPre::V0_1),
             WitVersion::V0_2 => v0_2::Pre::new(instance_pre).map(VersionedPre::V0_2),
+            WitVersion::V0_3 => v0_3::Pre::new(instance_pre).map(VersionedPre::V0_3),
         }
         .map_err(|e| {
             invalid(format!(
                 "does not export the `fieldhook:plugin/handler` interface of {wit_version}: {e:#}"
             ))
         })?;
+        if let Some(s) = manifest.schedules.first()
+            && wit_version < WitVersion::V0_3
+        {
+            return Err(invalid(format!(
+                "declares schedule `{}`, but schedules need fieldhook:plugin@0.3.0 and it                  targets {wit_version}; rebuild it with the current SDK or remove [[schedules]]",
+                s.name
+            )));
+        }
         let instances = InstancePolicy::for_plugin(&manifest, bytes.len());
         Ok(LoadedPlugin {
             manifest: Arc::new(manifest),
@@ -412,6 +460,22 @@ impl Runtime {
         event: &Arc<EventRecord>,
         run: Run,
     ) -> CallReport {
+        self.enter(plugin, Entry::Handle(event, run)).await
+    }
+
+    /// Runs the plugin's schedule `name` (`scheduled`, contract 0.3 on);
+    /// the events it emits go to `emitter`. Same instances and limits as
+    /// [`Runtime::call`].
+    pub async fn call_scheduled(
+        &self,
+        plugin: &LoadedPlugin,
+        name: &str,
+        emitter: Arc<dyn Emitter>,
+    ) -> CallReport {
+        self.enter(plugin, Entry::Scheduled { name, emitter }).await
+    }
+
+    async fn enter(&self, plugin: &LoadedPlugin, entry: Entry<'_>) -> CallReport {
         let started = Instant::now();
         let limits = self
             .capabilities
@@ -447,13 +511,44 @@ impl Runtime {
                         VersionedPre::V0_2(pre) => {
                             VersionedInstance::V0_2(pre.instantiate(&mut store).await?)
                         }
+                        VersionedPre::V0_3(pre) => {
+                            VersionedInstance::V0_3(pre.instantiate(&mut store).await?)
+                        }
                     };
                     store_slot.insert(Live { store, instance })
                 }
             };
-            match &live.instance {
-                VersionedInstance::V0_1(i) => i.run(&mut live.store, event, run).await,
-                VersionedInstance::V0_2(i) => i.run(&mut live.store, event, run).await,
+            match (&live.instance, entry) {
+                (VersionedInstance::V0_1(i), Entry::Handle(event, run)) => {
+                    i.run(&mut live.store, event, run).await
+                }
+                (VersionedInstance::V0_2(i), Entry::Handle(event, run)) => {
+                    i.run(&mut live.store, event, run).await
+                }
+                (VersionedInstance::V0_3(i), Entry::Handle(event, run)) => {
+                    i.run(&mut live.store, event, run).await
+                }
+                (VersionedInstance::V0_3(i), Entry::Scheduled { name, emitter }) => {
+                    live.store.data_mut().emit = Some(emit::EmitScope {
+                        emitter,
+                        schedule: name.to_owned(),
+                        emitted: 0,
+                    });
+                    let out = i.scheduled(&mut live.store, name).await;
+                    // A warm instance's next `handle` must not emit.
+                    live.store.data_mut().emit = None;
+                    out
+                }
+                (
+                    VersionedInstance::V0_1(_) | VersionedInstance::V0_2(_),
+                    Entry::Scheduled { .. },
+                ) => Ok(Err(CallError::Plugin {
+                    message: format!(
+                        "schedules need fieldhook:plugin@0.3.0; this plugin targets {}",
+                        plugin.wit_version
+                    ),
+                    retryable: false,
+                })),
             }
         };
         // The epoch deadline stops a busy guest; the timeout also covers a

@@ -40,6 +40,8 @@ pub struct PluginState {
     pub(crate) limits: MemoryLimiter,
     pub(crate) cpu: CpuMeter,
     log: CallLog,
+    /// Where `emit` stores events: set for scheduled calls only.
+    pub(crate) emit: Option<crate::emit::EmitScope>,
 }
 
 impl PluginState {
@@ -92,6 +94,7 @@ impl PluginState {
             effective,
             limits,
             cpu: CpuMeter::new(Duration::from_millis(effective.cpu_ms)),
+            emit: None,
         }
     }
 
@@ -105,6 +108,7 @@ impl PluginState {
         self.log = CallLog::new(&self.caps.sandbox);
         self.hooks.call.refusals = Arc::new(Refusals::default());
         self.hooks.call.scope = Arc::new(CallScope::new(self.caps.credentials.clone()));
+        self.emit = None;
     }
 
     /// Ends a call: logs one summary of the log lines and refusals past

@@ -18,17 +18,20 @@ pub enum WitVersion {
     V0_1,
     /// `fieldhook:plugin@0.2.x`.
     V0_2,
+    /// `fieldhook:plugin@0.3.x`: 0.2 plus schedules.
+    V0_3,
 }
 
 impl WitVersion {
     /// Every version served, oldest first.
-    pub const ALL: &[WitVersion] = &[WitVersion::V0_1, WitVersion::V0_2];
+    pub const ALL: &[WitVersion] = &[WitVersion::V0_1, WitVersion::V0_2, WitVersion::V0_3];
 
     /// The package version this host's bindings were generated from.
     pub fn as_str(self) -> &'static str {
         match self {
             WitVersion::V0_1 => "0.1.0",
             WitVersion::V0_2 => "0.2.0",
+            WitVersion::V0_3 => "0.3.0",
         }
     }
 
@@ -187,12 +190,24 @@ mod tests {
     }
 
     #[test]
+    fn a_0_3_plugin_is_served_by_the_0_3_bindings() {
+        let v = classify(
+            &names(&[
+                "fieldhook:plugin/handler@0.3.0",
+                "fieldhook:plugin/scheduler@0.3.0",
+            ]),
+            &names(&["fieldhook:plugin/events@0.3.0"]),
+        );
+        assert_eq!(v, Ok(WitVersion::V0_3));
+    }
+
+    #[test]
     fn a_newer_contract_is_refused_naming_both_versions() {
-        let e = classify(&names(&["fieldhook:plugin/handler@0.3.0"]), &[]).unwrap_err();
+        let e = classify(&names(&["fieldhook:plugin/handler@0.4.0"]), &[]).unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("fieldhook:plugin@0.3.0"), "{text}");
+        assert!(text.contains("fieldhook:plugin@0.4.0"), "{text}");
         assert!(
-            text.contains("serves fieldhook:plugin@0.1.0, 0.2.0"),
+            text.contains("serves fieldhook:plugin@0.1.0, 0.2.0, 0.3.0"),
             "{text}"
         );
     }
@@ -201,6 +216,7 @@ mod tests {
     fn a_newer_patch_than_the_host_knows_is_refused() {
         assert!(classify(&names(&["fieldhook:plugin/handler@0.1.99"]), &[]).is_err());
         assert!(classify(&names(&["fieldhook:plugin/handler@0.2.1"]), &[]).is_err());
+        assert!(classify(&names(&["fieldhook:plugin/handler@0.3.1"]), &[]).is_err());
     }
 
     #[test]

@@ -150,6 +150,7 @@ pub fn router(
         .route("/store/backup", post(backup))
         .route("/reload", post(reload))
         .route("/plugins", get(plugins))
+        .route("/schedules", get(schedules))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize,
@@ -364,6 +365,7 @@ fn task_json(topic: Topic, t: &Task) -> Value {
                 v["idempotency_key"] = json!(d.idempotency_key);
             }
         }
+        Topic::Schedules => {}
     }
     v
 }
@@ -669,4 +671,12 @@ async fn plugins(State(s): State<Arc<AdminState>>) -> Response {
         })
         .collect();
     Json(json!({ "loaded": loaded, "failures": failures })).into_response()
+}
+
+/// Each loaded plugin's schedules: the waiting slot and the last run.
+async fn schedules(State(s): State<Arc<AdminState>>) -> Response {
+    match s.pipeline.schedule_status() {
+        Ok(list) => Json(json!({ "schedules": list })).into_response(),
+        Err(e) => internal(format!("cannot read the schedules: {e}")),
+    }
 }

@@ -178,7 +178,8 @@ fn versions() -> String {
         .rev()
         .map(|v| {
             let (wit, builders) = match v {
-                WitVersion::V0_2 => ("wit/0.2/plugin.wit", "Rust, JavaScript and Python SDKs"),
+                WitVersion::V0_3 => ("wit/0.3/plugin.wit", "Rust SDK (schedules)"),
+                WitVersion::V0_2 => ("wit/0.2/plugin.wit", "JavaScript and Python SDKs"),
                 WitVersion::V0_1 => (
                     "wit/0.1/plugin.wit",
                     "no SDK any more (built components still run)",

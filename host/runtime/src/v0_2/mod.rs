@@ -26,6 +26,13 @@ pub struct EventView {
     run: Run,
 }
 
+impl EventView {
+    /// The view lent for one call.
+    pub(crate) fn new(record: Arc<EventRecord>, run: Run) -> Self {
+        Self { record, run }
+    }
+}
+
 /// A 0.2 plugin, pre-instantiated.
 pub(super) struct Pre(PluginPre<PluginState>);
 
@@ -54,10 +61,7 @@ impl Instance {
         event: &Arc<EventRecord>,
         run: Run,
     ) -> wasmtime::Result<Result<Decision, CallError>> {
-        let view = EventView {
-            record: event.clone(),
-            run,
-        };
+        let view = EventView::new(event.clone(), run);
         let owned = store.data_mut().table.push(view)?;
         let lent = Resource::<EventView>::new_borrow(owned.rep());
         let out = self

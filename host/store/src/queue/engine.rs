@@ -115,7 +115,7 @@ impl TopicIndex {
 
 #[derive(Debug, Default)]
 struct Index {
-    topics: [TopicIndex; 2],
+    topics: [TopicIndex; 3],
     /// The last event whose jobs are published.
     fanned_out: String,
     /// Events to fan out again.
@@ -129,6 +129,7 @@ impl Index {
         match topic {
             Topic::Jobs => &mut self.topics[0],
             Topic::Deliveries => &mut self.topics[1],
+            Topic::Schedules => &mut self.topics[2],
         }
     }
 }
@@ -400,7 +401,7 @@ impl Queue {
                     id: new.id.clone(),
                     state: TaskState::Ready,
                     attempts: 0,
-                    due_ms: now_ms,
+                    due_ms: new.due_ms.map_or(now_ms, |due| due.max(now_ms)),
                     created_ms: now_ms,
                     payload: new.payload.clone(),
                     history: Vec::new(),
@@ -1164,6 +1165,16 @@ mod tests {
         assert_eq!(q.publish(&[job("a"), job("a")], 10).unwrap(), 1);
         assert_eq!(q.publish(&[job("a")], 10).unwrap(), 0);
         assert_eq!(lease(&q, Topic::Jobs, 10, 1000, 10).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_task_published_for_later_is_not_due_before_its_time() {
+        let (_dir, _store, q) = queue();
+        let slot = NewTask::new(Topic::Schedules, "p/reconcile/500", vec![]).due_at(500);
+        q.publish(&[slot], 10).unwrap();
+        assert!(lease(&q, Topic::Schedules, 499, 1000, 10).await.is_empty());
+        assert_eq!(q.next_due(Topic::Schedules).unwrap(), Some(500));
+        assert_eq!(lease(&q, Topic::Schedules, 500, 1000, 10).await.len(), 1);
     }
 
     #[tokio::test]

@@ -61,17 +61,20 @@ pub enum Topic {
     Jobs,
     /// An outbound request to deliver.
     Deliveries,
+    /// One slot of a plugin's schedule, due at the slot's time.
+    Schedules,
 }
 
 impl Topic {
-    /// Both topics.
-    pub const ALL: [Topic; 2] = [Topic::Jobs, Topic::Deliveries];
+    /// Every topic.
+    pub const ALL: [Topic; 3] = [Topic::Jobs, Topic::Deliveries, Topic::Schedules];
 
     /// Name used in logs, metrics and the admin API.
     pub fn name(self) -> &'static str {
         match self {
             Topic::Jobs => "jobs",
             Topic::Deliveries => "deliveries",
+            Topic::Schedules => "schedules",
         }
     }
 
@@ -179,6 +182,9 @@ pub struct NewTask {
     pub payload: Vec<u8>,
     /// Run one at a time with the other tasks of this key, in publish order.
     pub order_key: Option<String>,
+    /// Not due before this time, Unix ms (a schedule's next slot); none:
+    /// due when published.
+    pub due_ms: Option<u64>,
 }
 
 impl NewTask {
@@ -189,6 +195,15 @@ impl NewTask {
             id: id.into(),
             payload,
             order_key: None,
+            due_ms: None,
+        }
+    }
+
+    /// The same task, not due before `due_ms`.
+    pub fn due_at(self, due_ms: u64) -> Self {
+        Self {
+            due_ms: Some(due_ms),
+            ..self
         }
     }
 }

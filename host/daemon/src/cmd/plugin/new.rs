@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use super::Lang;
 
 /// The SDKs and the contract, embedded at build time (`build.rs`): a
-/// scaffold carries its own copy in `sdk/` and `wit/0.2/`, so it builds on
+/// scaffold carries its own copy in `sdk/` and `wit/<version>/`, so it builds on
 /// any machine with the language's tool chain, without a fieldhook checkout.
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
@@ -64,10 +64,14 @@ pub fn new(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<()> {
         Lang::Python => copy(embedded::PY_SDK),
     };
     files.extend(sdk.into_iter().map(|(p, t)| (format!("sdk/{p}"), t)));
+    // The contract the SDK builds, where the SDK looks for it (`../wit/V`).
+    let (wit_version, wit) = match lang {
+        Lang::Rust => ("0.3", embedded::WIT_0_3),
+        Lang::Js | Lang::Python => ("0.2", embedded::WIT_0_2),
+    };
     files.extend(
-        embedded::WIT
-            .iter()
-            .map(|(p, t)| (format!("wit/0.2/{p}"), (*t).to_owned())),
+        wit.iter()
+            .map(|(p, t)| (format!("wit/{wit_version}/{p}"), (*t).to_owned())),
     );
     for (path, text) in &files {
         let path = root.join(path);
@@ -85,7 +89,7 @@ pub fn new(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<()> {
         println!("  {path}");
     }
     println!("  sdk/       the fieldhook SDK this plugin builds with");
-    println!("  wit/0.2/   the contract, fieldhook:plugin@0.2.0");
+    println!("  wit/{wit_version}/   the contract, fieldhook:plugin@{wit_version}.0");
     println!(
         "next: see {}/README.md to test, build, check and run it",
         root.display()
@@ -162,7 +166,7 @@ fieldhook plugin check {component} --manifest plugin.toml
 fieldhook plugin run {component} --manifest plugin.toml --event sample-event.json
 ```
 
-`sdk/` is the fieldhook SDK and `wit/0.2/` the contract this plugin builds
+`sdk/` is the fieldhook SDK and `wit/` the contract this plugin builds
 against, copied by `fieldhook plugin new`.
 
 To install it, copy `plugin.toml` and the component into the daemon's plugins

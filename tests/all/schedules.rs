@@ -1,0 +1,293 @@
+//! Schedules: a plugin's `scheduled` entry point runs on its
+//! `[[schedules]]`, durably, and the events it emits join the webhooks'
+//! pipeline, deduplicated against them.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::routing::get;
+
+use crate::support::*;
+use fieldhook_store::EventStore;
+use fieldhook_store::queue::{Queue, Task, TaskLog, TaskState, Topic};
+
+const SECRET: &str = "hcp_webhook_signing_secret_EXAMPLE";
+
+/// A fake vendor API: `GET /jobs` answers `[]` until `publish`, then the
+/// jobs; every request's arrival time is kept.
+#[derive(Clone, Default)]
+struct FakeApi {
+    jobs: Arc<Mutex<serde_json::Value>>,
+    open: Arc<AtomicBool>,
+    hits: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl FakeApi {
+    async fn start(self) -> String {
+        let app = axum::Router::new()
+            .route(
+                "/jobs",
+                get(|State(api): State<FakeApi>| async move {
+                    api.hits.lock().unwrap().push(Instant::now());
+                    if api.open.load(Ordering::SeqCst) {
+                        axum::Json(api.jobs.lock().unwrap().clone())
+                    } else {
+                        axum::Json(serde_json::json!([]))
+                    }
+                }),
+            )
+            .with_state(self);
+        let (addr, _task) = serve_local(app).await;
+        local(addr)
+    }
+
+    fn publish(&self, jobs: serde_json::Value) {
+        *self.jobs.lock().unwrap() = jobs;
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    fn hits(&self) -> Vec<Instant> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    async fn wait_for_hits(&self, n: usize, timeout: Duration) -> Vec<Instant> {
+        let deadline = Instant::now() + timeout;
+        while self.hits().len() < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.hits()
+    }
+}
+
+/// A daemon with a Housecall Pro source `hcp`, the `poller` plugin on
+/// `schedule` (a `[[schedules]]` body) emitting into `hcp`, and the `relay`
+/// plugin delivering every `hcp` event to `endpoint`.
+fn setup(api: &str, endpoint: &str, schedule: &str, busy_ms: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hcp.secret"), SECRET).unwrap();
+    std::fs::write(
+        dir.path().join("fieldhook.toml"),
+        r#"
+listen = "127.0.0.1:0"
+
+[[sources]]
+name = "hcp"
+vendor = "housecall-pro"
+secret_file = "hcp.secret"
+"#,
+    )
+    .unwrap();
+    let plugins = dir.path().join("plugins");
+    install_plugin(
+        &plugins,
+        "poller",
+        &guest("poller"),
+        &format!(
+            "name = \"poller\"\nversion = \"1\"\n[limits]\ntimeout_ms = 20000\n\
+             [[schedules]]\nname = \"reconcile\"\nsource = \"hcp\"\n{schedule}\n\
+             {grant}[config]\napi = \"{api}\"\nbusy_ms = \"{busy_ms}\"\n",
+            grant = http_grant(api)
+        ),
+    );
+    install_plugin(
+        &plugins,
+        "relay",
+        &guest("relay"),
+        &format!(
+            "name = \"relay\"\nversion = \"1\"\n[[subscriptions]]\nsource = \"hcp\"\n\
+             {grant}[config]\nendpoint = \"{endpoint}\"\n",
+            grant = http_grant(endpoint)
+        ),
+    );
+    dir
+}
+
+/// The schedule's slot tasks as the stopped daemon left them, oldest first.
+async fn slots(data: &Path) -> Vec<Task> {
+    let store = EventStore::open(&data.join("db")).unwrap();
+    let queue = Queue::open(&store).unwrap();
+    let tasks = queue
+        .with_prefix(Topic::Schedules, "poller/reconcile/")
+        .unwrap();
+    drop(queue);
+    store.close().await.unwrap();
+    tasks
+}
+
+fn slot_ms(task: &Task) -> u64 {
+    task.id.rsplit('/').next().unwrap().parse().unwrap()
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn config(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("fieldhook.toml")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_fires_on_time_and_a_polled_event_a_webhook_brought_is_processed_once() {
+    let api = FakeApi::default();
+    let api_url = api.clone().start().await;
+    let destination = FakeDestination::start().await;
+    let dir = setup(&api_url, &destination.url, "every = \"2s\"", 0);
+    let started = Instant::now();
+    let daemon = DaemonProcess::start(&config(&dir));
+
+    // The webhook brings job_1 first (envelope id = its dedupe key).
+    let body = r#"{"id":"k1","event":"job.updated","data":{"id":"job_1"}}"#;
+    let url = format!("{}/hooks/hcp", daemon.url);
+    let sent = signed_housecall_pro(&reqwest::Client::new(), &url, SECRET, body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    destination.wait_for(1, Duration::from_secs(10)).await;
+    // Then the vendor's API lists job_1 (already delivered) and job_2
+    // (a webhook that never came).
+    api.publish(serde_json::json!([
+        {"key": "k1", "id": "job_1"},
+        {"key": "k2", "id": "job_2"},
+    ]));
+
+    // Every 2 s: the first run within one period (plus scheduling slack).
+    let hits = api.wait_for_hits(3, Duration::from_secs(10)).await;
+    assert!(hits.len() >= 3, "the schedule ran {} times", hits.len());
+    assert!(
+        hits[0] - started < Duration::from_millis(3500),
+        "first run after {:?}",
+        hits[0] - started
+    );
+    for pair in hits.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap > Duration::from_millis(1000) && gap < Duration::from_millis(3500),
+            "runs {gap:?} apart on a 2 s schedule"
+        );
+    }
+    // Two events, two deliveries: job_2 polled, job_1 not processed again
+    // though every run lists it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = destination.received();
+    assert_eq!(got.len(), 2, "deliveries: {got:?}");
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_cut_short_by_kill_9_runs_its_slot_again_after_restart() {
+    let api = FakeApi::default();
+    let api_url = api.clone().start().await;
+    let destination = FakeDestination::start().await;
+    // The run sleeps 4 s after polling: long enough to be killed in.
+    let dir = setup(&api_url, &destination.url, "every = \"1h\"", 4000);
+    // An hour is too long to wait: the first slot is published due now by
+    // a schedule of 2 s, then the manifest asks for hourly runs, so only
+    // the interrupted slot can run again within the test.
+    let manifest = dir.path().join("plugins/poller/plugin.toml");
+    let hourly = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        hourly.replace("every = \"1h\"", "every = \"2s\""),
+    )
+    .unwrap();
+    let daemon = DaemonProcess::start(&config(&dir));
+    let hits = api.wait_for_hits(1, Duration::from_secs(10)).await;
+    assert_eq!(hits.len(), 1, "the schedule never ran");
+    daemon.kill();
+    std::fs::write(&manifest, hourly).unwrap();
+
+    let daemon = DaemonProcess::start(&config(&dir));
+    let hits = api.wait_for_hits(2, Duration::from_secs(10)).await;
+    assert_eq!(hits.len(), 2, "the interrupted slot did not run again");
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    daemon.stop();
+
+    let tasks = slots(&dir.path().join("data")).await;
+    let first = &tasks[0];
+    assert_eq!(first.state, TaskState::Done, "{first:?}");
+    assert!(
+        first
+            .history
+            .iter()
+            .any(|a| a.outcome.contains("interrupted")),
+        "{first:?}"
+    );
+    assert!(
+        first.history.last().unwrap().outcome.starts_with("ran:"),
+        "{first:?}"
+    );
+    // The next slot is the hourly one, waiting.
+    let next = tasks.last().unwrap();
+    assert_eq!(next.state, TaskState::Ready, "{tasks:?}");
+    assert_eq!(slot_ms(next) % 3_600_000, 0, "{next:?}");
+}
+
+/// Runs the schedule once, stops the daemon for longer than three periods,
+/// starts it again and stops it once it settled; returns the slot tasks and
+/// when it restarted (Unix ms).
+async fn miss_three_slots(missed: &str) -> (Vec<Task>, u64, FakeApi) {
+    let api = FakeApi::default();
+    let api_url = api.clone().start().await;
+    let destination = FakeDestination::start().await;
+    let schedule = format!("every = \"2s\"\nmissed = \"{missed}\"");
+    let dir = setup(&api_url, &destination.url, &schedule, 0);
+    let daemon = DaemonProcess::start(&config(&dir));
+    api.wait_for_hits(1, Duration::from_secs(10)).await;
+    daemon.stop();
+    tokio::time::sleep(Duration::from_millis(7000)).await;
+    let restarted = unix_ms();
+    let daemon = DaemonProcess::start(&config(&dir));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    daemon.stop();
+    (slots(&dir.path().join("data")).await, restarted, api)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slots_missed_while_down_run_once_at_start() {
+    let (tasks, restarted, api) = miss_three_slots("run-once").await;
+    // Three or more slots fell due while it was down: one task stood for
+    // them, and it ran once, at start.
+    let missed: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| slot_ms(t) > restarted.saturating_sub(7000) && slot_ms(t) < restarted)
+        .collect();
+    assert_eq!(missed.len(), 1, "{tasks:?}");
+    assert_eq!(missed[0].state, TaskState::Done, "{tasks:?}");
+    assert!(
+        missed[0]
+            .history
+            .last()
+            .unwrap()
+            .outcome
+            .starts_with("ran:"),
+        "{tasks:?}"
+    );
+    assert_eq!(missed[0].attempts, 1, "{tasks:?}");
+    assert!(api.hits().len() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_missed_skip_a_slot_due_while_down_is_not_run() {
+    let (tasks, restarted, _api) = miss_three_slots("skip").await;
+    let missed: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| slot_ms(t) > restarted.saturating_sub(7000) && slot_ms(t) < restarted)
+        .collect();
+    assert_eq!(missed.len(), 1, "{tasks:?}");
+    assert!(
+        missed[0]
+            .history
+            .last()
+            .unwrap()
+            .outcome
+            .starts_with("skipped"),
+        "{tasks:?}"
+    );
+}
