@@ -445,7 +445,7 @@ async fn plugins_shows_every_load_failure_until_its_plugin_is_fixed_or_its_direc
     let v = wait_for_plugins(&admin, "relay loaded", |v| loaded(v, "relay").is_some()).await;
     let relay = loaded(&v, "relay").unwrap();
     assert_eq!(relay["version"], "v1", "{v:#}");
-    assert_eq!(relay["contract"], "fieldhook:plugin@0.2.0", "{v:#}");
+    assert_eq!(relay["contract"], "fieldhook:plugin@0.3.0", "{v:#}");
     assert_eq!(relay["state"], "loaded", "{v:#}");
     assert!(relay["instances"]["mode"].is_string(), "{v:#}");
     assert!(
