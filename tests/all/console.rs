@@ -295,6 +295,83 @@ async fn a_hostile_webhook_body_is_shown_as_escaped_text_under_a_strict_content_
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_list_filters_by_source_kind_work_body_text_and_time_newest_first() {
+    let setup = Setup::start().await;
+    setup.destination.answer_with(&[500, 500]);
+    let failed = setup.webhook("job.completed", "job_1", "").await;
+    let plain = setup
+        .webhook("job.created", "job_2", "ask for Ms Marple")
+        .await;
+    let newest = setup.webhook("job.created", "job_3", "").await;
+    setup.wait_until("/dlq", |v| dead_deliveries(v) == 1).await;
+    let console = setup.signed_in().await;
+    let listed = |html: &str| {
+        [&failed, &plain, &newest]
+            .into_iter()
+            .filter(|id| html.contains(id.as_str()))
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    };
+    let order = |html: &str, ids: &[&String]| {
+        let at: Vec<usize> = ids
+            .iter()
+            .map(|id| html.find(id.as_str()).unwrap())
+            .collect();
+        at.windows(2).all(|w| w[0] < w[1])
+    };
+
+    let all = console.page("/console/events").await;
+    assert_eq!(listed(&all).len(), 3);
+    assert!(order(&all, &[&newest, &plain, &failed]), "newest first");
+    assert!(
+        all.contains("hx-trigger=\"every 3s\""),
+        "the first page refreshes itself"
+    );
+
+    let by_kind = console.page("/console/events?kind=job.created").await;
+    assert_eq!(listed(&by_kind), [plain.as_str(), newest.as_str()]);
+    let by_work = console.page("/console/events?status=dead").await;
+    assert_eq!(listed(&by_work), [failed.as_str()]);
+    let by_text = console.page("/console/events?text=ms+marple").await;
+    assert_eq!(
+        listed(&by_text),
+        [plain.as_str()],
+        "body text, case ignored"
+    );
+    let by_source = console.page("/console/events?source=other").await;
+    assert!(listed(&by_source).is_empty());
+    let future = console.page("/console/events?from=2999-01-01T00:00").await;
+    assert!(
+        listed(&future).is_empty(),
+        "nothing received after the `from` time"
+    );
+    let past = console.page("/console/events?to=2000-01-01T00:00").await;
+    assert!(
+        listed(&past).is_empty(),
+        "nothing received before the `to` time"
+    );
+    let bad = console.get("/console/events?from=yesterday").await;
+    assert_eq!(bad.status(), 400);
+
+    let older = console
+        .page(&format!("/console/events?before={newest}"))
+        .await;
+    assert_eq!(
+        listed(&older),
+        [failed.as_str(), plain.as_str()],
+        "the cursor pages back"
+    );
+    assert!(!older.contains("hx-trigger"), "an older page stays still");
+    let rows = console
+        .page("/console/events/rows?kind=job.completed")
+        .await;
+    assert!(
+        rows.starts_with("<tbody") && rows.contains(failed.as_str()),
+        "{rows}"
+    );
+}
+
 /// Where the browser test saves what it saw.
 fn screenshots_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -416,6 +493,9 @@ async fn an_operator_signs_in_filters_events_opens_one_and_replays_dead_letters_
     let attempts = browser.text("section.task:last-of-type").await;
     assert!(attempts.contains("dead"), "{attempts}");
     browser.screenshot("4-event").await;
+    let event_url = c.current_url().await.unwrap();
+    c.goto(&format!("{event_url}#deliveries")).await.unwrap();
+    browser.screenshot("4b-event-attempts").await;
 
     // Dead letters: filter, see the count, replay.
     c.goto(&format!("{base}/console/dlq")).await.unwrap();

@@ -68,7 +68,7 @@ pub async fn page(
             h2 { "Body (" (event.body.len()) " bytes)" }
             pre.body { code { (format::body(&event.body)) } }
             @for (topic, tasks) in &work {
-                h2 { (topic.name()) " (" (tasks.len()) ")" }
+                h2 id=(topic.name()) { (topic.name()) " (" (tasks.len()) ")" }
                 @if tasks.is_empty() {
                     p.quiet { "None." }
                 }
