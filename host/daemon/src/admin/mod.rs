@@ -14,6 +14,7 @@
 //! | `GET /plugins`                 | loaded plugins and load failures            |
 //! | `POST /reload`                 | read the configuration file again (as SIGHUP); 422 lists its problems |
 //! | `POST /store/backup`           | `{"dest": "/abs/dir"}`: an online backup of the store |
+//! | `/console/...`                 | the operator console: HTML, its own sign-in ([`console`]) |
 //!
 //! `fieldhook events|dlq|replay|stats` ([`client`]) talk to it; operators
 //! use the [`console`] under `/console`, which reads through the same
