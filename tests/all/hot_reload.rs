@@ -498,7 +498,7 @@ async fn plugins_shows_every_load_failure_until_its_plugin_is_fixed_or_its_direc
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("relay") && text.contains("fieldhook:plugin@0.2.0"),
+        text.contains("relay") && text.contains("fieldhook:plugin@0.3.0"),
         "{text}"
     );
     assert!(

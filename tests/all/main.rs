@@ -8,6 +8,7 @@
 mod support;
 
 mod capabilities;
+mod console;
 mod contract_versions;
 mod durability;
 mod host_limits;

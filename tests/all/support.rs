@@ -689,3 +689,178 @@ pub fn link_compiled_cache(data_dir: &Path) {
     std::fs::create_dir_all(shared_compiled_cache()).unwrap();
     std::os::unix::fs::symlink(shared_compiled_cache(), data_dir.join("compiled")).unwrap();
 }
+
+// ---- The operator console -------------------------------------------------
+
+/// A client of a daemon's console over plain HTTP: it follows no redirect,
+/// so tests see where each answer sends the browser, and keeps the session
+/// cookie itself.
+pub struct ConsoleClient {
+    /// `http://127.0.0.1:{port}` of the admin listener.
+    pub url: String,
+    client: reqwest::Client,
+    /// `fieldhook_console=...`, once signed in.
+    pub cookie: Option<String>,
+}
+
+impl ConsoleClient {
+    pub fn new(admin: &AdminApi) -> Self {
+        Self {
+            url: admin.url.clone(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookie: None,
+        }
+    }
+
+    /// Posts the login form with `token`; keeps the cookie it sets.
+    pub async fn login(&mut self, token: &str) -> reqwest::Response {
+        let resp = self
+            .client
+            .post(format!("{}/console/login", self.url))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        if let Some(set) = resp.headers().get("set-cookie") {
+            let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+            self.cookie = Some(pair);
+        }
+        resp
+    }
+
+    /// `GET path` with the session cookie, if any.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        let mut req = self.client.get(format!("{}{path}", self.url));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// `GET path` as text, asserting a 200.
+    pub async fn page(&self, path: &str) -> String {
+        let resp = self.get(path).await;
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.text().await.unwrap()
+    }
+
+    /// A form `POST` with the session cookie and extra headers.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self.client.post(format!("{}{path}", self.url)).form(form);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap()
+    }
+}
+
+/// The CSRF token a console page's forms carry.
+pub fn csrf_in(html: &str) -> String {
+    let at = html
+        .find(r#"name="csrf" value=""#)
+        .expect("the page has a form with a CSRF token");
+    let rest = &html[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Headless chromium driven through chromedriver (Debian's `chromium` and
+/// `chromium-driver`), on a free port; both stop when this is dropped.
+pub struct Browser {
+    pub client: fantoccini::Client,
+    driver: Child,
+}
+
+impl Browser {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs: apt-get install -y chromium chromium-driver");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut chrome = serde_json::json!({
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000"],
+        });
+        if Path::new("/usr/bin/chromium").exists() {
+            chrome["binary"] = "/usr/bin/chromium".into();
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("goog:chromeOptions".into(), chrome);
+        let client = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a chromium session starts");
+        Self { client, driver }
+    }
+
+    /// Saves a screenshot of the page as `<target>/console-screenshots/<name>.png`.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"))
+            .join("console-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, self.client.screenshot().await.unwrap()).unwrap();
+        path
+    }
+
+    /// The visible text of the first element matching `css`.
+    pub async fn text(&self, css: &str) -> String {
+        self.client
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Waits for an element matching `css`; on timeout, fails with the
+    /// page the browser is on.
+    pub async fn wait_for(&self, css: &str) {
+        let found = self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(fantoccini::Locator::Css(css))
+            .await;
+        if found.is_err() {
+            let url = self.client.current_url().await.unwrap();
+            let source = self.client.source().await.unwrap_or_default();
+            panic!("no `{css}` on {url}:\n{source}");
+        }
+    }
+
+    /// Ends the browser session (then drop stops chromedriver).
+    pub async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}

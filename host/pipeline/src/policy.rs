@@ -573,6 +573,32 @@ impl Destinations {
         out.sort_by(|a, b| a.origin.cmp(&b.origin));
         out
     }
+
+    /// Every destination with its circuit and policy: those seen since
+    /// start and those configured but not yet sent to.
+    pub fn overview(&self) -> Vec<(DestinationStatus, Arc<Policy>)> {
+        let mut out = self.status();
+        let configured: Vec<String> = {
+            let policies = self.policies.read().unwrap_or_else(|p| p.into_inner());
+            policies.configured.keys().cloned().collect()
+        };
+        for origin in configured {
+            if !out.iter().any(|s| s.origin == origin) {
+                out.push(DestinationStatus {
+                    origin,
+                    in_flight: 0,
+                    circuit: "closed",
+                });
+            }
+        }
+        out.sort_by(|a, b| a.origin.cmp(&b.origin));
+        out.into_iter()
+            .map(|s| {
+                let policy = self.policy(&s.origin);
+                (s, policy)
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -602,6 +628,20 @@ mod tests {
             Some("http://127.0.0.1:9000")
         );
         assert_eq!(origin_of("/relative"), None);
+    }
+
+    #[test]
+    fn the_overview_lists_configured_destinations_before_any_delivery_with_their_policy() {
+        let d = destinations(
+            "[[destinations]]\nmatch = \"https://api.servicem8.com\"\nconcurrency = 2\n",
+        );
+        let seen = d.acquire("http://127.0.0.1:9000");
+        drop(seen);
+        let overview = d.overview();
+        let origins: Vec<_> = overview.iter().map(|(s, _)| s.origin.as_str()).collect();
+        assert_eq!(origins, ["http://127.0.0.1:9000", SM8]);
+        assert_eq!(overview[1].0.circuit, "closed");
+        assert_eq!(overview[1].1.concurrency, Some(2));
     }
 
     #[test]

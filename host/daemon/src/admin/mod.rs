@@ -14,10 +14,14 @@
 //! | `GET /plugins`                 | loaded plugins and load failures            |
 //! | `POST /reload`                 | read the configuration file again (as SIGHUP); 422 lists its problems |
 //! | `POST /store/backup`           | `{"dest": "/abs/dir"}`: an online backup of the store |
+//! | `/console/...`                 | the operator console: HTML, its own sign-in ([`console`]) |
 //!
-//! `fieldhook events|dlq|replay|stats` ([`client`]) talk to it.
+//! `fieldhook events|dlq|replay|stats` ([`client`]) talk to it; operators
+//! use the [`console`] under `/console`, which reads through the same
+//! functions as these routes.
 
 pub mod client;
+pub mod console;
 
 use std::net::SocketAddr;
 use std::path::{Path as FsPath, PathBuf};
@@ -37,12 +41,50 @@ use serde_json::{Value, json};
 
 use fieldhook_core::event::EventRecord;
 use fieldhook_pipeline::Pipeline;
-use fieldhook_pipeline::replay::{DlqFilter, ReplayReport};
-use fieldhook_runtime::InstancePolicy;
+use fieldhook_pipeline::replay::{DeadLetter, DlqFilter, ReplayReport};
+use fieldhook_runtime::directory::LoadFailure;
+use fieldhook_runtime::{InstancePolicy, LoadedPlugin};
 use fieldhook_store::queue::{Task, TaskState, Topic};
 
 /// Most items one list answer holds.
 pub const MAX_PAGE: usize = 1_000;
+
+/// Why an admin read or change failed; the JSON routes and the console
+/// each answer it their own way.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The request asks for something malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// What it names is not stored.
+    #[error("{0}")]
+    NotFound(String),
+    /// The event store failed.
+    #[error(transparent)]
+    Store(#[from] fieldhook_store::StoreError),
+    /// The task log failed.
+    #[error(transparent)]
+    Queue(#[from] fieldhook_store::queue::QueueError),
+    /// The pipeline failed.
+    #[error(transparent)]
+    Pipeline(#[from] fieldhook_pipeline::PipelineError),
+}
+
+impl AdminError {
+    fn status(&self) -> StatusCode {
+        match self {
+            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        error(self.status(), self)
+    }
+}
 
 /// The admin listener's connections: a few operators and scrapers, each
 /// sending its request at once. Its descriptors are kept from webhook
@@ -159,7 +201,8 @@ pub fn router(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(protected)
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(console::router(state))
 }
 
 async fn authorize(State(s): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
@@ -264,37 +307,246 @@ pub struct Stats {
 }
 
 async fn stats(State(s): State<Arc<AdminState>>) -> Response {
-    let p = &s.pipeline;
-    let depth = p.queue.depth();
-    let mut tasks =
-        std::collections::BTreeMap::<String, std::collections::BTreeMap<String, u64>>::new();
-    for (topic, state, n) in &depth.counts {
-        tasks
-            .entry(topic.name().into())
-            .or_default()
-            .insert(state.name().into(), *n);
+    Json(s.stats()).into_response()
+}
+
+/// What the admin API and the console read. Each is one query, shared so
+/// the two show the same thing.
+impl AdminState {
+    /// Counters, queue depth, circuits.
+    pub fn stats(&self) -> Stats {
+        let p = &self.pipeline;
+        let depth = p.queue.depth();
+        let mut tasks =
+            std::collections::BTreeMap::<String, std::collections::BTreeMap<String, u64>>::new();
+        for (topic, state, n) in &depth.counts {
+            tasks
+                .entry(topic.name().into())
+                .or_default()
+                .insert(state.name().into(), *n);
+        }
+        let commit = p.store.commit_stats();
+        Stats {
+            received: p.metrics.received(),
+            rejected: p.metrics.rejected(),
+            dlq: Topic::ALL
+                .iter()
+                .map(|t| depth.get(*t, TaskState::Dead))
+                .sum(),
+            tasks,
+            destinations: p
+                .destinations
+                .status()
+                .into_iter()
+                .map(|d| serde_json::to_value(d).unwrap_or_default())
+                .collect(),
+            flushes: commit.flushes,
+            writes: commit.writes,
+            store: p.store.write_state(),
+            config_generation: self.reloader.as_ref().map_or(1, |r| r.generation()),
+        }
     }
-    let commit = p.store.commit_stats();
-    Json(Stats {
-        received: p.metrics.received(),
-        rejected: p.metrics.rejected(),
-        dlq: Topic::ALL
-            .iter()
-            .map(|t| depth.get(*t, TaskState::Dead))
-            .sum(),
-        tasks,
-        destinations: p
-            .destinations
-            .status()
+
+    /// One event and its work: `(topic, tasks)` for jobs, then deliveries.
+    pub fn event_with_work(&self, id: &str) -> Result<(EventRecord, Work), AdminError> {
+        let event = self.pipeline.store.event(id)?.ok_or_else(|| {
+            AdminError::NotFound(format!(
+                "no event `{id}` (expired by retention, or never stored)"
+            ))
+        })?;
+        Ok((event, self.work_of(id)?))
+    }
+
+    /// An event's jobs and deliveries (their ids start with the event's).
+    pub fn work_of(&self, event_id: &str) -> Result<Work, AdminError> {
+        let mut work = Vec::new();
+        for topic in Topic::ALL {
+            work.push((
+                topic,
+                self.pipeline
+                    .queue
+                    .with_prefix(topic, &format!("{event_id}."))?,
+            ));
+        }
+        Ok(work)
+    }
+
+    /// Events newest first, filtered as `q` says, each with where its work
+    /// stands.
+    pub fn events_newest_first(
+        &self,
+        q: &EventQuery,
+    ) -> Result<Vec<(EventRecord, WorkStatus)>, AdminError> {
+        let since = q.since_ms.map(fieldhook_core::event::event_id_at);
+        let until = q.until_ms.map(fieldhook_core::event::event_id_at);
+        let before = match (q.before.clone(), until) {
+            (Some(b), Some(u)) => Some(b.min(u)),
+            (b, u) => b.or(u),
+        };
+        let needle = q.text.as_deref().map(str::to_ascii_lowercase);
+        // Work lookups fail rarely; the first failure is kept and returned.
+        let failed = std::cell::RefCell::new(None);
+        let keep = |e: &EventRecord| {
+            let matches = q.source.as_deref().is_none_or(|s| e.source == s)
+                && q.kind.as_deref().is_none_or(|k| e.kind.contains(k))
+                && needle.as_deref().is_none_or(|n| {
+                    e.body
+                        .windows(n.len().max(1))
+                        .any(|w| w.eq_ignore_ascii_case(n.as_bytes()))
+                });
+            let Some(wanted) = q.status else {
+                return matches;
+            };
+            matches
+                && match self.work_of(&e.id) {
+                    Ok(work) => WorkStatus::of(&work) == wanted,
+                    Err(err) => {
+                        failed.borrow_mut().get_or_insert(err);
+                        false
+                    }
+                }
+        };
+        let events = self.pipeline.store.events_newest_first(
+            before.as_deref(),
+            since.as_deref(),
+            q.limit.clamp(1, MAX_PAGE),
+            &keep,
+        )?;
+        if let Some(err) = failed.into_inner() {
+            return Err(err);
+        }
+        events
             .into_iter()
-            .map(|d| serde_json::to_value(d).unwrap_or_default())
-            .collect(),
-        flushes: commit.flushes,
-        writes: commit.writes,
-        store: p.store.write_state(),
-        config_generation: s.reloader.as_ref().map_or(1, |r| r.generation()),
-    })
-    .into_response()
+            .map(|e| {
+                let status = WorkStatus::of(&self.work_of(&e.id)?);
+                Ok((e, status))
+            })
+            .collect()
+    }
+
+    /// Dead letters matching `filter`, at most `limit`.
+    pub fn dead_letters(
+        &self,
+        filter: &DlqFilter,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, AdminError> {
+        Ok(self.pipeline.dead_letters(filter, limit)?)
+    }
+
+    /// Loaded plugins, and the directories that failed to load.
+    pub fn plugins(&self) -> (Vec<Arc<LoadedPlugin>>, Vec<LoadFailure>) {
+        let loaded = self.pipeline.plugins.snapshot().values().cloned().collect();
+        // Read live: a hot-loaded failure shows at once and goes away when
+        // its directory is fixed or removed.
+        (loaded, self.pipeline.plugins.failures())
+    }
+
+    /// Runs a replay and answers once it is durable: a crash after the
+    /// answer cannot undo it.
+    pub async fn replay(&self, r: &ReplayRequest) -> Result<ReplayReport, AdminError> {
+        let p = &self.pipeline;
+        let report = match (&r.event_id, &r.dlq, r.from_ms.or(r.to_ms)) {
+            (Some(id), None, None) if r.source.is_none() => p.replay_event(id)?,
+            (None, Some(d), None) if r.source.is_none() => p.replay_dlq(&d.filter()?)?,
+            (None, None, Some(_)) => match (r.from_ms, r.to_ms) {
+                (Some(from), Some(to)) if from < to => {
+                    p.replay_range(r.source.as_deref(), from, to)?
+                }
+                _ => {
+                    return Err(AdminError::BadRequest(
+                        "a range replay needs from_ms < to_ms".into(),
+                    ));
+                }
+            },
+            _ => {
+                return Err(AdminError::BadRequest(
+                    "give exactly one of: {\"event_id\"}, {\"dlq\": {filter}}, or {\"source\", \"from_ms\", \"to_ms\"}".into(),
+                ));
+            }
+        };
+        p.queue.sync().await?;
+        tracing::info!(?r, ?report, "replay");
+        Ok(report)
+    }
+}
+
+/// An event's work: its jobs, then its deliveries.
+pub type Work = Vec<(Topic, Vec<Task>)>;
+
+/// A filter over events, newest first (the console's event list).
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only kinds containing this.
+    pub kind: Option<String>,
+    /// Only events whose work stands so.
+    pub status: Option<WorkStatus>,
+    /// Only bodies containing this (ASCII case ignored).
+    pub text: Option<String>,
+    /// Received at or after (Unix ms).
+    pub since_ms: Option<u64>,
+    /// Received before (Unix ms).
+    pub until_ms: Option<u64>,
+    /// Older than this event id: the cursor of the next page.
+    pub before: Option<String>,
+    /// Most events in the answer.
+    pub limit: usize,
+}
+
+/// Where an event's work stands, worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkStatus {
+    /// A job or delivery was dead-lettered.
+    Dead,
+    /// Work is queued or running.
+    Pending,
+    /// Every job and delivery finished.
+    Done,
+    /// No plugin subscribed to it.
+    NoWork,
+}
+
+impl WorkStatus {
+    /// Every status, worst first.
+    pub const ALL: [WorkStatus; 4] = [
+        WorkStatus::Dead,
+        WorkStatus::Pending,
+        WorkStatus::Done,
+        WorkStatus::NoWork,
+    ];
+
+    /// Its name in URLs and pages.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkStatus::Dead => "dead",
+            WorkStatus::Pending => "pending",
+            WorkStatus::Done => "done",
+            WorkStatus::NoWork => "no-work",
+        }
+    }
+
+    /// The status named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The status of an event with this work.
+    pub fn of(work: &[(Topic, Vec<Task>)]) -> Self {
+        let states = || {
+            work.iter()
+                .flat_map(|(_, tasks)| tasks.iter().map(|t| t.state))
+        };
+        if states().any(|s| s == TaskState::Dead) {
+            WorkStatus::Dead
+        } else if states().any(|s| s != TaskState::Done) {
+            WorkStatus::Pending
+        } else if states().next().is_some() {
+            WorkStatus::Done
+        } else {
+            WorkStatus::NoWork
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -371,16 +623,9 @@ fn task_json(topic: Topic, t: &Task) -> Value {
 }
 
 async fn show_event(State(s): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
-    let p = &s.pipeline;
-    let event = match p.store.event(&id) {
-        Ok(Some(e)) => e,
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no event `{id}` (expired by retention, or never stored)"),
-            );
-        }
-        Err(e) => return internal(e),
+    let (event, work) = match s.event_with_work(&id) {
+        Ok(found) => found,
+        Err(e) => return e.into_response(),
     };
     let mut v = event_summary(&event);
     v["headers"] = json!(
@@ -391,18 +636,13 @@ async fn show_event(State(s): State<Arc<AdminState>>, Path(id): Path<String>) ->
             .collect::<Vec<_>>()
     );
     v["body"] = json!(String::from_utf8_lossy(&event.body));
-    for topic in Topic::ALL {
-        match p.queue.with_prefix(topic, &format!("{id}.")) {
-            Ok(tasks) => {
-                v[topic.name()] = json!(
-                    tasks
-                        .iter()
-                        .map(|t| task_json(topic, t))
-                        .collect::<Vec<_>>()
-                )
-            }
-            Err(e) => return internal(e),
-        }
+    for (topic, tasks) in work {
+        v[topic.name()] = json!(
+            tasks
+                .iter()
+                .map(|t| task_json(topic, t))
+                .collect::<Vec<_>>()
+        );
     }
     Json(v).into_response()
 }
@@ -467,12 +707,12 @@ fn dlq_filter(
     plugin: Option<String>,
     source: Option<String>,
     reason: Option<String>,
-) -> Result<DlqFilter, String> {
+) -> Result<DlqFilter, AdminError> {
     let topic = match topic {
         None => None,
-        Some(t) => Some(
-            Topic::parse(t).ok_or_else(|| format!("unknown topic `{t}`: jobs or deliveries"))?,
-        ),
+        Some(t) => Some(Topic::parse(t).ok_or_else(|| {
+            AdminError::BadRequest(format!("unknown topic `{t}`: jobs or deliveries"))
+        })?),
     };
     Ok(DlqFilter {
         topic,
@@ -486,9 +726,9 @@ fn dlq_filter(
 async fn dlq(State(s): State<Arc<AdminState>>, Query(q): Query<DlqQuery>) -> Response {
     let filter = match dlq_filter(q.topic.as_deref(), q.plugin, q.source, q.reason) {
         Ok(f) => f,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Err(e) => return e.into_response(),
     };
-    match s.pipeline.dead_letters(&filter, limit(q.limit)) {
+    match s.dead_letters(&filter, limit(q.limit)) {
         Ok(list) => Json(json!({
             "dead_letters": list.iter().map(|d| {
                 let mut v = task_json(d.topic, &d.task);
@@ -529,6 +769,20 @@ pub struct DlqRequest {
     pub reason: Option<String>,
     /// Only this event's work.
     pub event_id: Option<String>,
+}
+
+impl DlqRequest {
+    /// The pipeline's filter for this request.
+    pub fn filter(&self) -> Result<DlqFilter, AdminError> {
+        let mut filter = dlq_filter(
+            self.topic.as_deref(),
+            self.plugin.clone(),
+            self.source.clone(),
+            self.reason.clone(),
+        )?;
+        filter.id_prefix = self.event_id.as_ref().map(|e| format!("{e}."));
+        Ok(filter)
+    }
 }
 
 async fn reload(State(s): State<Arc<AdminState>>) -> Response {
@@ -578,48 +832,10 @@ async fn backup(State(s): State<Arc<AdminState>>, Json(r): Json<BackupRequest>) 
 }
 
 async fn replay(State(s): State<Arc<AdminState>>, Json(r): Json<ReplayRequest>) -> Response {
-    let p = s.pipeline.clone();
-    let result: Result<ReplayReport, Response> = match (&r.event_id, &r.dlq, r.from_ms.or(r.to_ms))
-    {
-        (Some(id), None, None) if r.source.is_none() => p.replay_event(id).map_err(internal),
-        (None, Some(d), None) if r.source.is_none() => {
-            let mut filter = match dlq_filter(
-                d.topic.as_deref(),
-                d.plugin.clone(),
-                d.source.clone(),
-                d.reason.clone(),
-            ) {
-                Ok(f) => f,
-                Err(message) => return error(StatusCode::BAD_REQUEST, message),
-            };
-            filter.id_prefix = d.event_id.as_ref().map(|e| format!("{e}."));
-            p.replay_dlq(&filter).map_err(internal)
-        }
-        (None, None, Some(_)) => match (r.from_ms, r.to_ms) {
-            (Some(from), Some(to)) if from < to => p
-                .replay_range(r.source.as_deref(), from, to)
-                .map_err(internal),
-            _ => Err(error(
-                StatusCode::BAD_REQUEST,
-                "a range replay needs from_ms < to_ms",
-            )),
-        },
-        _ => Err(error(
-            StatusCode::BAD_REQUEST,
-            "give exactly one of: {\"event_id\"}, {\"dlq\": {filter}}, or {\"source\", \"from_ms\", \"to_ms\"}",
-        )),
-    };
-    let report = match result {
-        Ok(report) => report,
-        Err(resp) => return resp,
-    };
-    // Answered once the replay is durable: a crash after the answer
-    // cannot undo it.
-    if let Err(e) = p.queue.sync().await {
-        return internal(e);
+    match s.replay(&r).await {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => e.into_response(),
     }
-    tracing::info!(?r, ?report, "replay");
-    Json(report).into_response()
 }
 
 /// Every plugin serving and every plugin directory failing, read live from

@@ -515,10 +515,37 @@ impl EventStore {
             }
             None => vec![EVENT],
         };
+        self.collect_events(self.events.range(start..), limit, keep)
+    }
+
+    /// Events newest first: ids below `before` and not below `since` (both
+    /// ids; ids sort by receive time, so these bound a time range), that
+    /// pass `keep`, at most `limit`. The console pages with it.
+    pub fn events_newest_first(
+        &self,
+        before: Option<&str>,
+        since: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&EventRecord) -> bool,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let start = since.map_or_else(|| vec![EVENT], |s| key(EVENT, s.as_bytes()));
+        let end = before.map_or_else(|| vec![EVENT + 1], |b| key(EVENT, b.as_bytes()));
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        self.collect_events(self.events.range(start..end).rev(), limit, keep)
+    }
+
+    fn collect_events(
+        &self,
+        items: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+        limit: usize,
+        keep: &dyn Fn(&EventRecord) -> bool,
+    ) -> Result<Vec<EventRecord>, StoreError> {
         let mut out = Vec::new();
         // The events of a split message are listed together: read it once.
         let mut last_message: Option<(String, Message)> = None;
-        for item in self.events.range(start..) {
+        for item in items {
             if out.len() >= limit {
                 break;
             }
@@ -1078,6 +1105,33 @@ mod tests {
         let page = store.events_page(None, 1000, &|_| true).unwrap();
         assert_eq!(page.len(), 400);
         assert!(page.iter().all(|e| e.body == body));
+    }
+
+    #[tokio::test]
+    async fn events_newest_first_pages_backwards_within_a_range_of_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EventStore::open(dir.path()).unwrap();
+        let mut ids = Vec::new();
+        for at in 1..=4 {
+            let out = store.ingest(vec![event("a", None, at)], 0).await.unwrap();
+            ids.push(out[0].id().to_owned());
+        }
+        let page = |before: Option<&str>, since: Option<&str>, limit| {
+            store
+                .events_newest_first(before, since, limit, &|_| true)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(page(None, None, 2), [ids[3].as_str(), &ids[2]]);
+        assert_eq!(page(Some(&ids[2]), None, 10), [ids[1].as_str(), &ids[0]]);
+        assert_eq!(
+            page(Some(&ids[3]), Some(&ids[1]), 10),
+            [ids[2].as_str(), &ids[1]],
+            "`before` is exclusive, `since` inclusive"
+        );
+        assert!(page(Some(&ids[1]), Some(&ids[3]), 10).is_empty());
     }
 
     #[tokio::test]
