@@ -534,3 +534,95 @@ fn run_takes_the_vendor_and_source_of_a_raw_body_from_flags() {
         stderr(&unknown)
     );
 }
+
+/// What a new JS or Python plugin author does on a fresh machine with the
+/// language's tool chain: scaffold, install the build tool, run the
+/// scaffold's own unit tests, build, and run the component on its sample.
+#[test]
+fn js_and_python_scaffolds_pass_their_own_tests_build_and_run_granted_on_their_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    // componentize-py as the test harness pins it (on PATH, or its venv).
+    let py_tool = componentize_py();
+    let path = match py_tool.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(bin) => format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+        None => std::env::var("PATH").unwrap_or_default(),
+    };
+    let run = |program: &str, args: &[&str], dir: &Path, env: &[(&str, &str)]| {
+        let out = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .env("PATH", &path)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?} in {}: {}{}",
+            dir.display(),
+            stdout(&out),
+            stderr(&out)
+        );
+        out
+    };
+    let bin = env!("CARGO_BIN_EXE_fieldhook");
+    for lang in ["js", "python"] {
+        let name = format!("leads-{lang}");
+        run(
+            bin,
+            &["plugin", "new", &name, "--lang", lang],
+            tmp.path(),
+            &[],
+        );
+        let dir = tmp.path().join(&name);
+        match lang {
+            "js" => {
+                run(
+                    "npm",
+                    &["install", "--no-audit", "--no-fund", "--loglevel=error"],
+                    &dir,
+                    &[],
+                );
+                let tests = run("npm", &["test"], &dir, &[]);
+                assert!(stdout(&tests).contains("pass 2"), "{}", stdout(&tests));
+            }
+            _ => {
+                let tests = run(
+                    "python3",
+                    &["-m", "unittest", "-v"],
+                    &dir,
+                    &[("PYTHONPATH", "sdk")],
+                );
+                assert!(stderr(&tests).contains("Ran 2 tests"), "{}", stderr(&tests));
+            }
+        }
+        run(bin, &["plugin", "build"], &dir, &[]);
+        let manifest =
+            fieldhook_policy::manifest::Manifest::load(&dir.join("plugin.toml")).unwrap();
+        assert!(
+            manifest.component.is_file(),
+            "{lang}: built where plugin.toml says"
+        );
+        let ran = run(
+            bin,
+            &[
+                "plugin",
+                "run",
+                manifest.component.to_str().unwrap(),
+                "--event",
+                "sample-event.json",
+            ],
+            &dir,
+            &[],
+        );
+        let out = stdout(&ran);
+        assert!(
+            out.contains("decision: deliver 1 request(s)"),
+            "{lang}: {out}"
+        );
+        assert!(out.contains("allowed by [[http]] rule 1"), "{lang}: {out}");
+    }
+}

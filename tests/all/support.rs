@@ -604,7 +604,7 @@ fn ensure_js_tools(sdk: &Path) {
 
 /// componentize-py from PATH when it is the pinned version, else installed
 /// into a virtualenv under the target dir.
-fn componentize_py() -> PathBuf {
+pub fn componentize_py() -> PathBuf {
     static TOOL: OnceLock<PathBuf> = OnceLock::new();
     TOOL.get_or_init(|| {
         let pinned = |tool: &Path| {
