@@ -626,3 +626,82 @@ fn js_and_python_scaffolds_pass_their_own_tests_build_and_run_granted_on_their_s
         assert!(out.contains("allowed by [[http]] rule 1"), "{lang}: {out}");
     }
 }
+
+/// The edit-try loop: `plugin build --watch --install` puts every saved
+/// version into a running daemon's plugins directory, which loads it
+/// without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn build_watch_installs_every_saved_version_into_a_running_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(
+        fieldhook(
+            &["plugin", "new", "notes-loop", "--lang", "rust"],
+            tmp.path()
+        )
+        .status
+        .success()
+    );
+    let dir = tmp.path().join("notes-loop");
+    let admin = AdminApi::new(tmp.path());
+    let config = tmp.path().join("fieldhook.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:0\"\n{}", admin.config()),
+    )
+    .unwrap();
+    let daemon = DaemonProcess::start(&config);
+
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("guests");
+    let mut watcher = Command::new(env!("CARGO_BIN_EXE_fieldhook"))
+        .args(["plugin", "build", "--watch", "--install"])
+        .arg(tmp.path().join("plugins/notes-loop"))
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let version_loaded = |want: &'static str| {
+        let admin = &admin;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+            loop {
+                let v = admin.get_json("/plugins").await;
+                let loaded = v["loaded"].as_array().cloned().unwrap_or_default();
+                if loaded
+                    .iter()
+                    .any(|p| p["name"] == "notes-loop" && p["version"] == want)
+                {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "version {want} never loaded: {v}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+    };
+    let manifest = std::fs::read_to_string(dir.join("plugin.toml")).unwrap();
+    let first = fieldhook_policy::manifest::Manifest::load(&dir.join("plugin.toml"))
+        .unwrap()
+        .version;
+    assert_eq!(first, "0.1.0", "the scaffold's version");
+    version_loaded("0.1.0").await;
+
+    // Save a new version: it is built and loaded with no other step.
+    std::fs::write(
+        dir.join("plugin.toml"),
+        manifest.replace("version = \"0.1.0\"", "version = \"0.1.1\""),
+    )
+    .unwrap();
+    version_loaded("0.1.1").await;
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    daemon.stop();
+}

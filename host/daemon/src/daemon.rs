@@ -131,6 +131,11 @@ impl Daemon {
             capabilities.clone(),
         )?);
         let plugin_set = Arc::new(PluginSet::default());
+        // A missing plugins directory is created, so plugins installed
+        // later load without a restart.
+        if let Err(e) = std::fs::create_dir_all(&config.plugins_dir) {
+            tracing::warn!(dir = %config.plugins_dir.display(), error = %e, "cannot create the plugins directory");
+        }
         // Watch before the first load, so nothing landing meanwhile is missed.
         let plugins_watch = directory::watch(
             runtime.clone(),

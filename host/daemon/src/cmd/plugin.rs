@@ -109,6 +109,15 @@ pub enum PluginCommand {
         /// The plugin's directory (holding plugin.toml).
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Then copy the component and plugin.toml into this directory of
+        /// a daemon's plugins_dir (`plugins/NAME`), which the daemon loads
+        /// without a restart.
+        #[arg(long)]
+        install: Option<PathBuf>,
+        /// Build (and install) again on every save, until interrupted: the
+        /// edit-try loop against a running daemon.
+        #[arg(long)]
+        watch: bool,
     },
     /// List the `fieldhook:plugin` contract versions this fieldhook serves,
     /// with the SDKs that build each.
@@ -162,7 +171,17 @@ pub async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             manifest,
         } => check::check(&component, manifest.as_deref()),
         PluginCommand::New { name, lang, dir } => new::new(&name, lang, &dir),
-        PluginCommand::Build { dir } => build::build(&dir),
+        PluginCommand::Build {
+            dir,
+            install,
+            watch,
+        } => {
+            if watch {
+                build::watch(&dir, install.as_deref())
+            } else {
+                build::build(&dir, install.as_deref())
+            }
+        }
         PluginCommand::Versions => {
             print!("{}", versions());
             Ok(())

@@ -36,7 +36,7 @@ fn found(program: &str, arg: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-pub fn build(dir: &Path) -> anyhow::Result<()> {
+pub fn build(dir: &Path, install: Option<&Path>) -> anyhow::Result<()> {
     let manifest_path = dir.join("plugin.toml");
     let manifest = Manifest::load(&manifest_path)
         .with_context(|| format!("{} is not a plugin directory", dir.display()))?;
@@ -151,11 +151,115 @@ pub fn build(dir: &Path) -> anyhow::Result<()> {
         bytes as f64 / (1024.0 * 1024.0),
         started.elapsed().as_secs_f64()
     );
-    println!(
-        "next: fieldhook plugin check {}; copy plugin.toml and the component into the daemon's plugins directory",
-        component.display()
-    );
+    match install {
+        Some(to) => {
+            install_into(&manifest_path, component, to)?;
+            println!(
+                "installed into {}: a running daemon loads it within a second",
+                to.display()
+            );
+        }
+        None => println!(
+            "next: fieldhook plugin check {}; then `fieldhook plugin build --install \
+             PLUGINS_DIR/{}` (or copy plugin.toml and the component there)",
+            component.display(),
+            manifest.name
+        ),
+    }
     Ok(())
+}
+
+/// Copies the component and the manifest (its `component` set to the
+/// copy's file name) into `to`. Each file is written under a temporary
+/// name and renamed over the old one, so the daemon never reads half a
+/// file, and a version that fails to load leaves the old one serving.
+fn install_into(manifest_path: &Path, component: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    let file = component
+        .file_name()
+        .context("the component path has no file name")?;
+    let put = |name: &std::ffi::OsStr, bytes: &[u8]| -> anyhow::Result<()> {
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(".tmp");
+        let tmp = to.join(tmp_name);
+        std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, to.join(name))
+            .with_context(|| format!("cannot put {} in place", to.join(name).display()))
+    };
+    let wasm =
+        std::fs::read(component).with_context(|| format!("cannot read {}", component.display()))?;
+    put(file, &wasm)?;
+    let text = std::fs::read_to_string(manifest_path)
+        .with_context(|| format!("cannot read {}", manifest_path.display()))?;
+    let mut table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not TOML", manifest_path.display()))?;
+    table.insert(
+        "component".into(),
+        toml::Value::String(file.to_string_lossy().into_owned()),
+    );
+    put(
+        std::ffi::OsStr::new("plugin.toml"),
+        table.to_string().as_bytes(),
+    )
+}
+
+/// Builds (and installs) now and after every change to the plugin's
+/// sources, until the process is interrupted. A failed build is reported
+/// and the watch goes on: the daemon keeps the last good version.
+pub fn watch(dir: &Path, install: Option<&Path>) -> anyhow::Result<()> {
+    let mut seen = None;
+    loop {
+        let now = fingerprint(dir);
+        if seen.as_ref() != Some(&now) {
+            // Let an editor finish writing: build once the files are quiet.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let settled = fingerprint(dir);
+            if settled != now {
+                continue;
+            }
+            if let Err(e) = build(dir, install) {
+                eprintln!("build failed: {e:#}");
+            }
+            println!("watching {} for changes (Ctrl-C to stop)", dir.display());
+            // What the build itself wrote (a JS/Python component inside the
+            // directory) is not a change to build again for.
+            seen = Some(fingerprint(dir));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// Names, sizes and modification times of the plugin's source files:
+/// everything but build output, installed packages and hidden files.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64, Option<std::time::SystemTime>)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.')
+                || matches!(name.as_ref(), "target" | "node_modules" | "__pycache__")
+                || name.ends_with(".wasm")
+            {
+                continue;
+            }
+            let path = e.path();
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push((path, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
 }
 
 /// The JS entry: the `main` of package.json, else `plugin.js`.
