@@ -372,6 +372,89 @@ async fn the_event_list_filters_by_source_kind_work_body_text_and_time_newest_fi
     );
 }
 
+fn unix_minute() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60
+}
+
+/// Each minute's `[received, delivered, failed]` from the overview's chart
+/// (its `<title>`s), oldest first.
+fn chart_minutes(html: &str) -> Vec<[u64; 3]> {
+    html.split("<g class=\"minute")
+        .skip(1)
+        .map(|g| {
+            let title = &g[g.find("<title>").unwrap()..g.find("</title>").unwrap()];
+            let n = |label: &str| -> u64 {
+                let rest = &title[title.find(label).unwrap() + label.len()..];
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            [n("received "), n("delivered "), n("failed ")]
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_charts_this_minutes_webhooks_deliveries_and_failures_as_inline_svg() {
+    let setup = Setup::start().await;
+    let console = setup.signed_in().await;
+    let before = chart_minutes(&console.page("/console").await);
+    assert_eq!(
+        before.len(),
+        60,
+        "one bar group per minute of the last hour"
+    );
+    assert!(before.iter().all(|m| *m == [0, 0, 0]), "{before:?}");
+
+    let started = unix_minute();
+    // The first delivery fails once, then goes through on its retry.
+    setup.destination.answer_with(&[500]);
+    for job in ["job_a", "job_b", "job_c"] {
+        setup.webhook("job.completed", job, "").await;
+    }
+    setup.webhook("job.created", "job_d", "").await;
+    setup
+        .wait_until("/stats", |v| v["tasks"]["deliveries"]["done"] == 3)
+        .await;
+    let page = console.page("/console").await;
+    let minutes = chart_minutes(&page);
+    assert_eq!(minutes.len(), 60);
+    // The counts sit in this minute's bucket (or, when the test crossed a
+    // minute, in the last two).
+    let spread = usize::try_from(unix_minute() - started).unwrap() + 1;
+    let mut seen = [0; 3];
+    for m in &minutes[60 - spread..] {
+        for (s, n) in seen.iter_mut().zip(m) {
+            *s += n;
+        }
+    }
+    assert_eq!(seen, [4, 3, 1], "received, delivered, failed: {minutes:?}");
+    assert!(
+        page.contains("<svg class=\"chart per-minute\""),
+        "an inline SVG"
+    );
+    let svg = &page[page.find("<svg class=\"chart per-minute\"").unwrap()..];
+    let svg = &svg[..svg.find("</svg>").unwrap()];
+    for forbidden in [
+        "<script",
+        "<style",
+        "style=",
+        "onload",
+        "onclick",
+        "onmouse",
+        "javascript:",
+    ] {
+        assert!(!svg.contains(forbidden), "{forbidden} in the chart: {svg}");
+    }
+    assert!(svg.contains("class=\"minute now\""));
+}
+
 /// Where the browser test saves what it saw.
 fn screenshots_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

@@ -285,6 +285,9 @@ fn writable() -> fieldhook_store::health::WriteState {
 pub struct Stats {
     /// Webhooks answered 2xx since start.
     pub received: u64,
+    /// The last hour minute by minute, oldest first (memory only).
+    #[serde(default)]
+    pub per_minute: Vec<fieldhook_pipeline::metrics::Minute>,
     /// Webhooks refused since start, by status.
     pub rejected: std::collections::BTreeMap<u16, u64>,
     /// `{topic: {state: count}}`.
@@ -329,6 +332,7 @@ impl AdminState {
         Stats {
             received: p.metrics.received(),
             rejected: p.metrics.rejected(),
+            per_minute: p.metrics.last_hour(),
             dlq: Topic::ALL
                 .iter()
                 .map(|t| depth.get(*t, TaskState::Dead))
