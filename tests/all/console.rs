@@ -455,6 +455,68 @@ async fn the_overview_charts_this_minutes_webhooks_deliveries_and_failures_as_in
     assert!(svg.contains("class=\"minute now\""));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_show_their_recent_errors_and_destinations_their_recent_failures() {
+    let setup = Setup::start().await;
+    let console = setup.signed_in().await;
+    let plugins = console.page("/console/plugins").await;
+    assert!(plugins.contains("None among recent jobs."), "{plugins}");
+    let destinations = console.page("/console/destinations").await;
+    assert!(
+        destinations.contains("None among recent deliveries."),
+        "{destinations}"
+    );
+
+    // A delivery that fails twice and gives up; a job the plugin refuses.
+    setup.destination.answer_with(&[503, 503]);
+    let delivered = setup.webhook("job.completed", "job_1", "").await;
+    let body = serde_json::json!({
+        "event": "job.completed",
+        "event_occurred_at": "2026-11-20T15:04:05Z",
+        "job": { "note": "<b>no id</b>" },
+    })
+    .to_string();
+    let resp = signed_housecall_pro(
+        &reqwest::Client::new(),
+        &format!("{}/hooks/hcp", setup.daemon.url),
+        HCP_SECRET,
+        &body,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let refused: Value = resp.json().await.unwrap();
+    let refused = refused["stored"][0].as_str().unwrap().to_owned();
+    setup
+        .wait_until("/dlq", |v| {
+            v["dead_letters"].as_array().is_some_and(|a| a.len() == 2)
+        })
+        .await;
+
+    let plugins = console.page("/console/plugins").await;
+    let errors = &plugins[plugins.find("Recent errors").unwrap()..];
+    assert!(errors.contains("job object has no `id`"), "{errors}");
+    assert!(
+        errors.contains(&format!("/console/events/{refused}")),
+        "{errors}"
+    );
+    assert!(
+        !errors.contains(&delivered),
+        "a delivered job is no error: {errors}"
+    );
+
+    let destinations = console.page("/console/destinations").await;
+    let failures = &destinations[destinations.find("Recent failures").unwrap()..];
+    assert!(failures.contains("127.0.0.1"), "{failures}");
+    assert_eq!(
+        failures.matches("<td>503</td>").count(),
+        2,
+        "both attempts, with the status answered: {failures}"
+    );
+    assert!(failures.contains(&format!("/console/events/{delivered}#deliveries")));
+}
+
 /// Where the browser test saves what it saw.
 fn screenshots_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

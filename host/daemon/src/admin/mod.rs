@@ -313,6 +313,36 @@ async fn stats(State(s): State<Arc<AdminState>>) -> Response {
     Json(s.stats()).into_response()
 }
 
+/// Finished tasks a recent-failures read examines per topic, newest first.
+pub const RECENT_SCAN: usize = 2_000;
+/// Failures shown per plugin or destination.
+pub const RECENT_FAILURES: usize = 5;
+
+/// One failed attempt, for the console.
+#[derive(Debug, Clone)]
+pub struct RecentFailure {
+    /// The task's id (its event's id first).
+    pub task_id: String,
+    /// When the attempt ended, Unix ms.
+    pub at_ms: u64,
+    /// Why it failed.
+    pub outcome: String,
+}
+
+impl RecentFailure {
+    /// The event whose work this was.
+    pub fn event_id(&self) -> &str {
+        self.task_id.split('.').next().unwrap_or_default()
+    }
+
+    /// The status a destination answered, when it answered.
+    pub fn status(&self) -> Option<u16> {
+        const ANSWERED: &str = "destination answered HTTP ";
+        let at = self.outcome.find(ANSWERED)? + ANSWERED.len();
+        self.outcome.get(at..at + 3)?.parse().ok()
+    }
+}
+
 /// What the admin API and the console read. Each is one query, shared so
 /// the two show the same thing.
 impl AdminState {
@@ -349,6 +379,61 @@ impl AdminState {
             store: p.store.write_state(),
             config_generation: self.reloader.as_ref().map_or(1, |r| r.generation()),
         }
+    }
+
+    /// The newest failed attempts of `topic`'s tasks by `key` (a plugin, a
+    /// destination), newest first, [`RECENT_FAILURES`] each; reads the
+    /// unfinished tasks and the newest [`RECENT_SCAN`] finished ones.
+    pub fn recent_failures(
+        &self,
+        topic: Topic,
+        key: impl Fn(&Task) -> Option<String>,
+    ) -> Result<std::collections::BTreeMap<String, Vec<RecentFailure>>, AdminError> {
+        let tasks = self
+            .pipeline
+            .queue
+            .newest(topic, RECENT_SCAN, &|t| t.failures().next().is_some())?;
+        let mut all: Vec<(String, RecentFailure)> = tasks
+            .iter()
+            .filter_map(|t| Some((key(t)?, t)))
+            .flat_map(|(k, t)| {
+                t.failures().map(move |a| {
+                    (
+                        k.clone(),
+                        RecentFailure {
+                            task_id: t.id.clone(),
+                            at_ms: a.at_ms,
+                            outcome: a.outcome.clone(),
+                        },
+                    )
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| b.1.at_ms.cmp(&a.1.at_ms));
+        let mut out = std::collections::BTreeMap::<String, Vec<RecentFailure>>::new();
+        for (k, f) in all {
+            let list = out.entry(k).or_default();
+            if list.len() < RECENT_FAILURES {
+                list.push(f);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Recent failed job attempts by plugin.
+    pub fn plugin_failures(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<RecentFailure>>, AdminError> {
+        self.recent_failures(Topic::Jobs, |t| {
+            Pipeline::task_origin(Topic::Jobs, &t.payload).map(|(_, plugin)| plugin)
+        })
+    }
+
+    /// Recent failed delivery attempts by destination origin.
+    pub fn destination_failures(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<RecentFailure>>, AdminError> {
+        self.recent_failures(Topic::Deliveries, |t| Pipeline::delivery_origin(&t.payload))
     }
 
     /// One event and its work: `(topic, tasks)` for jobs, then deliveries.
