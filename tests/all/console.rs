@@ -517,6 +517,50 @@ async fn plugins_show_their_recent_errors_and_destinations_their_recent_failures
     assert!(failures.contains(&format!("/console/events/{delivered}#deliveries")));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_filter_reads_a_bounded_number_of_events_and_offers_to_go_on() {
+    let setup = Setup::start().await;
+    let oldest = setup.webhook("job.created", "job_0", "the needle").await;
+    for i in 1..8 {
+        setup
+            .webhook("job.created", &format!("job_{i}"), "hay")
+            .await;
+    }
+    let console = setup.signed_in().await;
+
+    let whole = console.page("/console/events?text=needle").await;
+    assert!(
+        whole.contains(&oldest),
+        "under the default bound it is found"
+    );
+    assert!(!whole.contains("Searched "), "{whole}");
+
+    // `scan` may only lower the bound (5,000): read 5 of the 8.
+    let first = console.page("/console/events?text=needle&scan=5").await;
+    assert!(!first.contains(&oldest), "{first}");
+    assert!(first.contains("Searched 5 events back to "), "{first}");
+    assert!(first.contains("narrow the time range or"), "{first}");
+    let at = first.find("class=\"go-on\" href=\"").unwrap() + "class=\"go-on\" href=\"".len();
+    let go_on = first[at..first[at..].find('"').unwrap() + at].replace("&amp;", "&");
+    assert!(
+        go_on.contains("text=needle") && go_on.contains("scan=5") && go_on.contains("before=evt_"),
+        "{go_on}"
+    );
+    let next = console.page(&go_on).await;
+    assert!(next.contains(&oldest), "going on finds it: {next}");
+    assert!(!next.contains("Searched "), "the rest was read to its end");
+
+    assert_eq!(console.get("/console/events?scan=0").await.status(), 400);
+    assert_eq!(console.get("/console/events?scan=lots").await.status(), 400);
+    let capped = console
+        .page("/console/events?text=needle&scan=999999999")
+        .await;
+    assert!(
+        capped.contains(&oldest),
+        "a larger number is held to the bound"
+    );
+}
+
 /// Where the browser test saves what it saw.
 fn screenshots_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

@@ -49,6 +49,10 @@ use fieldhook_store::queue::{Task, TaskState, Topic};
 /// Most items one list answer holds.
 pub const MAX_PAGE: usize = 1_000;
 
+/// Most events one filtered read of the event list examines: a filter on
+/// the body or the work's status reads every event it passes over.
+pub const MAX_SCAN: usize = 5_000;
+
 /// Why an admin read or change failed; the JSON routes and the console
 /// each answer it their own way.
 #[derive(Debug, thiserror::Error)]
@@ -465,7 +469,7 @@ impl AdminState {
     pub fn events_newest_first(
         &self,
         q: &EventQuery,
-    ) -> Result<Vec<(EventRecord, WorkStatus)>, AdminError> {
+    ) -> Result<(Vec<(EventRecord, WorkStatus)>, fieldhook_store::Examined), AdminError> {
         let since = q.since_ms.map(fieldhook_core::event::event_id_at);
         let until = q.until_ms.map(fieldhook_core::event::event_id_at);
         let before = match (q.before.clone(), until) {
@@ -495,22 +499,24 @@ impl AdminState {
                     }
                 }
         };
-        let events = self.pipeline.store.events_newest_first(
+        let (events, examined) = self.pipeline.store.events_newest_first(
             before.as_deref(),
             since.as_deref(),
             q.limit.clamp(1, MAX_PAGE),
+            q.scan.clamp(1, MAX_SCAN),
             &keep,
         )?;
         if let Some(err) = failed.into_inner() {
             return Err(err);
         }
-        events
+        let events = events
             .into_iter()
             .map(|e| {
                 let status = WorkStatus::of(&self.work_of(&e.id)?);
                 Ok((e, status))
             })
-            .collect()
+            .collect::<Result<_, AdminError>>()?;
+        Ok((events, examined))
     }
 
     /// Dead letters matching `filter`, at most `limit`.
@@ -581,6 +587,8 @@ pub struct EventQuery {
     pub before: Option<String>,
     /// Most events in the answer.
     pub limit: usize,
+    /// Most events read to find them (at most [`MAX_SCAN`]).
+    pub scan: usize,
 }
 
 /// Where an event's work stands, worst first.
