@@ -561,6 +561,44 @@ async fn a_body_filter_reads_a_bounded_number_of_events_and_offers_to_go_on() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_wrong_tokens_from_one_address_make_it_wait_a_minute_even_with_the_right_one() {
+    let setup = Setup::start().await;
+    let mut console = ConsoleClient::new(&setup.admin);
+    for attempt in 1..=5 {
+        let wrong = console.login("not-the-admin-token-at-all").await;
+        assert_eq!(wrong.status(), 401, "attempt {attempt}");
+    }
+    let refused = console.login(ADMIN_TOKEN).await;
+    assert_eq!(refused.status(), 429, "the sixth, within the minute");
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+    assert!(console.cookie.is_none(), "no session while limited");
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many wrong tokens")
+    );
+
+    let mut elsewhere = ConsoleClient::from_address(&setup.admin, "127.0.0.2".parse().unwrap());
+    assert_eq!(
+        elsewhere.login(ADMIN_TOKEN).await.status(),
+        303,
+        "another address is not held back"
+    );
+
+    // The minute passes: the right token works again.
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(console.login(ADMIN_TOKEN).await.status(), 303);
+    assert_eq!(console.get("/console").await.status(), 200);
+}
+
 /// Where the browser test saves what it saw.
 fn screenshots_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
