@@ -413,7 +413,7 @@ impl AdminState {
                 })
             })
             .collect();
-        all.sort_by(|a, b| b.1.at_ms.cmp(&a.1.at_ms));
+        all.sort_by_key(|(_, f)| std::cmp::Reverse(f.at_ms));
         let mut out = std::collections::BTreeMap::<String, Vec<RecentFailure>>::new();
         for (k, f) in all {
             let list = out.entry(k).or_default();
