@@ -372,6 +372,233 @@ async fn the_event_list_filters_by_source_kind_work_body_text_and_time_newest_fi
     );
 }
 
+fn unix_minute() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60
+}
+
+/// Each minute's `[received, delivered, failed]` from the overview's chart
+/// (its `<title>`s), oldest first.
+fn chart_minutes(html: &str) -> Vec<[u64; 3]> {
+    html.split("<g class=\"minute")
+        .skip(1)
+        .map(|g| {
+            let title = &g[g.find("<title>").unwrap()..g.find("</title>").unwrap()];
+            let n = |label: &str| -> u64 {
+                let rest = &title[title.find(label).unwrap() + label.len()..];
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            [n("received "), n("delivered "), n("failed ")]
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_charts_this_minutes_webhooks_deliveries_and_failures_as_inline_svg() {
+    let setup = Setup::start().await;
+    let console = setup.signed_in().await;
+    let before = chart_minutes(&console.page("/console").await);
+    assert_eq!(
+        before.len(),
+        60,
+        "one bar group per minute of the last hour"
+    );
+    assert!(before.iter().all(|m| *m == [0, 0, 0]), "{before:?}");
+
+    let started = unix_minute();
+    // The first delivery fails once, then goes through on its retry.
+    setup.destination.answer_with(&[500]);
+    for job in ["job_a", "job_b", "job_c"] {
+        setup.webhook("job.completed", job, "").await;
+    }
+    setup.webhook("job.created", "job_d", "").await;
+    setup
+        .wait_until("/stats", |v| v["tasks"]["deliveries"]["done"] == 3)
+        .await;
+    let page = console.page("/console").await;
+    let minutes = chart_minutes(&page);
+    assert_eq!(minutes.len(), 60);
+    // The counts sit in this minute's bucket (or, when the test crossed a
+    // minute, in the last two).
+    let spread = usize::try_from(unix_minute() - started).unwrap() + 1;
+    let mut seen = [0; 3];
+    for m in &minutes[60 - spread..] {
+        for (s, n) in seen.iter_mut().zip(m) {
+            *s += n;
+        }
+    }
+    assert_eq!(seen, [4, 3, 1], "received, delivered, failed: {minutes:?}");
+    assert!(
+        page.contains("<svg class=\"chart per-minute\""),
+        "an inline SVG"
+    );
+    let svg = &page[page.find("<svg class=\"chart per-minute\"").unwrap()..];
+    let svg = &svg[..svg.find("</svg>").unwrap()];
+    for forbidden in [
+        "<script",
+        "<style",
+        "style=",
+        "onload",
+        "onclick",
+        "onmouse",
+        "javascript:",
+    ] {
+        assert!(!svg.contains(forbidden), "{forbidden} in the chart: {svg}");
+    }
+    assert!(svg.contains("class=\"minute now\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_show_their_recent_errors_and_destinations_their_recent_failures() {
+    let setup = Setup::start().await;
+    let console = setup.signed_in().await;
+    let plugins = console.page("/console/plugins").await;
+    assert!(plugins.contains("None among recent jobs."), "{plugins}");
+    let destinations = console.page("/console/destinations").await;
+    assert!(
+        destinations.contains("None among recent deliveries."),
+        "{destinations}"
+    );
+
+    // A delivery that fails twice and gives up; a job the plugin refuses.
+    setup.destination.answer_with(&[503, 503]);
+    let delivered = setup.webhook("job.completed", "job_1", "").await;
+    let body = serde_json::json!({
+        "event": "job.completed",
+        "event_occurred_at": "2026-11-20T15:04:05Z",
+        "job": { "note": "<b>no id</b>" },
+    })
+    .to_string();
+    let resp = signed_housecall_pro(
+        &reqwest::Client::new(),
+        &format!("{}/hooks/hcp", setup.daemon.url),
+        HCP_SECRET,
+        &body,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let refused: Value = resp.json().await.unwrap();
+    let refused = refused["stored"][0].as_str().unwrap().to_owned();
+    setup
+        .wait_until("/dlq", |v| {
+            v["dead_letters"].as_array().is_some_and(|a| a.len() == 2)
+        })
+        .await;
+
+    let plugins = console.page("/console/plugins").await;
+    let errors = &plugins[plugins.find("Recent errors").unwrap()..];
+    assert!(errors.contains("job object has no `id`"), "{errors}");
+    assert!(
+        errors.contains(&format!("/console/events/{refused}")),
+        "{errors}"
+    );
+    assert!(
+        !errors.contains(&delivered),
+        "a delivered job is no error: {errors}"
+    );
+
+    let destinations = console.page("/console/destinations").await;
+    let failures = &destinations[destinations.find("Recent failures").unwrap()..];
+    assert!(failures.contains("127.0.0.1"), "{failures}");
+    assert_eq!(
+        failures.matches("<td>503</td>").count(),
+        2,
+        "both attempts, with the status answered: {failures}"
+    );
+    assert!(failures.contains(&format!("/console/events/{delivered}#deliveries")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_filter_reads_a_bounded_number_of_events_and_offers_to_go_on() {
+    let setup = Setup::start().await;
+    let oldest = setup.webhook("job.created", "job_0", "the needle").await;
+    for i in 1..8 {
+        setup
+            .webhook("job.created", &format!("job_{i}"), "hay")
+            .await;
+    }
+    let console = setup.signed_in().await;
+
+    let whole = console.page("/console/events?text=needle").await;
+    assert!(
+        whole.contains(&oldest),
+        "under the default bound it is found"
+    );
+    assert!(!whole.contains("Searched "), "{whole}");
+
+    // `scan` may only lower the bound (5,000): read 5 of the 8.
+    let first = console.page("/console/events?text=needle&scan=5").await;
+    assert!(!first.contains(&oldest), "{first}");
+    assert!(first.contains("Searched 5 events back to "), "{first}");
+    assert!(first.contains("narrow the time range or"), "{first}");
+    let at = first.find("class=\"go-on\" href=\"").unwrap() + "class=\"go-on\" href=\"".len();
+    let go_on = first[at..first[at..].find('"').unwrap() + at].replace("&amp;", "&");
+    assert!(
+        go_on.contains("text=needle") && go_on.contains("scan=5") && go_on.contains("before=evt_"),
+        "{go_on}"
+    );
+    let next = console.page(&go_on).await;
+    assert!(next.contains(&oldest), "going on finds it: {next}");
+    assert!(!next.contains("Searched "), "the rest was read to its end");
+
+    assert_eq!(console.get("/console/events?scan=0").await.status(), 400);
+    assert_eq!(console.get("/console/events?scan=lots").await.status(), 400);
+    let capped = console
+        .page("/console/events?text=needle&scan=999999999")
+        .await;
+    assert!(
+        capped.contains(&oldest),
+        "a larger number is held to the bound"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_wrong_tokens_from_one_address_make_it_wait_a_minute_even_with_the_right_one() {
+    let setup = Setup::start().await;
+    let mut console = ConsoleClient::new(&setup.admin);
+    for attempt in 1..=5 {
+        let wrong = console.login("not-the-admin-token-at-all").await;
+        assert_eq!(wrong.status(), 401, "attempt {attempt}");
+    }
+    let refused = console.login(ADMIN_TOKEN).await;
+    assert_eq!(refused.status(), 429, "the sixth, within the minute");
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+    assert!(console.cookie.is_none(), "no session while limited");
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many wrong tokens")
+    );
+
+    let mut elsewhere = ConsoleClient::from_address(&setup.admin, "127.0.0.2".parse().unwrap());
+    assert_eq!(
+        elsewhere.login(ADMIN_TOKEN).await.status(),
+        303,
+        "another address is not held back"
+    );
+
+    // The minute passes: the right token works again.
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(console.login(ADMIN_TOKEN).await.status(), 303);
+    assert_eq!(console.get("/console").await.status(), 200);
+}
+
 /// Where the browser test saves what it saw.
 fn screenshots_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

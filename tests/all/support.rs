@@ -715,6 +715,19 @@ impl ConsoleClient {
         }
     }
 
+    /// A client whose connections come from `local` (any 127.x address
+    /// reaches the loopback listener), to look like another operator.
+    pub fn from_address(admin: &AdminApi, local: std::net::IpAddr) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .local_address(local)
+                .build()
+                .unwrap(),
+            ..Self::new(admin)
+        }
+    }
+
     /// Posts the login form with `token`; keeps the cookie it sets.
     pub async fn login(&mut self, token: &str) -> reqwest::Response {
         let resp = self

@@ -623,6 +623,12 @@ impl Pipeline {
         }
     }
 
+    /// The origin (`scheme://host:port`) a delivery task is sent to.
+    pub fn delivery_origin(payload: &[u8]) -> Option<String> {
+        let d = postcard::from_bytes::<DeliveryPayload>(payload).ok()?;
+        policy::origin_of(&d.request.url)
+    }
+
     /// Reads a stored event (for the admin API).
     pub fn event(&self, id: &str) -> Result<Option<EventRecord>, PipelineError> {
         Ok(self.store.event(id)?)

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fieldhook_store::queue::{Depth, TaskState, Topic};
 
@@ -56,10 +56,80 @@ impl Histogram {
     }
 }
 
+/// Minutes the per-minute counts cover.
+pub const MINUTES: usize = 60;
+
+/// What happened in one minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Minute {
+    /// Minutes since the Unix epoch.
+    pub minute: u64,
+    /// Webhooks answered 2xx.
+    pub received: u64,
+    /// Deliveries that succeeded.
+    pub delivered: u64,
+    /// Delivery attempts that failed (to be retried, or dead).
+    pub failed: u64,
+    /// Plugin job attempts that failed (to be retried, or dead).
+    pub plugin_errors: u64,
+}
+
+/// The last [`MINUTES`] minutes: bucket `minute % MINUTES`, reset when a
+/// new minute reaches it. Memory only; a restart starts from zero.
+#[derive(Debug)]
+struct MinuteRing(Mutex<Vec<Minute>>);
+
+impl Default for MinuteRing {
+    fn default() -> Self {
+        Self(Mutex::new(vec![Minute::default(); MINUTES]))
+    }
+}
+
+impl MinuteRing {
+    fn add(&self, now_minute: u64, f: impl FnOnce(&mut Minute)) {
+        let mut ring = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = &mut ring[(now_minute % MINUTES as u64) as usize];
+        if bucket.minute != now_minute {
+            *bucket = Minute {
+                minute: now_minute,
+                ..Minute::default()
+            };
+        }
+        f(bucket);
+    }
+
+    /// Oldest first, ending with `now_minute`; minutes without counts are zeros.
+    fn last_hour(&self, now_minute: u64) -> Vec<Minute> {
+        let ring = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        (0..MINUTES as u64)
+            .rev()
+            .filter_map(|back| now_minute.checked_sub(back))
+            .map(|minute| {
+                let bucket = ring[(minute % MINUTES as u64) as usize];
+                if bucket.minute == minute {
+                    bucket
+                } else {
+                    Minute {
+                        minute,
+                        ..Minute::default()
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+fn now_minute() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 60)
+}
+
 /// Everything the daemon counts.
 #[derive(Debug, Default)]
 pub struct Metrics {
     received: AtomicU64,
+    minutes: MinuteRing,
     rejected: Mutex<BTreeMap<u16, u64>>,
     attempts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     coalesced: AtomicU64,
@@ -79,6 +149,16 @@ impl Metrics {
     pub fn attempt(&self, topic: Topic, outcome: &'static str) {
         let mut m = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry((topic.name(), outcome)).or_default() += 1;
+        drop(m);
+        let failed = matches!(outcome, "retry" | "dead");
+        match topic {
+            Topic::Deliveries if outcome == "done" => {
+                self.minutes.add(now_minute(), |b| b.delivered += 1)
+            }
+            Topic::Deliveries if failed => self.minutes.add(now_minute(), |b| b.failed += 1),
+            Topic::Jobs if failed => self.minutes.add(now_minute(), |b| b.plugin_errors += 1),
+            _ => {}
+        }
     }
 
     /// Counts one webhook answered with `status`, which took `elapsed`.
@@ -86,6 +166,7 @@ impl Metrics {
         self.ingest_latency.observe(elapsed);
         if (200..300).contains(&status) {
             self.received.fetch_add(1, Ordering::Relaxed);
+            self.minutes.add(now_minute(), |b| b.received += 1);
         } else {
             *self
                 .rejected
@@ -104,6 +185,11 @@ impl Metrics {
     /// Webhooks answered 2xx.
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+
+    /// The last hour minute by minute, oldest first, ending with this minute.
+    pub fn last_hour(&self) -> Vec<Minute> {
+        self.minutes.last_hour(now_minute())
     }
 
     /// Webhooks refused, by status.
@@ -221,6 +307,29 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_minute_ring_keeps_the_last_hour_and_forgets_older_minutes() {
+        let ring = MinuteRing::default();
+        ring.add(1_000, |b| b.received += 2);
+        ring.add(1_059, |b| b.delivered += 1);
+        let hour = ring.last_hour(1_059);
+        assert_eq!(hour.len(), MINUTES);
+        assert_eq!((hour[0].minute, hour[0].received), (1_000, 2));
+        assert_eq!((hour[59].minute, hour[59].delivered), (1_059, 1));
+        // Minute 1_060 takes minute 1_000's bucket.
+        ring.add(1_060, |b| b.failed += 1);
+        let hour = ring.last_hour(1_060);
+        assert_eq!(hour[0].minute, 1_001);
+        assert_eq!(hour.iter().map(|m| m.received).sum::<u64>(), 0);
+        assert_eq!(hour[59].failed, 1);
+        // An hour of silence reads as zeros, not as stale buckets.
+        assert!(
+            ring.last_hour(2_000)
+                .iter()
+                .all(|m| m.delivered == 0 && m.failed == 0)
+        );
+    }
 
     #[test]
     fn the_text_format_has_cumulative_buckets_and_every_queue_gauge() {

@@ -56,5 +56,5 @@ pub mod kv;
 pub mod queue;
 pub mod tokens;
 
-pub use events::{EventStore, GroupCommitStats, Ingested, StoreError};
+pub use events::{EventStore, Examined, GroupCommitStats, Ingested, StoreError};
 pub use journal::JournalError;

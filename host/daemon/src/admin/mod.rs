@@ -49,6 +49,10 @@ use fieldhook_store::queue::{Task, TaskState, Topic};
 /// Most items one list answer holds.
 pub const MAX_PAGE: usize = 1_000;
 
+/// Most events one filtered read of the event list examines: a filter on
+/// the body or the work's status reads every event it passes over.
+pub const MAX_SCAN: usize = 5_000;
+
 /// Why an admin read or change failed; the JSON routes and the console
 /// each answer it their own way.
 #[derive(Debug, thiserror::Error)]
@@ -285,6 +289,9 @@ fn writable() -> fieldhook_store::health::WriteState {
 pub struct Stats {
     /// Webhooks answered 2xx since start.
     pub received: u64,
+    /// The last hour minute by minute, oldest first (memory only).
+    #[serde(default)]
+    pub per_minute: Vec<fieldhook_pipeline::metrics::Minute>,
     /// Webhooks refused since start, by status.
     pub rejected: std::collections::BTreeMap<u16, u64>,
     /// `{topic: {state: count}}`.
@@ -310,6 +317,36 @@ async fn stats(State(s): State<Arc<AdminState>>) -> Response {
     Json(s.stats()).into_response()
 }
 
+/// Finished tasks a recent-failures read examines per topic, newest first.
+pub const RECENT_SCAN: usize = 2_000;
+/// Failures shown per plugin or destination.
+pub const RECENT_FAILURES: usize = 5;
+
+/// One failed attempt, for the console.
+#[derive(Debug, Clone)]
+pub struct RecentFailure {
+    /// The task's id (its event's id first).
+    pub task_id: String,
+    /// When the attempt ended, Unix ms.
+    pub at_ms: u64,
+    /// Why it failed.
+    pub outcome: String,
+}
+
+impl RecentFailure {
+    /// The event whose work this was.
+    pub fn event_id(&self) -> &str {
+        self.task_id.split('.').next().unwrap_or_default()
+    }
+
+    /// The status a destination answered, when it answered.
+    pub fn status(&self) -> Option<u16> {
+        const ANSWERED: &str = "destination answered HTTP ";
+        let at = self.outcome.find(ANSWERED)? + ANSWERED.len();
+        self.outcome.get(at..at + 3)?.parse().ok()
+    }
+}
+
 /// What the admin API and the console read. Each is one query, shared so
 /// the two show the same thing.
 impl AdminState {
@@ -329,6 +366,7 @@ impl AdminState {
         Stats {
             received: p.metrics.received(),
             rejected: p.metrics.rejected(),
+            per_minute: p.metrics.last_hour(),
             dlq: Topic::ALL
                 .iter()
                 .map(|t| depth.get(*t, TaskState::Dead))
@@ -345,6 +383,61 @@ impl AdminState {
             store: p.store.write_state(),
             config_generation: self.reloader.as_ref().map_or(1, |r| r.generation()),
         }
+    }
+
+    /// The newest failed attempts of `topic`'s tasks by `key` (a plugin, a
+    /// destination), newest first, [`RECENT_FAILURES`] each; reads the
+    /// unfinished tasks and the newest [`RECENT_SCAN`] finished ones.
+    pub fn recent_failures(
+        &self,
+        topic: Topic,
+        key: impl Fn(&Task) -> Option<String>,
+    ) -> Result<std::collections::BTreeMap<String, Vec<RecentFailure>>, AdminError> {
+        let tasks = self
+            .pipeline
+            .queue
+            .newest(topic, RECENT_SCAN, &|t| t.failures().next().is_some())?;
+        let mut all: Vec<(String, RecentFailure)> = tasks
+            .iter()
+            .filter_map(|t| Some((key(t)?, t)))
+            .flat_map(|(k, t)| {
+                t.failures().map(move |a| {
+                    (
+                        k.clone(),
+                        RecentFailure {
+                            task_id: t.id.clone(),
+                            at_ms: a.at_ms,
+                            outcome: a.outcome.clone(),
+                        },
+                    )
+                })
+            })
+            .collect();
+        all.sort_by_key(|(_, f)| std::cmp::Reverse(f.at_ms));
+        let mut out = std::collections::BTreeMap::<String, Vec<RecentFailure>>::new();
+        for (k, f) in all {
+            let list = out.entry(k).or_default();
+            if list.len() < RECENT_FAILURES {
+                list.push(f);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Recent failed job attempts by plugin.
+    pub fn plugin_failures(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<RecentFailure>>, AdminError> {
+        self.recent_failures(Topic::Jobs, |t| {
+            Pipeline::task_origin(Topic::Jobs, &t.payload).map(|(_, plugin)| plugin)
+        })
+    }
+
+    /// Recent failed delivery attempts by destination origin.
+    pub fn destination_failures(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<RecentFailure>>, AdminError> {
+        self.recent_failures(Topic::Deliveries, |t| Pipeline::delivery_origin(&t.payload))
     }
 
     /// One event and its work: `(topic, tasks)` for jobs, then deliveries.
@@ -376,7 +469,7 @@ impl AdminState {
     pub fn events_newest_first(
         &self,
         q: &EventQuery,
-    ) -> Result<Vec<(EventRecord, WorkStatus)>, AdminError> {
+    ) -> Result<(Vec<(EventRecord, WorkStatus)>, fieldhook_store::Examined), AdminError> {
         let since = q.since_ms.map(fieldhook_core::event::event_id_at);
         let until = q.until_ms.map(fieldhook_core::event::event_id_at);
         let before = match (q.before.clone(), until) {
@@ -406,22 +499,24 @@ impl AdminState {
                     }
                 }
         };
-        let events = self.pipeline.store.events_newest_first(
+        let (events, examined) = self.pipeline.store.events_newest_first(
             before.as_deref(),
             since.as_deref(),
             q.limit.clamp(1, MAX_PAGE),
+            q.scan.clamp(1, MAX_SCAN),
             &keep,
         )?;
         if let Some(err) = failed.into_inner() {
             return Err(err);
         }
-        events
+        let events = events
             .into_iter()
             .map(|e| {
                 let status = WorkStatus::of(&self.work_of(&e.id)?);
                 Ok((e, status))
             })
-            .collect()
+            .collect::<Result<_, AdminError>>()?;
+        Ok((events, examined))
     }
 
     /// Dead letters matching `filter`, at most `limit`.
@@ -492,6 +587,8 @@ pub struct EventQuery {
     pub before: Option<String>,
     /// Most events in the answer.
     pub limit: usize,
+    /// Most events read to find them (at most [`MAX_SCAN`]).
+    pub scan: usize,
 }
 
 /// Where an event's work stands, worst first.

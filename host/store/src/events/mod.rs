@@ -124,6 +124,16 @@ pub struct GroupCommitStats {
     pub slowest_sync_us: u64,
 }
 
+/// How far a bounded read of events went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Examined {
+    /// Events read.
+    pub count: usize,
+    /// The oldest event read, when the read reached its bound before
+    /// finding as many as asked for: go on from below it.
+    pub stopped_at: Option<String>,
+}
+
 /// The store behind the daemon: sled for the data, the journal for
 /// durability.
 #[derive(Clone)]
@@ -520,20 +530,42 @@ impl EventStore {
 
     /// Events newest first: ids below `before` and not below `since` (both
     /// ids; ids sort by receive time, so these bound a time range), that
-    /// pass `keep`, at most `limit`. The console pages with it.
+    /// pass `keep`, at most `limit`, reading at most `scan` events. The
+    /// console pages with it.
     pub fn events_newest_first(
         &self,
         before: Option<&str>,
         since: Option<&str>,
         limit: usize,
+        scan: usize,
         keep: &dyn Fn(&EventRecord) -> bool,
-    ) -> Result<Vec<EventRecord>, StoreError> {
+    ) -> Result<(Vec<EventRecord>, Examined), StoreError> {
         let start = since.map_or_else(|| vec![EVENT], |s| key(EVENT, s.as_bytes()));
         let end = before.map_or_else(|| vec![EVENT + 1], |b| key(EVENT, b.as_bytes()));
         if start >= end {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Examined::default()));
         }
-        self.collect_events(self.events.range(start..end).rev(), limit, keep)
+        let mut count = 0;
+        let mut last = None;
+        let items = self
+            .events
+            .range(start..end)
+            .rev()
+            .take(scan)
+            .inspect(|item| {
+                count += 1;
+                if let Ok((k, _)) = item {
+                    last = Some(k.clone());
+                }
+            });
+        let events = self.collect_events(items, limit, keep)?;
+        let stopped_at = match last {
+            Some(k) if count >= scan && events.len() < limit => {
+                Some(String::from_utf8_lossy(&k[1..]).into_owned())
+            }
+            _ => None,
+        };
+        Ok((events, Examined { count, stopped_at }))
     }
 
     fn collect_events(
@@ -1118,8 +1150,9 @@ mod tests {
         }
         let page = |before: Option<&str>, since: Option<&str>, limit| {
             store
-                .events_newest_first(before, since, limit, &|_| true)
+                .events_newest_first(before, since, limit, usize::MAX, &|_| true)
                 .unwrap()
+                .0
                 .into_iter()
                 .map(|e| e.id)
                 .collect::<Vec<_>>()
@@ -1132,6 +1165,22 @@ mod tests {
             "`before` is exclusive, `since` inclusive"
         );
         assert!(page(Some(&ids[1]), Some(&ids[3]), 10).is_empty());
+        // Reading at most 3 events for a filter nothing passes: it stops at
+        // the third newest and says so.
+        let (none, examined) = store
+            .events_newest_first(None, None, 10, 3, &|_| false)
+            .unwrap();
+        assert!(none.is_empty());
+        assert_eq!(examined.count, 3);
+        assert_eq!(examined.stopped_at.as_deref(), Some(ids[1].as_str()));
+        let (all, examined) = store
+            .events_newest_first(None, None, 3, 3, &|_| true)
+            .unwrap();
+        assert_eq!(
+            (all.len(), examined.stopped_at),
+            (3, None),
+            "a full page needs no going on"
+        );
     }
 
     #[tokio::test]

@@ -384,7 +384,7 @@ impl Queue {
                     let mut history = old.history;
                     history.push(Attempt {
                         at_ms: now_ms,
-                        outcome: "queued again by a replayed job".into(),
+                        outcome: format!("{} (was {})", super::QUEUED_AGAIN, old.state.name()),
                     });
                     Task {
                         state: TaskState::Ready,
@@ -772,7 +772,7 @@ impl TaskLog for Queue {
         task.due_ms = now_ms;
         task.history.push(Attempt {
             at_ms: now_ms,
-            outcome: format!("replayed (was {})", from.name()),
+            outcome: format!("{}{})", super::REPLAYED, from.name()),
         });
         step.put(topic, &task);
         step.count(topic);
@@ -853,6 +853,41 @@ impl TaskLog for Queue {
                 out.push(task);
             }
         }
+        Ok(out)
+    }
+
+    fn newest(
+        &self,
+        topic: Topic,
+        scan: usize,
+        keep: &dyn Fn(&Task) -> bool,
+    ) -> Result<Vec<Task>, QueueError> {
+        let (mut out, live): (Vec<Task>, std::collections::HashSet<Arc<str>>) = {
+            let mut index = self.lock();
+            let t = index.topic(topic);
+            (
+                t.live.values().filter(|t| keep(t)).cloned().collect(),
+                t.live.keys().cloned().collect(),
+            )
+        };
+        let prefix = prefixed(FINISHED, topic, b"");
+        // A task running again hides its earlier finish.
+        let hidden =
+            |k: &[u8]| std::str::from_utf8(&k[prefix.len()..]).is_ok_and(|id| live.contains(id));
+        let finished = self
+            .tree
+            .scan_prefix(&prefix)
+            .rev()
+            .filter(|item| !item.as_ref().is_ok_and(|(k, _)| hidden(k)))
+            .take(scan);
+        for item in finished {
+            let (k, v) = item?;
+            let task = decode(&k, &v)?;
+            if keep(&task) {
+                out.push(task);
+            }
+        }
+        out.sort_by(|a, b| b.id.cmp(&a.id));
         Ok(out)
     }
 
@@ -942,7 +977,7 @@ impl TaskLog for Queue {
                 t.due.remove(&(task.due_ms, id.clone()));
                 task.history.push(Attempt {
                     at_ms: now_ms,
-                    outcome: "interrupted: the daemon stopped during this attempt".into(),
+                    outcome: super::INTERRUPTED.into(),
                 });
                 ready_again(t, &mut step, topic, &id, now_ms);
                 recovered += 1;
@@ -1138,6 +1173,10 @@ mod tests {
         }
     }
 
+    fn ids_of(tasks: &[Task]) -> Vec<&str> {
+        tasks.iter().map(|t| t.id.as_str()).collect()
+    }
+
     fn ids(leases: &[Lease]) -> Vec<&str> {
         leases.iter().map(|l| l.id.as_str()).collect()
     }
@@ -1205,6 +1244,63 @@ mod tests {
         );
         assert_eq!(lease(&q, Topic::Deliveries, 5, 1000, 10).await.len(), 1);
         verify_clean(&s).await;
+    }
+
+    #[tokio::test]
+    async fn newest_reads_back_a_bounded_number_of_finished_tasks_and_keeps_failures_apart() {
+        let (_d, _s, q) = queue();
+        q.publish(&[job("a"), job("b"), job("c"), job("d")], 0)
+            .unwrap();
+        let mut ls = lease(&q, Topic::Jobs, 0, 1000, 10).await.into_iter();
+        let settle = |lease: Lease, end: TaskEnd| Settlement { lease, end };
+        let retry = |outcome: &str| TaskEnd::Retry {
+            outcome: outcome.into(),
+            delay_ms: 0,
+        };
+        let mut next = || ls.next().unwrap();
+        q.settle(
+            vec![
+                settle(next(), retry("503 on a")),
+                settle(
+                    next(),
+                    TaskEnd::Dead {
+                        reason: "b is bad".into(),
+                    },
+                ),
+                settle(
+                    next(),
+                    TaskEnd::Done {
+                        outcome: "ok".into(),
+                        follow_ups: vec![],
+                    },
+                ),
+                settle(
+                    next(),
+                    TaskEnd::Dead {
+                        reason: "d is bad".into(),
+                    },
+                ),
+            ],
+            10,
+        )
+        .unwrap();
+        let a = lease(&q, Topic::Jobs, 20, 1000, 10).await.remove(0);
+        q.ack(&a, "ok at last", &[], 30).unwrap();
+        q.replay(Topic::Jobs, "d", 40).unwrap();
+        let failed = |t: &Task| t.failures().next().is_some();
+        // d runs again (unfinished, always read); of the finished, only the
+        // newest two (c, b) are examined.
+        let newest = q.newest(Topic::Jobs, 2, &failed).unwrap();
+        assert_eq!(ids_of(&newest), ["d", "b"]);
+        let all = q.newest(Topic::Jobs, 10, &failed).unwrap();
+        assert_eq!(ids_of(&all), ["d", "b", "a"]);
+        let outcomes = |t: &Task| t.failures().map(|f| f.outcome.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            outcomes(&all[0]),
+            ["d is bad"],
+            "a dead end, replayed, still failed"
+        );
+        assert_eq!(outcomes(&all[2]), ["503 on a"], "not its final success");
     }
 
     #[tokio::test]
@@ -1334,7 +1430,12 @@ mod tests {
         );
         let history = q.get(Topic::Deliveries, "a.0").unwrap().unwrap().history;
         assert_eq!(history[0].outcome, "delivered");
-        assert_eq!(history[1].outcome, "queued again by a replayed job");
+        assert_eq!(
+            history[1].outcome,
+            "queued again by a replayed job (was done)"
+        );
+        let delivery = q.get(Topic::Deliveries, "a.0").unwrap().unwrap();
+        assert_eq!(delivery.failures().count(), 0, "a done delivery, run again");
     }
 
     #[tokio::test]

@@ -131,6 +131,27 @@ pub struct Attempt {
     pub outcome: String,
 }
 
+/// The start of the notes the task log writes into a history itself (a
+/// replay, a restart): they are not outcomes of attempts.
+const NOTES: [&str; 3] = [REPLAYED, QUEUED_AGAIN, INTERRUPTED];
+/// `replayed (was dead)`.
+pub(crate) const REPLAYED: &str = "replayed (was ";
+/// A replayed job's delivery, run again: `queued again by a replayed job (was done)`.
+pub(crate) const QUEUED_AGAIN: &str = "queued again by a replayed job";
+/// A lease the daemon stopped during.
+pub(crate) const INTERRUPTED: &str = "interrupted: the daemon stopped during this attempt";
+
+impl Attempt {
+    /// Written by the task log itself, not by an attempt.
+    pub fn is_note(&self) -> bool {
+        NOTES.iter().any(|n| self.outcome.starts_with(n))
+    }
+
+    fn is_replay_note(&self) -> bool {
+        self.outcome.starts_with(REPLAYED) || self.outcome.starts_with(QUEUED_AGAIN)
+    }
+}
+
 /// A stored task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
@@ -154,6 +175,25 @@ pub struct Task {
     pub order_key: Option<String>,
     /// The key it was coalesced under, if published by [`TaskLog::coalesce`].
     pub coalesce_key: Option<String>,
+}
+
+impl Task {
+    /// Its attempts that failed, oldest first: every outcome but the task
+    /// log's notes and those that finished it as done (also before a replay).
+    pub fn failures(&self) -> impl Iterator<Item = &Attempt> {
+        self.history
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| {
+                !a.is_note()
+                    && match self.history.get(i + 1) {
+                        Some(next) if next.is_replay_note() => next.outcome.contains("(was dead)"),
+                        Some(_) => true,
+                        None => self.state != TaskState::Done,
+                    }
+            })
+            .map(|(_, a)| a)
+    }
 }
 
 /// A task held by a worker.
@@ -409,6 +449,16 @@ pub trait TaskLog: Send + Sync + std::fmt::Debug + 'static {
         topic: Topic,
         after: Option<&str>,
         limit: usize,
+        keep: &dyn Fn(&Task) -> bool,
+    ) -> Result<Vec<Task>, QueueError>;
+
+    /// Tasks of a topic that pass `keep`, newest first: every unfinished
+    /// one, and finished ones from the newest back, at most `scan` of those
+    /// examined (a page's read stays bounded however long the log).
+    fn newest(
+        &self,
+        topic: Topic,
+        scan: usize,
         keep: &dyn Fn(&Task) -> bool,
     ) -> Result<Vec<Task>, QueueError>;
 

@@ -7,12 +7,13 @@ use axum::extract::State;
 use maud::{Markup, html};
 
 use super::session::Session;
-use super::{Console, layout};
+use super::{Console, format, layout};
 use fieldhook_pipeline::policy::{Backoff, Policy};
 
 /// `GET /console/destinations`.
 pub async fn page(State(c): State<Arc<Console>>, Extension(s): Extension<Session>) -> Markup {
     let list = c.admin.pipeline.destinations.overview();
+    let failures = c.admin.destination_failures();
     layout(
         &s,
         "/console/destinations",
@@ -43,6 +44,31 @@ pub async fn page(State(c): State<Arc<Console>>, Extension(s): Extension<Session
                                 }
                                 td { (backoff(&policy.backoff)) }
                                 td { "after " (policy.breaker_failures) " failures, for " (policy.breaker_open.as_secs()) " s" }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Recent failures" }
+            @match &failures {
+                Err(e) => p.error { "Cannot read the task log: " (e) },
+                Ok(by_origin) if by_origin.is_empty() => p.quiet { "None among recent deliveries." },
+                Ok(by_origin) => {
+                    @for (origin, list) in by_origin {
+                        section.task.destination-failures {
+                            h3 { code { (origin) } }
+                            table.recent-failures {
+                                thead { tr { th { "when (UTC)" } th { "status" } th { "event" } th { "why" } } }
+                                tbody {
+                                    @for f in list {
+                                        tr {
+                                            td { (format::time(f.at_ms)) }
+                                            td { @if let Some(status) = f.status() { (status) } @else { span.quiet { "no answer" } } }
+                                            td { a href=(format!("/console/events/{}#deliveries", f.event_id())) { code { (f.event_id()) } } }
+                                            td.reason { (f.outcome) }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }

@@ -11,8 +11,9 @@ use serde::Deserialize;
 
 use super::session::Session;
 use super::{Console, error_page, format, layout};
-use crate::admin::{AdminError, EventQuery, WorkStatus};
-use fieldhook_core::event::EventRecord;
+use crate::admin::{AdminError, EventQuery, MAX_SCAN, WorkStatus};
+use fieldhook_core::event::{EventRecord, event_time_ms};
+use fieldhook_store::Examined;
 
 /// Events on one page.
 const PAGE: usize = 50;
@@ -40,6 +41,9 @@ pub struct Filters {
     /// The cursor: events older than this id.
     #[serde(default)]
     before: String,
+    /// Most events to read for one page: [`MAX_SCAN`] unless lower.
+    #[serde(default)]
+    scan: String,
 }
 
 fn given(s: &str) -> Option<String> {
@@ -73,6 +77,13 @@ impl Filters {
             until_ms: time("to", &self.to)?,
             before: given(&self.before),
             limit: PAGE + 1,
+            scan: match given(&self.scan) {
+                None => MAX_SCAN,
+                Some(n) => n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    AdminError::BadRequest(format!("`scan` must be a number from 1 to {MAX_SCAN}"))
+                })?,
+            }
+            .min(MAX_SCAN),
         })
     }
 
@@ -86,6 +97,7 @@ impl Filters {
             ("text", &self.text),
             ("from", &self.from),
             ("to", &self.to),
+            ("scan", &self.scan),
         ] {
             if let Some(v) = given(value) {
                 q.append_pair(name, &v);
@@ -109,8 +121,8 @@ pub async fn page(
     Extension(s): Extension<Session>,
     Query(f): Query<Filters>,
 ) -> Response {
-    let list = match f.query().and_then(|q| c.admin.events_newest_first(&q)) {
-        Ok(list) => list,
+    let (list, examined) = match f.query().and_then(|q| c.admin.events_newest_first(&q)) {
+        Ok(found) => found,
         Err(e) => return error_page(&s, &e),
     };
     layout(
@@ -121,7 +133,7 @@ pub async fn page(
             (filter_form(&f))
             table.events {
                 thead { tr { th { "received (UTC)" } th { "source" } th { "kind" } th { "entity" } th { "work" } th.num { "bytes" } } }
-                (rows_body(&f, &list))
+                (rows_body(&f, &list, &examined))
             }
         },
     )
@@ -135,7 +147,7 @@ pub async fn rows(
     Query(f): Query<Filters>,
 ) -> Response {
     match f.query().and_then(|q| c.admin.events_newest_first(&q)) {
-        Ok(list) => rows_body(&f, &list).into_response(),
+        Ok((list, examined)) => rows_body(&f, &list, &examined).into_response(),
         Err(e) => error_page(&s, &e),
     }
 }
@@ -165,7 +177,7 @@ fn filter_form(f: &Filters) -> Markup {
 
 /// The rows, and a link to the next (older) page. The first page asks htmx
 /// to fetch it again every few seconds; older pages stay still.
-fn rows_body(f: &Filters, list: &[(EventRecord, WorkStatus)]) -> Markup {
+fn rows_body(f: &Filters, list: &[(EventRecord, WorkStatus)], examined: &Examined) -> Markup {
     let more = list.len() > PAGE;
     let shown = &list[..list.len().min(PAGE)];
     let live = given(&f.before).is_none();
@@ -186,6 +198,17 @@ fn rows_body(f: &Filters, list: &[(EventRecord, WorkStatus)]) -> Markup {
                     td { @if let Some(entity) = &e.entity { (entity.kind) " " (entity.id) } }
                     td { span class=(format!("badge {}", status.name())) { (status.name()) } }
                     td.num { (e.body.len()) }
+                }
+            }
+            @if let Some(stopped_at) = &examined.stopped_at {
+                tr.pager.scan-stopped {
+                    td colspan="6" {
+                        "Searched " (examined.count) " events back to "
+                        (event_time_ms(stopped_at).map(format::time).unwrap_or_default())
+                        " UTC; narrow the time range or "
+                        a.go-on href=(f.url("/console/events", Some(stopped_at))) { "go on" }
+                        "."
+                    }
                 }
             }
             tr.pager {

@@ -47,6 +47,8 @@ pub struct Console {
     pub admin: Arc<AdminState>,
     /// Signed-in operators.
     pub sessions: Sessions,
+    /// Wrong tokens by client address.
+    pub logins: login::LoginLimiter,
 }
 
 /// htmx, vendored from the npm package `htmx.org` (BSD Zero Clause; see
@@ -70,6 +72,7 @@ pub fn router(admin: Arc<AdminState>) -> Router {
     let console = Arc::new(Console {
         admin,
         sessions: Sessions::new(session::LIFETIME),
+        logins: login::LoginLimiter::default(),
     });
     let signed_in = Router::new()
         .route("/console", get(overview::page))

@@ -7,8 +7,9 @@ use axum::extract::State;
 use maud::{Markup, html};
 
 use super::session::Session;
-use super::{Console, layout};
+use super::{Console, format, layout};
 use crate::admin::Stats;
+use fieldhook_pipeline::metrics::Minute;
 
 /// `GET /console`.
 pub async fn page(State(c): State<Arc<Console>>, Extension(s): Extension<Session>) -> Markup {
@@ -41,6 +42,14 @@ fn view(stats: &Stats) -> Markup {
             (card("Webhooks refused", rejected, "since start: signature, unknown source, too large", None))
             (card("Dead letters", stats.dlq, "jobs and deliveries that gave up", Some("/console/dlq")))
         }
+        h2 { "The last hour, minute by minute" }
+        section.cards {
+            (card("Received", hour_sum(stats, |m| m.received), "webhooks in the last hour", Some("/console/events")))
+            (card("Delivered", hour_sum(stats, |m| m.delivered), "deliveries in the last hour", None))
+            (card("Failed deliveries", hour_sum(stats, |m| m.failed), "attempts in the last hour", Some("/console/destinations")))
+            (card("Plugin errors", hour_sum(stats, |m| m.plugin_errors), "failed runs in the last hour", Some("/console/plugins")))
+        }
+        (per_minute(&stats.per_minute))
         @if !stats.store.writable {
             p.error {
                 "The store cannot write: webhooks are answered 503. "
@@ -74,6 +83,56 @@ fn view(stats: &Stats) -> Markup {
             table {
                 thead { tr { th { "status" } th.num { "count" } } }
                 tbody { @for (status, n) in &stats.rejected { tr { td { (status) } td.num { (n) } } } }
+            }
+        }
+    }
+}
+
+fn hour_sum(stats: &Stats, f: impl Fn(&Minute) -> u64) -> u64 {
+    stats.per_minute.iter().map(f).sum()
+}
+
+/// Received, delivered and failed per minute as bars, oldest on the left.
+/// Drawn on the server; each minute's `<title>` gives its counts.
+fn per_minute(minutes: &[Minute]) -> Markup {
+    const SERIES: [&str; 3] = ["received", "delivered", "failed"];
+    // One minute is 11 units wide: three bars of 3 and a gap.
+    const LEFT: u64 = 44;
+    const TOP: u64 = 14;
+    const HEIGHT: u64 = 120;
+    let counts = |m: &Minute| [m.received, m.delivered, m.failed];
+    let max = minutes.iter().flat_map(counts).max().unwrap_or(0).max(1);
+    let last = minutes.len().saturating_sub(1);
+    let right = LEFT + minutes.len() as u64 * 11;
+    html! {
+        svg.chart.per-minute viewBox="0 0 760 176" role="img" aria-label="webhooks received, delivered and failed per minute, last 60 minutes" {
+            line.axis x1=(LEFT) y1=(TOP + HEIGHT) x2=(right) y2=(TOP + HEIGHT) {}
+            line.grid x1=(LEFT) y1=(TOP) x2=(right) y2=(TOP) {}
+            text.tick x="0" y=(TOP + 4) { (max) "/min" }
+            text.tick x="0" y=(TOP + HEIGHT) { "0" }
+            @for (i, m) in minutes.iter().enumerate() {
+                @let x = LEFT + i as u64 * 11;
+                g class=(if i == last { "minute now" } else { "minute" }) {
+                    title {
+                        (format::time(m.minute * 60_000)) ": received " (m.received)
+                        ", delivered " (m.delivered) ", failed " (m.failed)
+                    }
+                    // A transparent strip so the whole minute shows its title.
+                    rect.hover x=(x) y=(TOP) width="11" height=(HEIGHT) {}
+                    @for (j, n) in counts(m).into_iter().enumerate() {
+                        @if n > 0 {
+                            @let h = (n * HEIGHT / max).max(1);
+                            rect class=(format!("bar {}", SERIES[j])) x=(x + 1 + j as u64 * 3) y=(TOP + HEIGHT - h) width="3" height=(h) {}
+                        }
+                    }
+                }
+            }
+            text.tick x=(LEFT) y=(TOP + HEIGHT + 16) { "60 min ago" }
+            text.tick.end x=(right) y=(TOP + HEIGHT + 16) { "now" }
+            @for (j, label) in SERIES.iter().enumerate() {
+                @let x = LEFT + j as u64 * 110;
+                rect class=(format!("bar {label}")) x=(x) y="160" width="12" height="12" {}
+                text x=(x + 18) y="171" { (label) }
             }
         }
     }

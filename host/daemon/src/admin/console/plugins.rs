@@ -7,13 +7,20 @@ use axum::extract::State;
 use maud::{Markup, html};
 
 use super::session::Session;
-use super::{Console, layout};
+use super::{Console, format, layout};
+use crate::admin::{AdminError, RecentFailure};
 use fieldhook_runtime::LoadedPlugin;
 use fieldhook_runtime::instances::InstancePolicy;
 
 /// `GET /console/plugins`.
 pub async fn page(State(c): State<Arc<Console>>, Extension(s): Extension<Session>) -> Markup {
     let (loaded, failures) = c.admin.plugins();
+    let errors = c.admin.plugin_failures();
+    let no_errors = Vec::new();
+    let errors_of = |name: &str| match &errors {
+        Ok(by_plugin) => Ok(by_plugin.get(name).unwrap_or(&no_errors)),
+        Err(e) => Err(e),
+    };
     layout(
         &s,
         "/console/plugins",
@@ -22,7 +29,7 @@ pub async fn page(State(c): State<Arc<Console>>, Extension(s): Extension<Session
             @if loaded.is_empty() {
                 p.quiet { "No plugin is loaded." }
             }
-            @for p in &loaded { (plugin(p)) }
+            @for p in &loaded { (plugin(p, errors_of(&p.manifest.name))) }
             h2 { "Load failures (" (failures.len()) ")" }
             @if failures.is_empty() {
                 p.quiet { "None." }
@@ -42,7 +49,7 @@ pub async fn page(State(c): State<Arc<Console>>, Extension(s): Extension<Session
 
 // The manifest's `[config]` is not shown: plugins keep settings there that
 // an operator reads in the file, not on a page.
-fn plugin(p: &LoadedPlugin) -> Markup {
+fn plugin(p: &LoadedPlugin, errors: Result<&Vec<RecentFailure>, &AdminError>) -> Markup {
     let m = &p.manifest;
     html! {
         section.plugin {
@@ -86,6 +93,30 @@ fn plugin(p: &LoadedPlugin) -> Markup {
                     }
                 }
             }
+            h3 { "Recent errors" }
+            (recent_errors(errors))
+        }
+    }
+}
+
+/// A plugin's newest failed runs, from the task log.
+fn recent_errors(errors: Result<&Vec<RecentFailure>, &AdminError>) -> Markup {
+    html! {
+        @match errors {
+            Err(e) => p.error { "Cannot read the task log: " (e) },
+            Ok(list) if list.is_empty() => p.quiet.no-errors { "None among recent jobs." },
+            Ok(list) => table.recent-errors {
+                thead { tr { th { "when (UTC)" } th { "event" } th { "why" } } }
+                tbody {
+                    @for f in list {
+                        tr {
+                            td { (format::time(f.at_ms)) }
+                            td { a href=(format!("/console/events/{}", f.event_id())) { code { (f.event_id()) } } }
+                            td.reason { (f.outcome) }
+                        }
+                    }
+                }
+            },
         }
     }
 }
