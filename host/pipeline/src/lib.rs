@@ -570,7 +570,10 @@ impl Pipeline {
         };
         let started = Instant::now();
         let sent = self.delivery.send(&d, &|s| policy.retries_status(s)).await;
-        self.metrics.delivery_latency.observe(started.elapsed());
+        let took = started.elapsed();
+        self.metrics.delivery_latency.observe(took);
+        // Each attempt's history entry says how long it took.
+        let took_ms = took.as_millis();
         permit.record(matches!(sent, delivery::Sent::Retryable { .. }));
         match sent {
             delivery::Sent::Ok(status) => {
@@ -579,7 +582,7 @@ impl Pipeline {
                         .end_to_end_latency
                         .observe(Duration::from_millis(now_ms().saturating_sub(at)));
                 }
-                End::Done(format!("delivered: HTTP {status}"), vec![])
+                End::Done(format!("delivered: HTTP {status} in {took_ms} ms"), vec![])
             }
             delivery::Sent::Retryable {
                 reason,
@@ -587,16 +590,18 @@ impl Pipeline {
             } => {
                 if lease.attempt >= policy.max_attempts {
                     End::Dead(format!(
-                        "gave up after {} attempts: {reason}",
+                        "gave up after {} attempts: {reason} (after {took_ms} ms)",
                         lease.attempt
                     ))
                 } else {
                     let delay =
                         retry_after_ms.unwrap_or_else(|| policy.backoff.delay_ms(lease.attempt));
-                    End::Retry(reason, delay)
+                    End::Retry(format!("{reason} (after {took_ms} ms)"), delay)
                 }
             }
-            delivery::Sent::Permanent(reason) => End::Dead(reason),
+            delivery::Sent::Permanent(reason) => {
+                End::Dead(format!("{reason} (after {took_ms} ms)"))
+            }
         }
     }
 
