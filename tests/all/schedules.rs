@@ -291,3 +291,80 @@ async fn with_missed_skip_a_slot_due_while_down_is_not_run() {
         "{tasks:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_schedules_and_the_schedules_command_show_next_due_and_the_last_run() {
+    let api = FakeApi::default();
+    let api_url = api.clone().start().await;
+    let destination = FakeDestination::start().await;
+    let dir = setup(&api_url, &destination.url, "every = \"2s\"", 0);
+    let admin = AdminApi::new(dir.path());
+    let mut toml = std::fs::read_to_string(config(&dir)).unwrap();
+    toml.push_str(&admin.config());
+    std::fs::write(config(&dir), toml).unwrap();
+    api.publish(serde_json::json!([{"key": "k1", "id": "job_1"}]));
+    let daemon = DaemonProcess::start(&config(&dir));
+
+    // Before its first run a schedule has a next due time and no last run;
+    // after it, the run's time and outcome.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let schedule = loop {
+        let v = admin.get_json("/schedules").await;
+        let list = v["schedules"].as_array().unwrap().clone();
+        assert_eq!(list.len(), 1, "{v:#}");
+        let s = list[0].clone();
+        assert_eq!(s["plugin"], "poller");
+        assert_eq!(s["schedule"], "reconcile");
+        assert!(s["next_due_ms"].as_u64().is_some(), "{s:#}");
+        if !s["last_state"].is_null() || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(schedule["last_state"], "done", "{schedule:#}");
+    assert_eq!(schedule["last_outcome"], "ran: 1 of 1 jobs new");
+    let last_run = schedule["last_run_ms"].as_u64().unwrap();
+    assert!(last_run.abs_diff(unix_ms()) < 10_000, "{schedule:#}");
+    assert!(
+        schedule["next_due_ms"].as_u64().unwrap() > schedule["last_slot_ms"].as_u64().unwrap(),
+        "the next slot follows the one that ran: {schedule:#}"
+    );
+
+    let cli = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fieldhook"))
+            .arg("schedules")
+            .arg("--config")
+            .arg(config(&dir))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("poller"))
+        .unwrap_or_else(|| panic!("no line for the poller: {text}"));
+    assert!(line.contains("reconcile"), "{line}");
+    assert_eq!(
+        line.matches(" UTC").count(),
+        2,
+        "next due and last run: {line}"
+    );
+    assert!(line.ends_with("done: ran: 1 of 1 jobs new"), "{line}");
+
+    let out = cli(&["--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schedules"][0]["schedule"], "reconcile", "{v:#}");
+    daemon.stop();
+}
