@@ -634,3 +634,38 @@ fn run_schedule_runs_the_scheduled_entry_point_and_shows_the_events_it_emitted_u
         stderr(&unknown)
     );
 }
+
+#[test]
+fn run_schedule_gives_the_run_a_scratch_kv_so_servicetrade_reconcile_runs_on_its_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugin = workspace_root().join("plugins/servicetrade-reconcile");
+    let component = guest("servicetrade-reconcile");
+    let out = fieldhook(
+        &[
+            "plugin",
+            "run",
+            component.to_str().unwrap(),
+            "--manifest",
+            plugin.join("plugin.toml").to_str().unwrap(),
+            "--schedule",
+            "jobs",
+            "--responses",
+            plugin.join("samples/responses.json").to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("[0] job.updated job/5521 key job|5521|1795000000 -> stored"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[1] job.updated job/5530 key job|5530|1795000300 -> stored"),
+        "{text}"
+    );
+    assert!(
+        text.contains("decision: drop: 2 of 2 changed jobs new (watermark "),
+        "the watermark was read from and written to kv: {text}"
+    );
+}

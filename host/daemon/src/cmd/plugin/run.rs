@@ -372,7 +372,8 @@ pub async fn run_scheduled(component: &Path, name: &str, options: &Options) -> a
         .map(|path| CannedResponses::load(path, manifest.http.clone()))
         .transpose()?
         .map(Arc::new);
-    let caps = Arc::new(Capabilities::offline(Sandbox::default()));
+    let scratch = ScratchKv::open()?;
+    let caps = Arc::new(scratch.capabilities());
     let runtime = match &canned {
         Some(c) => Runtime::with_responder(tool_cache(), caps, c.clone())?,
         None => Runtime::new(tool_cache(), caps)?,
@@ -384,6 +385,8 @@ pub async fn run_scheduled(component: &Path, name: &str, options: &Options) -> a
         .await;
     let outbound = outbound_seen(&plugin, canned.as_deref());
     let mut report = build_report(&plugin, outbound, call);
+    drop(runtime);
+    scratch.close().await;
     let events = std::mem::take(&mut *recorder.events.lock().unwrap_or_else(|p| p.into_inner()));
     report.schedule = Some(ScheduleInfo {
         name: name.to_owned(),
@@ -407,6 +410,34 @@ pub async fn run_scheduled(component: &Path, name: &str, options: &Options) -> a
             .collect(),
     });
     finish(&report, options.json)
+}
+
+/// An empty key-value store for one run (a watermark a schedule keeps, a
+/// cache), in a temporary directory removed afterwards.
+struct ScratchKv {
+    store: EventStore,
+    _dir: tempfile::TempDir,
+}
+
+impl ScratchKv {
+    fn open() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let store = EventStore::open(&dir.path().join("db"))
+            .map_err(|e| anyhow::anyhow!("cannot open a scratch key-value store: {e}"))?;
+        Ok(Self { store, _dir: dir })
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(
+            Sandbox::default(),
+            fieldhook_credentials::Credentials::default(),
+            Some(&self.store),
+        )
+    }
+
+    async fn close(self) {
+        let _ = self.store.close().await;
+    }
 }
 
 /// Prints the report; fails when the plugin failed or a delivery is not
