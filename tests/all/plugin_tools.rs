@@ -637,6 +637,7 @@ fn run_schedule_runs_the_scheduled_entry_point_and_shows_the_events_it_emitted_u
 
 #[test]
 fn run_schedule_gives_the_run_a_scratch_kv_so_servicetrade_reconcile_runs_on_its_samples() {
+    // The samples answer the job API in two pages; the run reads both.
     let tmp = tempfile::tempdir().unwrap();
     let plugin = workspace_root().join("plugins/servicetrade-reconcile");
     let component = guest("servicetrade-reconcile");
@@ -662,6 +663,10 @@ fn run_schedule_gives_the_run_a_scratch_kv_so_servicetrade_reconcile_runs_on_its
     );
     assert!(
         text.contains("[1] job.updated job/5530 key job|5530|1795000300 -> stored"),
+        "{text}"
+    );
+    assert!(
+        text.contains("GET https://api.servicetrade.com/api/job?page=2&updatedAfter="),
         "{text}"
     );
     assert!(

@@ -19,6 +19,10 @@ use fieldhook_guest::emit::{self, Emitted, NewEvent};
 use fieldhook_guest::{Decision, Event, Plugin, PluginError, config, http, kv};
 use serde_json::{Value, json};
 
+/// Most pages one run reads. Pages are not in `updated` order, so a run
+/// cannot stop part way; past this it fails, saying so.
+const MAX_PAGES: u64 = 100;
+
 /// One day back on the first run, unless `first_lookback_secs` says.
 const FIRST_LOOKBACK_SECS: u64 = 86_400;
 
@@ -38,10 +42,30 @@ impl Plugin for Reconcile {
             None => now_secs().saturating_sub(lookback()),
         };
         let since = watermark.saturating_sub(1);
-        let answer: Value = http::get(&format!("{api}/job?updatedAfter={since}"))?
-            .error_for_status()?
-            .json()?;
-        let mut jobs = changed_jobs(&answer)?;
+        // Every page first: the watermark may only pass a change once all
+        // changes before it are emitted, and pages are not in `updated`
+        // order.
+        let mut jobs = Vec::new();
+        let mut page = 1;
+        loop {
+            let url = match page {
+                1 => format!("{api}/job?updatedAfter={since}"),
+                n => format!("{api}/job?page={n}&updatedAfter={since}"),
+            };
+            let answer: Value = http::get(&url)?.error_for_status()?.json()?;
+            jobs.extend(changed_jobs(&answer)?);
+            let pages = answer["data"]["totalPages"].as_u64().unwrap_or(1);
+            if pages > MAX_PAGES {
+                return Err(PluginError::fatal(format!(
+                    "{pages} pages of job changes since {since}, more than the {MAX_PAGES} one \
+                     run reads: run the schedule more often"
+                )));
+            }
+            if page >= pages {
+                break;
+            }
+            page += 1;
+        }
         jobs.sort_by_key(|j| j.updated);
         let mut stored = 0;
         for job in &jobs {
