@@ -83,9 +83,12 @@ secret_file = "hcp.secret"
     }
 }
 
-fn st_message(message_id: &str, entity_id: u64, field_value: &str) -> String {
+/// A message with one change of job `entity_id` at `changed_at` (Unix
+/// seconds): one change of a job is one event (its dedupe key is the job and
+/// the change time), so distinct changes have distinct times.
+fn st_message(message_id: &str, entity_id: u64, changed_at: u64, field_value: &str) -> String {
     format!(
-        r#"{{"messageId":"{message_id}","timestamp":"1401833057","data":[{{"action":"updated","timestamp":1401833052,"userId":1234,"entity":{{"type":"job","id":{entity_id},"uri":"https://api.servicetrade.com/api/job/{entity_id}"}},"changeset":[{{"field":"status","oldValue":"x","newValue":"{field_value}"}}]}}]}}"#
+        r#"{{"messageId":"{message_id}","timestamp":"1401833057","data":[{{"action":"updated","timestamp":{changed_at},"userId":1234,"entity":{{"type":"job","id":{entity_id},"uri":"https://api.servicetrade.com/api/job/{entity_id}"}},"changeset":[{{"field":"status","oldValue":"x","newValue":"{field_value}"}}]}}]}}"#
     )
 }
 
@@ -110,7 +113,12 @@ async fn a_servicetrade_burst_for_one_entity_runs_the_plugin_once_with_the_lates
     for i in 0..4 {
         let resp = client
             .post(format!("{}/hooks/st/{ST_TOKEN}", daemon.url))
-            .body(st_message(&format!("msg-{i}"), 777, &format!("v{i}")))
+            .body(st_message(
+                &format!("msg-{i}"),
+                777,
+                1401833052 + i,
+                &format!("v{i}"),
+            ))
             .send()
             .await
             .unwrap();
@@ -121,7 +129,7 @@ async fn a_servicetrade_burst_for_one_entity_runs_the_plugin_once_with_the_lates
     }
     let other = client
         .post(format!("{}/hooks/st/{ST_TOKEN}", daemon.url))
-        .body(st_message("msg-other", 778, "v"))
+        .body(st_message("msg-other", 778, 1401833052, "v"))
         .send()
         .await
         .unwrap();

@@ -705,3 +705,143 @@ async fn build_watch_installs_every_saved_version_into_a_running_daemon() {
     let _ = watcher.wait();
     daemon.stop();
 }
+
+/// The poller, on a schedule `reconcile` emitting into source `hcp`.
+const POLLER: &str = r#"
+name = "poller"
+version = "1"
+[[schedules]]
+name = "reconcile"
+every = "5m"
+source = "hcp"
+[config]
+api = "https://api.example.com"
+[[http]]
+host = "api.example.com"
+path = "/jobs"
+"#;
+
+#[test]
+fn run_schedule_runs_the_scheduled_entry_point_and_shows_the_events_it_emitted_unstored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let poller = guest("poller");
+    std::fs::write(tmp.path().join("plugin.toml"), POLLER).unwrap();
+    std::fs::write(
+        tmp.path().join("responses.json"),
+        r#"[{"method":"GET","url":"https://api.example.com/jobs*","status":200,
+             "body":[{"key":"job_1@t1","id":"job_1"},{"key":"job_2@t1","id":"job_2"},
+                     {"key":"job_1@t1","id":"job_1"}]}]"#,
+    )
+    .unwrap();
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        [
+            &[
+                "plugin",
+                "run",
+                poller.to_str().unwrap(),
+                "--manifest",
+                "plugin.toml",
+                "--responses",
+                "responses.json",
+            ][..],
+            extra,
+        ]
+        .concat()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+    };
+    let fieldhook = |args: Vec<String>, dir: &Path| {
+        fieldhook(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir)
+    };
+
+    let ran = fieldhook(args(&["--schedule", "reconcile"]), tmp.path());
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let out = stdout(&ran);
+    assert!(
+        out.contains("schedule reconcile (emits into source hcp)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "GET https://api.example.com/jobs?schedule=reconcile -> answered 200 (canned)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("emitted events (recorded, not stored):"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[0] job.updated job/job_1 key job_1@t1 -> stored"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[1] job.updated job/job_2 key job_2@t1 -> stored"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[2] job.updated job/job_1 key job_1@t1 -> duplicate"),
+        "a key emitted twice in one run is a duplicate, as the store says: {out}"
+    );
+    assert!(out.contains("decision: drop: 2 of 3 jobs new"), "{out}");
+
+    let json = fieldhook(args(&["--schedule", "reconcile", "--json"]), tmp.path());
+    assert!(json.status.success(), "{}", stderr(&json));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["event"], serde_json::Value::Null);
+    assert_eq!(report["schedule"]["source"], "hcp");
+    let emitted = report["schedule"]["emitted"].as_array().unwrap();
+    assert_eq!(emitted.len(), 3);
+    assert_eq!(emitted[1]["dedupe_key"], "job_2@t1");
+    assert_eq!(emitted[1]["json"]["data"]["id"], "job_2");
+    assert_eq!(report["decision"]["type"], "drop");
+
+    let unknown = fieldhook(args(&["--schedule", "nightly"]), tmp.path());
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("no schedule `nightly`; its [[schedules]]: reconcile"),
+        "{}",
+        stderr(&unknown)
+    );
+}
+
+#[test]
+fn run_schedule_gives_the_run_a_scratch_kv_so_servicetrade_reconcile_runs_on_its_samples() {
+    // The samples answer the job API in two pages; the run reads both.
+    let tmp = tempfile::tempdir().unwrap();
+    let plugin = workspace_root().join("plugins/servicetrade-reconcile");
+    let component = guest("servicetrade-reconcile");
+    let out = fieldhook(
+        &[
+            "plugin",
+            "run",
+            component.to_str().unwrap(),
+            "--manifest",
+            plugin.join("plugin.toml").to_str().unwrap(),
+            "--schedule",
+            "jobs",
+            "--responses",
+            plugin.join("samples/responses.json").to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("[0] job.updated job/5521 key job|5521|1795000000 -> stored"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[1] job.updated job/5530 key job|5530|1795000300 -> stored"),
+        "{text}"
+    );
+    assert!(
+        text.contains("GET https://api.servicetrade.com/api/job?page=2&updatedAfter="),
+        "{text}"
+    );
+    assert!(
+        text.contains("decision: drop: 2 of 2 changed jobs new (watermark "),
+        "the watermark was read from and written to kv: {text}"
+    );
+}

@@ -291,3 +291,246 @@ async fn with_missed_skip_a_slot_due_while_down_is_not_run() {
         "{tasks:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_schedules_and_the_schedules_command_show_next_due_and_the_last_run() {
+    let api = FakeApi::default();
+    let api_url = api.clone().start().await;
+    let destination = FakeDestination::start().await;
+    let dir = setup(&api_url, &destination.url, "every = \"2s\"", 0);
+    let admin = AdminApi::new(dir.path());
+    let mut toml = std::fs::read_to_string(config(&dir)).unwrap();
+    toml.push_str(&admin.config());
+    std::fs::write(config(&dir), toml).unwrap();
+    api.publish(serde_json::json!([{"key": "k1", "id": "job_1"}]));
+    let daemon = DaemonProcess::start(&config(&dir));
+
+    // Before its first run a schedule has a next due time and no last run;
+    // after it, the run's time and outcome.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let schedule = loop {
+        let v = admin.get_json("/schedules").await;
+        let list = v["schedules"].as_array().unwrap().clone();
+        assert_eq!(list.len(), 1, "{v:#}");
+        let s = list[0].clone();
+        assert_eq!(s["plugin"], "poller");
+        assert_eq!(s["schedule"], "reconcile");
+        assert!(s["next_due_ms"].as_u64().is_some(), "{s:#}");
+        if !s["last_state"].is_null() || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(schedule["last_state"], "done", "{schedule:#}");
+    assert_eq!(schedule["last_outcome"], "ran: 1 of 1 jobs new");
+    let last_run = schedule["last_run_ms"].as_u64().unwrap();
+    assert!(last_run.abs_diff(unix_ms()) < 10_000, "{schedule:#}");
+    assert!(
+        schedule["next_due_ms"].as_u64().unwrap() > schedule["last_slot_ms"].as_u64().unwrap(),
+        "the next slot follows the one that ran: {schedule:#}"
+    );
+
+    let cli = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fieldhook"))
+            .arg("schedules")
+            .arg("--config")
+            .arg(config(&dir))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("poller"))
+        .unwrap_or_else(|| panic!("no line for the poller: {text}"));
+    assert!(line.contains("reconcile"), "{line}");
+    assert_eq!(
+        line.matches(" UTC").count(),
+        2,
+        "next due and last run: {line}"
+    );
+    assert!(line.ends_with("done: ran: 1 of 1 jobs new"), "{line}");
+
+    let out = cli(&["--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schedules"][0]["schedule"], "reconcile", "{v:#}");
+    daemon.stop();
+}
+
+// ---------------------------------------------------------------- servicetrade-reconcile
+
+const ST_TOKEN: &str = "st-url-token-3b9e41c07d2a5f68";
+
+/// A fake ServiceTrade API: sessions at `/api/auth`, and `GET /api/job`
+/// (with the session's cookie) answering `jobs` once `open`; each poll's
+/// `updatedAfter` is kept.
+#[derive(Clone, Default)]
+struct FakeServiceTrade {
+    jobs: Arc<Mutex<serde_json::Value>>,
+    open: Arc<AtomicBool>,
+    polls: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeServiceTrade {
+    async fn start(self) -> String {
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::IntoResponse;
+        let app = axum::Router::new()
+            .route(
+                "/api/auth",
+                axum::routing::post(|| async {
+                    axum::Json(serde_json::json!({"data": {"authToken": "sess-1"}}))
+                })
+                .delete(|| async { StatusCode::OK }),
+            )
+            .route(
+                "/api/job",
+                get(
+                    |State(api): State<FakeServiceTrade>,
+                     headers: HeaderMap,
+                     axum::extract::Query(q): axum::extract::Query<
+                        std::collections::HashMap<String, String>,
+                    >| async move {
+                        let cookie = headers.get("cookie").and_then(|v| v.to_str().ok());
+                        if cookie != Some("PHPSESSID=sess-1") {
+                            return StatusCode::UNAUTHORIZED.into_response();
+                        }
+                        let after = q.get("updatedAfter").cloned().unwrap_or_default();
+                        api.polls.lock().unwrap().push(after);
+                        let jobs = if api.open.load(Ordering::SeqCst) {
+                            api.jobs.lock().unwrap().clone()
+                        } else {
+                            serde_json::json!([])
+                        };
+                        axum::Json(serde_json::json!({"data": {"jobs": jobs}})).into_response()
+                    },
+                ),
+            )
+            .with_state(self);
+        let (addr, _task) = serve_local(app).await;
+        local(addr)
+    }
+
+    fn polls(&self) -> Vec<String> {
+        self.polls.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn servicetrade_reconcile_polls_what_webhooks_missed_and_a_change_both_bring_is_processed_once()
+ {
+    let api = FakeServiceTrade::default();
+    let api_url = api.clone().start().await;
+    let destination = FakeDestination::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("st.token"), ST_TOKEN).unwrap();
+    std::fs::write(dir.path().join("st.password"), "pw").unwrap();
+    let admin = AdminApi::new(dir.path());
+    std::fs::write(
+        config(&dir),
+        format!(
+            r#"
+listen = "127.0.0.1:0"
+
+[[sources]]
+name = "servicetrade"
+vendor = "servicetrade"
+secret_file = "st.token"
+
+[credentials.servicetrade]
+hosts = ["127.0.0.1"]
+kind = "servicetrade-session"
+auth_url = "{api_url}/api/auth"
+username = "integration@example.com"
+password_file = "st.password"
+
+{admin}"#,
+            admin = admin.config()
+        ),
+    )
+    .unwrap();
+    let port = api_url.rsplit(':').next().unwrap();
+    let plugins = dir.path().join("plugins");
+    install_plugin(
+        &plugins,
+        "servicetrade-reconcile",
+        &guest("servicetrade-reconcile"),
+        &format!(
+            "name = \"servicetrade-reconcile\"\nversion = \"1\"\n\
+             [[schedules]]\nname = \"jobs\"\nevery = \"2s\"\nsource = \"servicetrade\"\n\
+             [[http]]\nscheme = \"http\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             methods = [\"GET\"]\npath = \"/api/job\"\ncredential = \"servicetrade\"\n\
+             [config]\napi_base = \"{api_url}/api\"\n"
+        ),
+    );
+    install_plugin(
+        &plugins,
+        "relay",
+        &guest("relay"),
+        &format!(
+            "name = \"relay\"\nversion = \"1\"\n[[subscriptions]]\nsource = \"servicetrade\"\n\
+             {grant}[config]\nendpoint = \"{endpoint}\"\n",
+            grant = http_grant(&destination.url),
+            endpoint = destination.url
+        ),
+    );
+    let daemon = DaemonProcess::start(&config(&dir));
+
+    // Job 101 changes at t_a: the webhook brings it.
+    let t_a = unix_ms() / 1000 - 60;
+    let t_b = t_a + 5;
+    let message = format!(
+        r#"{{"messageId":"m-1","timestamp":"{t_a}","data":[{{"action":"updated","timestamp":{t_a},"entity":{{"type":"job","id":101,"uri":"{api_url}/api/job/101"}},"changeset":[]}}]}}"#
+    );
+    let sent = reqwest::Client::new()
+        .post(format!("{}/hooks/servicetrade/{ST_TOKEN}", daemon.url))
+        .body(message)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    destination.wait_for(1, Duration::from_secs(10)).await;
+
+    // The API lists 101 (the same change) and 202 (no webhook came).
+    *api.jobs.lock().unwrap() = serde_json::json!([
+        {"id": 101, "updated": t_a, "uri": format!("{api_url}/api/job/101")},
+        {"id": 202, "updated": t_b, "uri": format!("{api_url}/api/job/202")},
+    ]);
+    api.open.store(true, Ordering::SeqCst);
+    let polled_from = api.polls().len();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while api.polls().len() < polled_from + 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let polls = api.polls();
+    assert!(polls.len() >= polled_from + 3, "polls: {polls:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // 101 once (the webhook's), 202 once, though every poll lists both.
+    let got = destination.received();
+    assert_eq!(got.len(), 2, "deliveries: {got:?}");
+    let events = admin.get_json("/events").await;
+    let mut keys: Vec<String> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["dedupe_key"].as_str().unwrap_or("").to_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, [format!("job|101|{t_a}"), format!("job|202|{t_b}")]);
+    // The watermark moved to 202's change: later polls ask from there.
+    assert_eq!(polls.last().unwrap(), &(t_b - 1).to_string(), "{polls:?}");
+    daemon.stop();
+}

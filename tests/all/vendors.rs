@@ -419,6 +419,12 @@ async fn servicetrade_message_becomes_one_event_per_entity_and_a_redelivery_is_s
             Some(format!("https://api.servicetrade.com/api/{etype}/{eid}").as_str())
         );
         let key = e.dedupe_key.expect("dedupe key");
+        if etype == "job" {
+            // A job change is the job and its change time, as a poll of the
+            // job API finds it (servicetrade-reconcile emits the same key).
+            assert_eq!(key, "job|5501|1401833054");
+            continue;
+        }
         for part in [m, etype, eid, action] {
             assert!(key.contains(part), "dedupe key `{key}` lacks `{part}`");
         }

@@ -142,6 +142,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Each schedule of the running daemon's plugins: next due time, and
+    /// its last run's time and outcome.
+    Schedules {
+        #[arg(long, short, default_value = "fieldhook.toml")]
+        config: PathBuf,
+        /// Print the admin API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Queue depth, dead letters, counters and circuits.
     Stats {
         #[arg(long, short, default_value = "fieldhook.toml")]
@@ -297,6 +306,9 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(rt.block_on(cmd::health::health(&config, ready)))
         }
         Command::Plugins { config, json } => rt.block_on(cmd::plugins::plugins(&config, json)),
+        Command::Schedules { config, json } => {
+            rt.block_on(cmd::schedules::schedules(&config, json))
+        }
         Command::Stats { config, metrics } => rt.block_on(cmd::stats::stats(&config, metrics)),
         Command::Store {
             command: StoreCommand::Verify { data_dir },

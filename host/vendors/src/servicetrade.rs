@@ -9,6 +9,11 @@
 //!   entity (type, id, uri), dedupe messageId + type + id + action.
 //!   Messages may arrive out of order and more than once; ServiceTrade
 //!   recommends debouncing per entity on the receiving side.
+//! - Job changes with their own timestamp are keyed `job|<id>|<timestamp>`
+//!   instead: the job and when it changed, which a poll of
+//!   `GET /api/job?updatedAfter=` reproduces from the job's `updated`, so a
+//!   change both a webhook and the `servicetrade-reconcile` schedule bring
+//!   is stored once. (Two changes of one job within a second are one.)
 //! - Any 200-499 counts as delivered, so a body over the limit is answered
 //!   500 (see `status_for`).
 
@@ -110,7 +115,11 @@ fn normalize(body: &[u8]) -> Vec<Normalized> {
                 (Some(t), Some(a)) => format!("{t}.{a}"),
                 _ => "unknown".to_owned(),
             };
+            let changed_at = item.get("timestamp").and_then(Value::as_u64);
             let dedupe_key = match (&message_id, &entity_type, &id, &action) {
+                (_, Some(t), Some(i), Some(_)) if t == "job" && changed_at.is_some() => {
+                    changed_at.map(|at| job_key(i, at))
+                }
                 (Some(m), Some(t), Some(i), Some(a)) => Some(composite_key(&[m, t, i, a])),
                 _ => None,
             };
@@ -126,6 +135,12 @@ fn normalize(body: &[u8]) -> Vec<Normalized> {
             }
         })
         .collect()
+}
+
+/// The dedupe key of job `id` as it was at `changed_at` (Unix seconds):
+/// the same from a webhook and from a poll of the job API.
+fn job_key(id: &str, changed_at: u64) -> String {
+    composite_key(&["job", id, &changed_at.to_string()])
 }
 
 impl Vendor for ServiceTrade {
@@ -208,6 +223,20 @@ mod tests {
         );
         assert_eq!(all[1].kind, "jobitem.created");
         assert_eq!(all[1].entity.as_ref().map(|e| e.id.as_str()), Some("99"));
+    }
+
+    #[test]
+    fn a_job_change_is_keyed_on_the_job_and_its_change_time_as_a_poll_of_the_job_api_keys_it() {
+        let first = r#"{"messageId":"m-1","timestamp":"1401833057","data":[{"action":"updated","timestamp":1401833052,"entity":{"type":"job","id":5521,"uri":"https://api.servicetrade.com/api/job/5521"}}]}"#;
+        let resent = r#"{"messageId":"m-2","timestamp":"1401833090","data":[{"action":"updated","timestamp":1401833052,"entity":{"type":"job","id":5521}}]}"#;
+        let key = |body| one_event(check(body, Some(TOKEN))).dedupe_key;
+        assert_eq!(key(first).as_deref(), Some("job|5521|1401833052"));
+        assert_eq!(
+            key(first),
+            key(resent),
+            "one change of a job is one event, whichever message brings it"
+        );
+        assert_eq!(job_key("5521", 1401833052), "job|5521|1401833052");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod init;
 pub mod plugin;
 pub mod plugins;
 pub mod replay;
+pub mod schedules;
 pub mod send;
 pub mod serve;
 pub mod stats;

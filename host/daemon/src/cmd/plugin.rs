@@ -22,9 +22,10 @@ use fieldhook_runtime::CodeCache;
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
-    /// Run a plugin locally on a sample event or a stored one: prints the
-    /// decision, every outbound request, the logs, and time, CPU time and
-    /// memory against the limits.
+    /// Run a plugin locally on a sample event or a stored one, or one of its
+    /// schedules (`--schedule`): prints the decision, every outbound
+    /// request, the events a schedule emitted, the logs, and time, CPU time
+    /// and memory against the limits.
     Run {
         /// The plugin's component (`.wasm`).
         component: PathBuf,
@@ -32,10 +33,14 @@ pub enum PluginCommand {
         /// by `plugin new`), or any other file, taken as the raw body.
         #[arg(
             long,
-            required_unless_present = "event_id",
-            conflicts_with = "event_id"
+            required_unless_present_any = ["event_id", "schedule"],
+            conflicts_with_all = ["event_id", "schedule"]
         )]
         event: Option<PathBuf>,
+        /// Run the manifest's schedule NAME (`scheduled`) instead of
+        /// `handle`: the events it emits are recorded and shown, not stored.
+        #[arg(long, value_name = "NAME", conflicts_with = "event_id")]
+        schedule: Option<String>,
         /// Run on an event the daemon stored, by id (`evt_...`), read from
         /// the store of `--data-dir` or `--config` (stop the daemon first:
         /// it locks the store).
@@ -137,6 +142,7 @@ pub async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             component,
             event,
             event_id,
+            schedule,
             data_dir,
             config,
             manifest,
@@ -146,14 +152,6 @@ pub async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             source,
             kind,
         } => {
-            let event = match (event, event_id) {
-                (Some(file), _) => run::EventFrom::File(file),
-                (None, Some(id)) => run::EventFrom::Store {
-                    id,
-                    data_dir: run::data_dir(data_dir, config.as_deref())?,
-                },
-                (None, None) => anyhow::bail!("give --event FILE or --event-id ID"),
-            };
             let options = run::Options {
                 manifest,
                 responses,
@@ -163,6 +161,19 @@ pub async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
                     source,
                     kind,
                 },
+            };
+            if let Some(name) = schedule {
+                return run::run_scheduled(&component, &name, &options).await;
+            }
+            let event = match (event, event_id) {
+                (Some(file), _) => run::EventFrom::File(file),
+                (None, Some(id)) => run::EventFrom::Store {
+                    id,
+                    data_dir: run::data_dir(data_dir, config.as_deref())?,
+                },
+                (None, None) => {
+                    anyhow::bail!("give --event FILE, --event-id ID or --schedule NAME")
+                }
             };
             run::run(&component, &event, &options).await
         }

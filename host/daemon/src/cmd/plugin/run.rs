@@ -1,5 +1,6 @@
 //! `fieldhook plugin run`: one call of a plugin on a sample or stored event,
-//! reported as text or as one JSON document (`--json`).
+//! or one run of a schedule (`--schedule`), reported as text or as one JSON
+//! document (`--json`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,8 +8,12 @@ use std::sync::Arc;
 use anyhow::bail;
 use fieldhook_capabilities::{Capabilities, Sandbox};
 use fieldhook_core::event::EventRecord;
+use fieldhook_runtime::emit::EmitFuture;
 use fieldhook_runtime::responder::Outcome;
-use fieldhook_runtime::{CallError, CallReport, Decision, LoadedPlugin, Outbound, Run, Runtime};
+use fieldhook_runtime::{
+    CallError, CallReport, Decision, Emitted, EmittedEvent, Emitter, LoadedPlugin, Outbound, Run,
+    Runtime,
+};
 use fieldhook_store::{EventStore, StoreError};
 use serde::Serialize;
 
@@ -161,7 +166,10 @@ pub async fn stored_event(id: &str, data_dir: &Path) -> Result<EventRecord, Stor
 #[derive(Serialize)]
 struct Report {
     plugin: PluginInfo,
-    event: EventInfo,
+    /// The event `handle` ran on; `None` for a schedule's run.
+    event: Option<EventInfo>,
+    /// The schedule run (`--schedule`), with what it emitted.
+    schedule: Option<ScheduleInfo>,
     /// `None`: requests went through the daemon's policy (see the log).
     outbound: Option<Vec<OutboundSeen>>,
     logs: Vec<LogInfo>,
@@ -195,6 +203,50 @@ struct EventInfo {
     body_bytes: usize,
     /// Whether the manifest subscribes to it (the daemon would send it).
     subscribed: bool,
+}
+
+#[derive(Serialize)]
+struct ScheduleInfo {
+    name: String,
+    /// The source the daemon would store emitted events on.
+    source: Option<String>,
+    /// Every event emitted, in order; recorded, not stored.
+    emitted: Vec<EmittedInfo>,
+}
+
+#[derive(Serialize)]
+struct EmittedInfo {
+    kind: String,
+    dedupe_key: String,
+    entity: Option<serde_json::Value>,
+    occurred_at: Option<String>,
+    /// The body as text (lossy UTF-8).
+    body: String,
+    /// The body parsed, when it is JSON.
+    json: Option<serde_json::Value>,
+    /// `stored`, or `duplicate` for a key emitted earlier in this run (what
+    /// the plugin was told).
+    outcome: &'static str,
+}
+
+/// Records emitted events instead of storing them; a key seen before in
+/// the run is a duplicate, as the store would say.
+#[derive(Default)]
+struct RecordingEmitter {
+    events: std::sync::Mutex<Vec<(EmittedEvent, Emitted)>>,
+}
+
+impl Emitter for RecordingEmitter {
+    fn emit(&self, _plugin: &str, _schedule: &str, event: EmittedEvent) -> EmitFuture {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let outcome = if events.iter().any(|(e, _)| e.dedupe_key == event.dedupe_key) {
+            Emitted::Duplicate
+        } else {
+            Emitted::Stored
+        };
+        events.push((event, outcome));
+        Box::pin(async move { Ok(outcome) })
+    }
 }
 
 #[derive(Serialize)]
@@ -293,30 +345,108 @@ pub async fn run(component: &Path, from: &EventFrom, options: &Options) -> anyho
         coalesced: 1,
     };
     let report = runtime.call(&plugin, &event, run).await;
-    let outbound = canned.as_ref().map(|c| {
-        let seen = c.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.iter()
-            .map(|(request, outcome)| {
-                let (outcome, status, rule) = match outcome {
-                    Outcome::Canned(status) => ("canned", Some(*status), None),
-                    Outcome::Denied(rule) => ("denied", None, Some(rule.clone())),
-                };
-                OutboundSeen {
-                    grant: grant_info(&plugin.manifest, &request.method, &request.url),
-                    method: request.method.clone(),
-                    url: request.url.clone(),
-                    outcome,
-                    status,
-                    rule,
-                }
+    let outbound = outbound_seen(&plugin, canned.as_deref());
+    let mut report = build_report(&plugin, outbound, report);
+    report.event = Some(event_info(&plugin, &event, attempt, from_name));
+    finish(&report, options.json)
+}
+
+/// Runs the manifest's schedule `name` once, recording what it emits.
+pub async fn run_scheduled(component: &Path, name: &str, options: &Options) -> anyhow::Result<()> {
+    let manifest = manifest_for(component, options.manifest.as_deref())?;
+    let Some(schedule) = manifest.schedules.iter().find(|s| s.name == name).cloned() else {
+        let names: Vec<&str> = manifest.schedules.iter().map(|s| s.name.as_str()).collect();
+        bail!(
+            "the manifest has no schedule `{name}`; its [[schedules]]: {}",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+    };
+    let bytes = read_component(component)?;
+    let canned = options
+        .responses
+        .as_deref()
+        .map(|path| CannedResponses::load(path, manifest.http.clone()))
+        .transpose()?
+        .map(Arc::new);
+    let scratch = ScratchKv::open()?;
+    let caps = Arc::new(scratch.capabilities());
+    let runtime = match &canned {
+        Some(c) => Runtime::with_responder(tool_cache(), caps, c.clone())?,
+        None => Runtime::new(tool_cache(), caps)?,
+    };
+    let plugin = runtime.load_bytes(manifest, &bytes)?;
+    let recorder = Arc::new(RecordingEmitter::default());
+    let call = runtime
+        .call_scheduled(&plugin, name, recorder.clone())
+        .await;
+    let outbound = outbound_seen(&plugin, canned.as_deref());
+    let mut report = build_report(&plugin, outbound, call);
+    drop(runtime);
+    scratch.close().await;
+    let events = std::mem::take(&mut *recorder.events.lock().unwrap_or_else(|p| p.into_inner()));
+    report.schedule = Some(ScheduleInfo {
+        name: name.to_owned(),
+        source: schedule.source.clone(),
+        emitted: events
+            .into_iter()
+            .map(|(e, outcome)| EmittedInfo {
+                kind: e.kind,
+                dedupe_key: e.dedupe_key,
+                entity: e
+                    .entity
+                    .map(|e| serde_json::json!({"kind": e.kind, "id": e.id, "url": e.url})),
+                occurred_at: e.occurred_at,
+                json: serde_json::from_slice(&e.body).ok(),
+                body: String::from_utf8_lossy(&e.body).into_owned(),
+                outcome: match outcome {
+                    Emitted::Stored => "stored",
+                    Emitted::Duplicate => "duplicate",
+                },
             })
-            .collect()
+            .collect(),
     });
-    let report = build_report(&plugin, &event, attempt, from_name, outbound, report);
-    if options.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    finish(&report, options.json)
+}
+
+/// An empty key-value store for one run (a watermark a schedule keeps, a
+/// cache), in a temporary directory removed afterwards.
+struct ScratchKv {
+    store: EventStore,
+    _dir: tempfile::TempDir,
+}
+
+impl ScratchKv {
+    fn open() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let store = EventStore::open(&dir.path().join("db"))
+            .map_err(|e| anyhow::anyhow!("cannot open a scratch key-value store: {e}"))?;
+        Ok(Self { store, _dir: dir })
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(
+            Sandbox::default(),
+            fieldhook_credentials::Credentials::default(),
+            Some(&self.store),
+        )
+    }
+
+    async fn close(self) {
+        let _ = self.store.close().await;
+    }
+}
+
+/// Prints the report; fails when the plugin failed or a delivery is not
+/// granted.
+fn finish(report: &Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print_text(&report);
+        print_text(report);
     }
     if let Some(e) = &report.error {
         bail!("the plugin failed: {}", e.message);
@@ -334,11 +464,56 @@ pub async fn run(component: &Path, from: &EventFrom, options: &Options) -> anyho
     Ok(())
 }
 
-fn build_report(
+/// The outbound requests the canned responder saw, with their grants.
+fn outbound_seen(
+    plugin: &LoadedPlugin,
+    canned: Option<&CannedResponses>,
+) -> Option<Vec<OutboundSeen>> {
+    canned.map(|c| {
+        let seen = c.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.iter()
+            .map(|(request, outcome)| {
+                let (outcome, status, rule) = match outcome {
+                    Outcome::Canned(status) => ("canned", Some(*status), None),
+                    Outcome::Denied(rule) => ("denied", None, Some(rule.clone())),
+                };
+                OutboundSeen {
+                    grant: grant_info(&plugin.manifest, &request.method, &request.url),
+                    method: request.method.clone(),
+                    url: request.url.clone(),
+                    outcome,
+                    status,
+                    rule,
+                }
+            })
+            .collect()
+    })
+}
+
+fn event_info(
     plugin: &LoadedPlugin,
     event: &EventRecord,
     attempt: u32,
     from: &'static str,
+) -> EventInfo {
+    EventInfo {
+        id: event.id.clone(),
+        from,
+        source: event.source.clone(),
+        vendor: event.vendor.clone(),
+        kind: event.kind.clone(),
+        entity: event
+            .entity
+            .as_ref()
+            .map(|e| serde_json::json!({"kind": e.kind, "id": e.id, "url": e.url})),
+        attempt,
+        body_bytes: event.body.len(),
+        subscribed: plugin.manifest.subscribes_to(&event.source, &event.kind),
+    }
+}
+
+fn build_report(
+    plugin: &LoadedPlugin,
     outbound: Option<Vec<OutboundSeen>>,
     call: CallReport,
 ) -> Report {
@@ -362,20 +537,8 @@ fn build_report(
             component_bytes: plugin.component_bytes,
             compiled_code: format!("{:?}", plugin.cache),
         },
-        event: EventInfo {
-            id: event.id.clone(),
-            from,
-            source: event.source.clone(),
-            vendor: event.vendor.clone(),
-            kind: event.kind.clone(),
-            entity: event
-                .entity
-                .as_ref()
-                .map(|e| serde_json::json!({"kind": e.kind, "id": e.id, "url": e.url})),
-            attempt,
-            body_bytes: event.body.len(),
-            subscribed: m.subscribes_to(&event.source, &event.kind),
-        },
+        event: None,
+        schedule: None,
         outbound,
         logs: call
             .logs
@@ -438,7 +601,7 @@ fn error_info(e: &CallError) -> ErrorInfo {
 }
 
 fn print_text(r: &Report) {
-    let (p, e) = (&r.plugin, &r.event);
+    let p = &r.plugin;
     println!(
         "plugin   {} {} ({}, {}, compiled code: {})",
         p.name,
@@ -447,24 +610,46 @@ fn print_text(r: &Report) {
         mib(p.component_bytes),
         p.compiled_code
     );
-    println!(
-        "event    {} {}/{} attempt {}, {} body bytes{}{}",
-        e.id,
-        e.source,
-        e.kind,
-        e.attempt,
-        e.body_bytes,
-        if e.from == "store" {
-            " (from the store)"
-        } else {
-            ""
-        },
-        if e.subscribed {
-            ""
-        } else {
-            " (note: the manifest does not subscribe to it; the daemon would not send it)"
+    if let Some(s) = &r.schedule {
+        println!(
+            "schedule {} (emits into source {})",
+            s.name,
+            s.source
+                .as_deref()
+                .unwrap_or("none: the manifest's entry has no `source`")
+        );
+    }
+    if let Some(e) = &r.event {
+        print_event(e);
+    }
+
+    if let Some(s) = &r.schedule {
+        println!();
+        println!("emitted events (recorded, not stored):");
+        if s.emitted.is_empty() {
+            println!("  none");
         }
-    );
+        for (i, e) in s.emitted.iter().enumerate() {
+            let entity = e
+                .entity
+                .as_ref()
+                .map(|v| {
+                    format!(
+                        " {}/{}",
+                        v["kind"].as_str().unwrap_or(""),
+                        v["id"].as_str().unwrap_or("")
+                    )
+                })
+                .unwrap_or_default();
+            println!(
+                "  [{i}] {}{entity} key {} -> {}",
+                e.kind, e.dedupe_key, e.outcome
+            );
+            if !e.body.is_empty() {
+                println!("      {}", e.body);
+            }
+        }
+    }
 
     println!();
     println!("outbound HTTP during the call:");
@@ -549,4 +734,25 @@ fn print_text(r: &Report) {
         ),
         (None, None) => {}
     }
+}
+
+fn print_event(e: &EventInfo) {
+    println!(
+        "event    {} {}/{} attempt {}, {} body bytes{}{}",
+        e.id,
+        e.source,
+        e.kind,
+        e.attempt,
+        e.body_bytes,
+        if e.from == "store" {
+            " (from the store)"
+        } else {
+            ""
+        },
+        if e.subscribed {
+            ""
+        } else {
+            " (note: the manifest does not subscribe to it; the daemon would not send it)"
+        }
+    );
 }
