@@ -94,8 +94,32 @@ impl Pipeline {
         let mut swept = Swept::default();
         let finished_before =
             event_id_at(now_ms.saturating_sub(r.finished_secs.saturating_mul(1000)));
-        // Slot ids are not time-sortable event ids: a finished slot is kept
-        // (the schedule's last run, for `/schedules`).
+        // Slot ids sort by time within their schedule
+        // (`plugin/schedule/slot_ms`): each loaded schedule's done slots
+        // older than `finished_secs` go, the newest always stays (its last
+        // run, for `/schedules`).
+        let slots_before = now_ms.saturating_sub(r.finished_secs.saturating_mul(1000));
+        for plugin in self.plugins.snapshot().values() {
+            for s in &plugin.manifest.schedules {
+                let prefix = format!("{}/{}/", plugin.manifest.name, s.name);
+                let newest = self
+                    .queue
+                    .with_prefix(Topic::Schedules, &prefix)?
+                    .into_iter()
+                    .filter(|t| t.state.is_finished())
+                    .map(|t| t.id)
+                    .max();
+                let cutoff =
+                    crate::schedules::slot_id(&plugin.manifest.name, &s.name, slots_before);
+                let before = match newest {
+                    Some(newest) if newest < cutoff => newest,
+                    _ => cutoff,
+                };
+                swept.tasks +=
+                    self.queue
+                        .purge_done_in(Topic::Schedules, &prefix, &before, SWEEP_BATCH)?;
+            }
+        }
         for topic in [Topic::Jobs, Topic::Deliveries] {
             swept.tasks += self
                 .queue

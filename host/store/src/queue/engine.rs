@@ -916,10 +916,19 @@ impl TaskLog for Queue {
         Ok(out)
     }
 
-    fn purge_done(&self, topic: Topic, before: &str, limit: usize) -> Result<usize, QueueError> {
+    fn purge_done_in(
+        &self,
+        topic: Topic,
+        prefix: &str,
+        before: &str,
+        limit: usize,
+    ) -> Result<usize, QueueError> {
         let mut doomed = Vec::new();
-        let start = prefixed(FINISHED, topic, b"");
+        let start = prefixed(FINISHED, topic, prefix.as_bytes());
         let end = prefixed(FINISHED, topic, before.as_bytes());
+        if end <= start {
+            return Ok(0);
+        }
         for item in self.tree.range(start.clone()..end) {
             if doomed.len() >= limit {
                 break;
@@ -934,7 +943,7 @@ impl TaskLog for Queue {
         }
         let mut index = self.lock();
         let mut purged = 0u64;
-        let prefix_len = start.len();
+        let prefix_len = prefixed(FINISHED, topic, b"").len();
         for k in doomed {
             // Only if it is still done and not running again (replayed
             // meanwhile).
@@ -1775,5 +1784,32 @@ mod tests {
             ["b", "c", "d"],
             "the unfinished work, the journal's included"
         );
+    }
+
+    #[tokio::test]
+    async fn purging_within_a_prefix_leaves_other_prefixes_alone() {
+        let (_d, _store, q) = queue();
+        let slot = |id: &str| NewTask::new(Topic::Schedules, id, vec![]).due_at(0);
+        q.publish(&[slot("a/s/1"), slot("a/s/2"), slot("b/s/1")], 0)
+            .unwrap();
+        for l in lease(&q, Topic::Schedules, 0, 1000, 10).await {
+            q.ack(&l, "ran", &[], 0).unwrap();
+        }
+        // Only `a/s/`'s done slots before `a/s/2`.
+        assert_eq!(
+            q.purge_done_in(Topic::Schedules, "a/s/", "a/s/2", 100)
+                .unwrap(),
+            1
+        );
+        assert!(q.get(Topic::Schedules, "a/s/1").unwrap().is_none());
+        assert!(q.get(Topic::Schedules, "a/s/2").unwrap().is_some());
+        assert!(q.get(Topic::Schedules, "b/s/1").unwrap().is_some());
+        // A prefix that sorts after `before` is an empty range, not an error.
+        assert_eq!(
+            q.purge_done_in(Topic::Schedules, "b/s/", "a/s/9", 100)
+                .unwrap(),
+            0
+        );
+        assert!(q.get(Topic::Schedules, "b/s/1").unwrap().is_some());
     }
 }

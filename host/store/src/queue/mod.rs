@@ -467,7 +467,20 @@ pub trait TaskLog: Send + Sync + std::fmt::Debug + 'static {
 
     /// Removes done tasks whose id sorts before `before` (ids start with a
     /// time-sortable event id), at most `limit`; returns how many.
-    fn purge_done(&self, topic: Topic, before: &str, limit: usize) -> Result<usize, QueueError>;
+    fn purge_done(&self, topic: Topic, before: &str, limit: usize) -> Result<usize, QueueError> {
+        self.purge_done_in(topic, "", before, limit)
+    }
+
+    /// Removes done tasks whose id starts with `prefix` and sorts before
+    /// `before`, at most `limit`; returns how many. For ids that are
+    /// time-sortable only after a prefix (a schedule's slots).
+    fn purge_done_in(
+        &self,
+        topic: Topic,
+        prefix: &str,
+        before: &str,
+        limit: usize,
+    ) -> Result<usize, QueueError>;
 
     /// After a restart nobody holds a lease: make leased tasks due now, each
     /// attempt recorded as interrupted.
