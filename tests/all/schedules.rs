@@ -366,6 +366,20 @@ async fn get_schedules_and_the_schedules_command_show_next_due_and_the_last_run(
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["schedules"][0]["schedule"], "reconcile", "{v:#}");
+
+    // The console shows the same.
+    let mut console = ConsoleClient::new(&admin);
+    assert_eq!(console.login(ADMIN_TOKEN).await.status(), 303);
+    let page = console.page("/console/schedules").await;
+    assert!(
+        page.contains("<code>poller</code>") && page.contains("<code>reconcile</code>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("ran: 1 of 1 jobs new"),
+        "the last run's outcome: {page}"
+    );
+    assert!(!page.contains("not run yet"), "it has run: {page}");
     daemon.stop();
 }
 

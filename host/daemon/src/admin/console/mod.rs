@@ -25,6 +25,7 @@ pub mod format;
 pub mod login;
 pub mod overview;
 pub mod plugins;
+pub mod schedules;
 pub mod session;
 
 use std::sync::Arc;
@@ -84,6 +85,7 @@ pub fn router(admin: Arc<AdminState>) -> Router {
         .route("/console/dlq/replay", get(dlq::confirm).post(dlq::replay))
         .route("/console/plugins", get(plugins::page))
         .route("/console/destinations", get(destinations::page))
+        .route("/console/schedules", get(schedules::page))
         .route("/console/logout", post(login::logout))
         // Runs second: the session is known, so the form's token can be checked.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -233,12 +235,13 @@ pub fn bare_page(title: &str, body: Markup) -> Markup {
 }
 
 /// The pages' navigation, in order.
-const NAV: [(&str, &str); 5] = [
+const NAV: [(&str, &str); 6] = [
     ("/console", "Overview"),
     ("/console/events", "Events"),
     ("/console/dlq", "Dead letters"),
     ("/console/plugins", "Plugins"),
     ("/console/destinations", "Destinations"),
+    ("/console/schedules", "Schedules"),
 ];
 
 /// A signed-in page: navigation, logout, htmx, then `body`.
