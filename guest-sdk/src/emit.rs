@@ -95,6 +95,10 @@ impl NewEvent {
         self
     }
 
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        allow(dead_code, reason = "the native build records events instead")
+    )]
     pub(crate) fn into_wire(self) -> wire::NewEvent {
         wire::NewEvent {
             kind: self.kind,
@@ -113,5 +117,30 @@ pub fn emit(event: NewEvent) -> Result<Emitted, PluginError> {
     #[cfg(target_arch = "wasm32")]
     return crate::bindings::fieldhook::plugin::events::emit(&event.into_wire());
     #[cfg(not(target_arch = "wasm32"))]
-    return Ok(crate::testing::record_emit(event.into_wire()));
+    return Ok(record(event));
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+thread_local! {
+    /// Native unit tests: what this thread emitted, each dedupe key once,
+    /// as the host would store it ([`crate::testing::emitted`]).
+    static RECORDED: std::cell::RefCell<Vec<NewEvent>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn record(event: NewEvent) -> Emitted {
+    RECORDED.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.iter().any(|x| x.dedupe_key == event.dedupe_key) {
+            return Emitted::Duplicate;
+        }
+        r.push(event);
+        Emitted::Stored
+    })
+}
+
+/// Takes what this thread emitted so far (native unit tests).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn take_recorded() -> Vec<NewEvent> {
+    RECORDED.with(|r| std::mem::take(&mut *r.borrow_mut()))
 }

@@ -21,35 +21,12 @@ use crate::{EntityRef, Event, Header};
 thread_local! {
     static CONFIG: RefCell<BTreeMap<String, String>> = const { RefCell::new(BTreeMap::new()) };
     static KV: RefCell<BTreeMap<String, Vec<u8>>> = const { RefCell::new(BTreeMap::new()) };
-    static EMITTED: RefCell<Vec<crate::emit::NewEvent>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The events this thread emitted ([`crate::emit`]) since the last call,
 /// oldest first; each dedupe key is stored once, as the host would.
 pub fn emitted() -> Vec<crate::emit::NewEvent> {
-    EMITTED.with(|e| std::mem::take(&mut *e.borrow_mut()))
-}
-
-pub(crate) fn record_emit(
-    event: crate::bindings::fieldhook::plugin::types::NewEvent,
-) -> crate::emit::Emitted {
-    use crate::emit::Emitted;
-    let event = crate::emit::NewEvent {
-        kind: event.kind,
-        dedupe_key: event.dedupe_key,
-        entity: event.entity,
-        occurred_at: event.occurred_at,
-        headers: event.headers,
-        body: event.body,
-    };
-    EMITTED.with(|e| {
-        let mut e = e.borrow_mut();
-        if e.iter().any(|x| x.dedupe_key == event.dedupe_key) {
-            return Emitted::Duplicate;
-        }
-        e.push(event);
-        Emitted::Stored
-    })
+    crate::emit::take_recorded()
 }
 
 /// Empties this thread's key-value store ([`crate::kv`]).

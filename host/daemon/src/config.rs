@@ -23,7 +23,7 @@ use fieldhook_pipeline::retention::Retention;
 use fieldhook_policy::sandbox::Sandbox;
 use serde::Deserialize;
 
-use crate::admin::{AdminSettings, RawAdmin};
+use crate::admin::settings::{AdminSettings, RawAdmin};
 use crate::ingress::IngressSettings;
 use crate::ingress::limits::Limits;
 use crate::ingress::source::{Dev, RawSource, Source, SourceError};

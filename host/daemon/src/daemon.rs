@@ -185,7 +185,7 @@ impl Daemon {
             jobs: Notify::new(),
             deliveries: Notify::new(),
             schedules: Schedules::new(
-                source_vendors(&config.sources),
+                crate::ingress::source::vendors_by_source(&config.sources),
                 config.dedupe_window_secs * 1000,
             ),
         });
@@ -371,14 +371,4 @@ fn webhook_limits(config: &Config, settings: &IngressSettings) -> ConnectionLimi
         max_connections,
         header_read_timeout: settings.limits.header_read_timeout(),
     }
-}
-
-/// Each source's vendor, for the events schedules emit into it.
-pub(crate) fn source_vendors(
-    sources: &[crate::ingress::source::Source],
-) -> std::collections::BTreeMap<String, String> {
-    sources
-        .iter()
-        .map(|s| (s.name.clone(), s.vendor.name().to_owned()))
-        .collect()
 }

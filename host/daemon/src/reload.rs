@@ -132,7 +132,7 @@ impl Reloader {
         self.sources.replace(&new.sources);
         self.pipeline
             .schedules
-            .set_sources(crate::daemon::source_vendors(&new.sources));
+            .set_sources(crate::ingress::source::vendors_by_source(&new.sources));
         let credentials = Credentials::new(
             new.credentials.clone(),
             TokenTree::open(&self.pipeline.store).ok(),

@@ -34,20 +34,12 @@ use wasmtime_wasi_http::p2::types::{
 use wasmtime_wasi_http::p2::{HeaderError, HeaderResult, HttpError, HttpResult};
 use wasmtime_wasi_http::{FieldMap, WasiHttpCtx, WasiHttpCtxView};
 
-use crate::state::{HttpPolicy, PluginState};
+use crate::http_policy::{BODY_BUFFER_CHUNKS, BODY_CHUNK_BYTES, HttpPolicy};
 use fieldhook_capabilities::budget::{Charge, HostBudget, OverBudget};
 
 /// A table entry and the resource's own struct (an empty map, a request
 /// without headers, a future), bytes.
 pub(crate) const ENTRY_BYTES: usize = 512;
-
-/// Largest write the plugin may make to an outgoing body at once, bytes.
-/// wasmtime-wasi-http buffers up to two writes per body until the host
-/// reads them (its default, 1 MiB, would let each open body hold 2 MiB).
-pub(crate) const BODY_CHUNK_BYTES: usize = 64 * 1024;
-
-/// Writes an outgoing body buffers before the plugin must wait.
-pub(crate) const BODY_BUFFER_CHUNKS: usize = 1;
 
 /// Largest header map (or trailers) a plugin may build, bytes:
 /// wasmtime-wasi-http's default limit, kept.
@@ -73,10 +65,13 @@ pub(crate) fn context() -> WasiHttpCtx {
 
 /// Adds `wasi:http/types` and `wasi:http/outgoing-handler`, through
 /// [`HttpView`], to the linker.
-pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker<T: 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> HttpView<'_>,
+) -> wasmtime::Result<()> {
     let options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
-    outgoing_handler::add_to_linker::<_, BudgetedHttp>(linker, PluginState::http_view)?;
-    types::add_to_linker::<_, BudgetedHttp>(linker, &options.into(), PluginState::http_view)?;
+    outgoing_handler::add_to_linker::<_, BudgetedHttp>(linker, view)?;
+    types::add_to_linker::<_, BudgetedHttp>(linker, &options.into(), view)?;
     Ok(())
 }
 
@@ -218,18 +213,6 @@ fn trap(e: OverBudget) -> wasmtime::Error {
 
 fn internal(e: OverBudget) -> types::ErrorCode {
     types::ErrorCode::InternalError(Some(e.to_string()))
-}
-
-impl PluginState {
-    /// The view the `wasi:http` imports get.
-    pub(crate) fn http_view(&mut self) -> HttpView<'_> {
-        HttpView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-            held: &mut self.held,
-        }
-    }
 }
 
 impl outgoing_handler::Host for HttpView<'_> {

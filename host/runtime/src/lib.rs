@@ -15,6 +15,7 @@ pub mod call_log;
 pub mod directory;
 pub mod emit;
 mod http_budget;
+mod http_policy;
 pub mod instances;
 pub mod responder;
 mod state;
@@ -285,7 +286,10 @@ impl Runtime {
         let mut linker: Linker<PluginState> = Linker::new(&engine);
         let add = |r: wasmtime::Result<()>| r.map_err(|e| RuntimeError::Engine(e.to_string()));
         add(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
-        add(http_budget::add_to_linker(&mut linker))?;
+        add(http_budget::add_to_linker(
+            &mut linker,
+            PluginState::http_view,
+        ))?;
         add(wit::add_to_linker::<_, HasSelf<PluginState>>(
             &mut linker,
             |s| s,

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpHooks};
+use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::bindings::fieldhook::plugin::{config, kv, log};
 use crate::call_log::{CallLog, DroppedLogs, Level, LogLine};
-use crate::http_budget::{self, HttpHoldings};
+use crate::http_budget::{self, HttpHoldings, HttpView};
+use crate::http_policy::HttpPolicy;
 use crate::responder::Responder;
 use fieldhook_capabilities::Capabilities;
 use fieldhook_capabilities::budget::HostBudget;
@@ -248,64 +249,14 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// The embedder's policy on a plugin's outbound HTTP: every request is
-/// checked against the manifest's grants before any connection, and sent by
-/// the host ([`CallHttp::send`]); or, in tools, answered by a [`Responder`]
-/// chosen when the runtime was built.
-pub struct HttpPolicy {
-    call: CallHttp,
-    responder: Option<Arc<dyn Responder>>,
-}
-
-impl HttpPolicy {
-    /// Records something the host refused the plugin, for the call's
-    /// outcome and the log.
-    pub(crate) fn record_refusal(&self, reason: &str) {
-        self.call.refusals.record(&self.call.plugin, reason);
-    }
-}
-
-impl WasiHttpHooks for HttpPolicy {
-    fn forbidden_header_filter(&mut self) -> wasmtime_wasi_http::ForbiddenHeaderFilter {
-        // Authorization, Cookie and every credential's header: the host
-        // adds credentials, a plugin can neither set nor forge them.
-        let caps = self.call.caps.clone();
-        Arc::new(move |name| CallHttp::forbidden(&caps, name))
-    }
-
-    // Small writes, so an open body buffers little on the host until its
-    // request is sent (see crate::http_budget).
-    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
-        http_budget::BODY_BUFFER_CHUNKS
-    }
-
-    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
-        http_budget::BODY_CHUNK_BYTES
-    }
-
-    fn send_request(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        match &self.responder {
-            Some(responder) => Box::new(crate::responder::answer(
-                responder.clone(),
-                self.call.clone(),
-                request,
-            )),
-            None => Box::new(self.call.clone().send(request, options)),
+impl PluginState {
+    /// The view the `wasi:http` imports get ([`http_budget`]).
+    pub(crate) fn http_view(&mut self) -> HttpView<'_> {
+        HttpView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+            held: &mut self.held,
         }
     }
 }

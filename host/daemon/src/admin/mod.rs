@@ -22,9 +22,11 @@
 
 pub mod client;
 pub mod console;
+pub mod settings;
 
-use std::net::SocketAddr;
-use std::path::{Path as FsPath, PathBuf};
+pub use settings::{AdminSettings, RawAdmin};
+
+use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -35,7 +37,6 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use fieldhook_core::secret::{Secret, SecretSource};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -101,56 +102,6 @@ pub const CONNECTION_LIMITS: crate::listener::ConnectionLimits =
         },
         header_read_timeout: std::time::Duration::from_secs(10),
     };
-
-/// `[admin]` as written in the daemon config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAdmin {
-    /// Address of the admin listener (keep it on loopback or a private net).
-    pub listen: SocketAddr,
-    /// Environment variable holding the bearer token.
-    pub token_env: Option<String>,
-    /// File holding the bearer token.
-    pub token_file: Option<PathBuf>,
-}
-
-/// The resolved admin settings.
-#[derive(Clone)]
-pub struct AdminSettings {
-    /// Address of the admin listener.
-    pub listen: SocketAddr,
-    /// The bearer token.
-    pub token: String,
-}
-
-impl std::fmt::Debug for AdminSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminSettings")
-            .field("listen", &self.listen)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RawAdmin {
-    /// Loads the token; relative paths resolve against `base`.
-    pub fn resolve(self, base: &FsPath) -> Result<AdminSettings, String> {
-        let source = SecretSource::from_pair("token", self.token_env, self.token_file)
-            .map_err(|e| e.to_string())?
-            .ok_or("give `token_env` or `token_file`: the admin API needs a bearer token")?;
-        let token = source
-            .load(base)
-            .and_then(Secret::into_text)
-            .map_err(|e| e.to_string())?;
-        let token = token.expose_str().trim().to_owned();
-        if token.len() < 16 {
-            return Err("the admin token must be at least 16 characters".into());
-        }
-        Ok(AdminSettings {
-            listen: self.listen,
-            token,
-        })
-    }
-}
 
 /// What the admin API serves from.
 pub struct AdminState {

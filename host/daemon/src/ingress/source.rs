@@ -118,3 +118,11 @@ impl RawSource {
         })
     }
 }
+
+/// Each source's vendor, for the events schedules emit into it.
+pub fn vendors_by_source(sources: &[Source]) -> std::collections::BTreeMap<String, String> {
+    sources
+        .iter()
+        .map(|s| (s.name.clone(), s.vendor.name().to_owned()))
+        .collect()
+}
