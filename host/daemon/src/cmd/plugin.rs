@@ -21,6 +21,10 @@ use fieldhook_policy::manifest::Manifest;
 use fieldhook_runtime::CodeCache;
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only complicate the clap derive"
+)]
 pub enum PluginCommand {
     /// Run a plugin locally on a sample event or a stored one, or one of its
     /// schedules (`--schedule`): prints the decision, every outbound
@@ -279,12 +283,13 @@ struct GrantInfo {
 
 fn grant_info(manifest: &Manifest, method: &str, url: &str) -> GrantInfo {
     use fieldhook_policy::grants::{Denied, Target};
-    let checked = Target::parse(method, url).and_then(|t| {
-        manifest
+    let checked = match Target::parse(method, url) {
+        Ok(t) => manifest
             .http
             .check(&t)
-            .map(|g| (manifest.http.index_of(&g), g.rule.to_toml()))
-    });
+            .map(|g| (manifest.http.index_of(&g), g.rule.to_toml())),
+        Err(e) => Err(e),
+    };
     match checked {
         Ok((index, toml)) => GrantInfo {
             allowed: true,

@@ -80,7 +80,10 @@ impl EventSink for StoreSink {
 /// The sources in force. Reloading the configuration replaces them whole;
 /// a request being handled keeps the source it started with.
 #[derive(Debug, Clone, Default)]
-pub struct LiveSources(Arc<std::sync::RwLock<Arc<HashMap<String, Arc<Source>>>>>);
+pub struct LiveSources(Arc<std::sync::RwLock<Arc<SourcesByName>>>);
+
+/// One configuration's sources, by the name in `/hooks/{name}`.
+type SourcesByName = HashMap<String, Arc<Source>>;
 
 impl LiveSources {
     /// `sources` in force.

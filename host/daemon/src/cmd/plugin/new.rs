@@ -401,8 +401,7 @@ class Handler(fieldhook.Plugin):
         ),
         (
             "test_app.py".into(),
-            format!(
-                r#""""Unit tests, no build: PYTHONPATH=sdk python3 -m unittest"""
+            r#""""Unit tests, no build: PYTHONPATH=sdk python3 -m unittest"""
 
 import unittest
 from pathlib import Path
@@ -416,7 +415,7 @@ SAMPLE = str(Path(__file__).resolve().parent / "sample-event.json")
 
 class AppTest(unittest.TestCase):
     def host(self) -> FakeHost:
-        return FakeHost(config={{"endpoint": "https://books.example.com/api/jobs"}})
+        return FakeHost(config={"endpoint": "https://books.example.com/api/jobs"})
 
     def test_a_completed_job_becomes_one_post_to_the_endpoint(self):
         result = self.host().run(app.Handler(), event_from_sample(SAMPLE))
@@ -426,13 +425,13 @@ class AppTest(unittest.TestCase):
 
     def test_other_kinds_are_skipped_and_bodies_without_a_job_dropped(self):
         self.assertEqual(self.host().run(app.Handler(), event(kind="job.updated")).type, "skip")
-        self.assertEqual(self.host().run(app.Handler(), event(kind="job.completed", body={{}})).type, "drop")
+        self.assertEqual(self.host().run(app.Handler(), event(kind="job.completed", body={})).type, "drop")
 
 
 if __name__ == "__main__":
     unittest.main()
 "#
-            ),
+            .to_owned(),
         ),
         (
             "plugin.toml".into(),

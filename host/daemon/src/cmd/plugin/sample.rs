@@ -194,9 +194,11 @@ impl CannedResponses {
 
 impl Responder for CannedResponses {
     fn respond(&self, request: &SeenRequest) -> Answer {
-        if let Err(denied) = Target::parse(&request.method, &request.url)
-            .and_then(|t| self.grants.check(&t).map(|_| ()))
-        {
+        let denied = match Target::parse(&request.method, &request.url) {
+            Ok(t) => self.grants.check(&t).err(),
+            Err(e) => Some(e),
+        };
+        if let Some(denied) = denied {
             return Answer::Deny(match denied {
                 Denied::NotGranted { .. } => {
                     "not granted by plugin.toml's [[http]] rules".to_owned()
