@@ -164,6 +164,9 @@ struct Pending {
     current: Vec<u8>,
     /// The current file's number.
     file: u64,
+    /// The current file, opened by [`Journal::rotate`] for the writer to
+    /// take: writing after a rotation needs no new descriptor.
+    opened: Option<Open>,
     /// Records appended so far.
     appended: u64,
     /// The most records a caller waits to see durable: the writer writes
@@ -437,13 +440,20 @@ impl Journal {
     /// Starts a new journal file; returns its number. Records appended
     /// from now on go to it. Called under the task log's lock together
     /// with taking the state a snapshot of this number holds.
-    pub(crate) fn rotate(&self) -> u64 {
+    ///
+    /// The file is opened here, not when first written: a daemon out of
+    /// descriptors then fails a checkpoint (retried later), never the
+    /// writes that acknowledge webhooks.
+    pub(crate) fn rotate(&self) -> Result<u64, JournalError> {
+        let next = self.lock().file.saturating_add(1);
+        let open = open_file(&journal_path(&self.shared.dir, next))?;
         let mut p = self.lock();
         let done = std::mem::take(&mut p.current);
         let file = p.file;
         p.sealed.push((file, done));
-        p.file += 1;
-        p.file
+        p.file = next;
+        p.opened = Some(open);
+        Ok(next)
     }
 
     /// Records snapshot `n` (the unfinished tasks as journal `n` began) and
@@ -555,6 +565,26 @@ struct Open {
     len: u64,
 }
 
+/// Opens journal file `path` for appending, writing its header if it is
+/// new (made durable with the first records synced to it).
+fn open_file(path: &Path) -> Result<Open, JournalError> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| JournalError(format!("cannot open {}: {e}", path.display())))?;
+    let len = file.metadata().map_err(|e| io(path, e))?.len();
+    if len > 0 {
+        return Ok(Open { file, len });
+    }
+    file.write_all(&MAGIC)
+        .map_err(|e| JournalError(format!("journal write failed: {e}")))?;
+    Ok(Open {
+        file,
+        len: MAGIC.len() as u64,
+    })
+}
+
 /// The writer thread: waits for appended bytes, writes them to their
 /// files, syncs each file written, then publishes how far is durable. A
 /// failed write is cut back off its file and tried again (a full disk that
@@ -604,6 +634,9 @@ fn write_loop(shared: &Shared) {
                 if timeout.timed_out() && (!p.sealed.is_empty() || !p.current.is_empty()) {
                     break;
                 }
+            }
+            if let Some(open) = p.opened.take() {
+                files.insert(p.file, open);
             }
             let mut chunks = std::mem::take(&mut p.sealed);
             let file = p.file;
@@ -696,27 +729,12 @@ fn write_chunks(
             continue;
         }
         if !files.contains_key(n) {
-            let path = journal_path(&shared.dir, *n);
-            match std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .and_then(|f| Ok((f.metadata()?.len(), f)))
-            {
-                Ok((len, mut file)) => {
-                    let len = if len == 0 {
-                        if let Err(e) = file.write_all(&MAGIC) {
-                            failed = Some(format!("journal write failed: {e}"));
-                            break;
-                        }
-                        MAGIC.len() as u64
-                    } else {
-                        len
-                    };
-                    files.insert(*n, Open { file, len });
+            match open_file(&journal_path(&shared.dir, *n)) {
+                Ok(open) => {
+                    files.insert(*n, open);
                 }
                 Err(e) => {
-                    failed = Some(format!("cannot open {}: {e}", path.display()));
+                    failed = Some(e.0);
                     break;
                 }
             }
@@ -900,7 +918,7 @@ mod tests {
         let mut before = Frames::default();
         before.push(&Change::Requeue("evt_old"));
         journal.append(&before);
-        let n = journal.rotate();
+        let n = journal.rotate().unwrap();
         let mut after = Frames::default();
         after.push(&Change::Requeue("evt_new"));
         journal.append(&after);
@@ -921,5 +939,46 @@ mod tests {
         assert_eq!(recovered.snapshot.tasks.len(), 1);
         assert_eq!(recovered.records.len(), 1);
         assert!(matches!(&recovered.records[0], Record::Requeue(id) if id == "evt_new"));
+    }
+
+    #[tokio::test]
+    async fn a_rotation_that_cannot_open_its_file_leaves_writes_on_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path()).unwrap();
+        let mut first = Frames::default();
+        first.push(&Change::Requeue("evt_1"));
+        journal.append(&first);
+        journal.sync().await.unwrap();
+        // Where the next file would go, something that is not a file.
+        std::fs::create_dir(journal_path(dir.path(), 2)).unwrap();
+        let refused = journal.rotate().unwrap_err();
+        assert!(refused.0.contains("journal-0000000002.log"), "{refused}");
+        let mut second = Frames::default();
+        second.push(&Change::Requeue("evt_2"));
+        journal.append(&second);
+        journal
+            .sync()
+            .await
+            .expect("writes go on in the current file");
+        drop(journal);
+        std::fs::remove_dir(journal_path(dir.path(), 2)).unwrap();
+        let (_journal, recovered) = Journal::open(dir.path()).unwrap();
+        assert_eq!(recovered.records.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn writes_after_a_rotation_go_to_the_file_it_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path()).unwrap();
+        let n = journal.rotate().unwrap();
+        assert!(journal_path(dir.path(), n).is_file(), "opened at rotation");
+        let mut f = Frames::default();
+        f.push(&Change::Requeue("evt_1"));
+        journal.append(&f);
+        journal.sync().await.unwrap();
+        drop(journal);
+        let mut read = Vec::new();
+        read_records(&journal_path(dir.path(), n), |r| read.push(r)).unwrap();
+        assert!(matches!(&read[..], [Record::Requeue(id)] if id == "evt_1"));
     }
 }

@@ -730,12 +730,28 @@ impl TaskLog for Queue {
                     fanned_out: index.fanned_out.clone(),
                     replays: index.replays.iter().cloned().collect(),
                 };
-                (self.journal.rotate(), snapshot)
+                match self.journal.rotate() {
+                    Ok(n) => (n, snapshot),
+                    Err(e) => {
+                        index.since_checkpoint = CHECKPOINT_RECORDS;
+                        return Err(e.into());
+                    }
+                }
             };
-            // sled holds what the old journals replay (events, finished
-            // tasks): it must be on disk before those journals go.
-            self.store.sync_all().await?;
-            self.journal.checkpoint(n, snapshot).await?;
+            let written = async {
+                // sled holds what the old journals replay (events, finished
+                // tasks): it must be on disk before those journals go.
+                self.store.sync_all().await?;
+                self.journal.checkpoint(n, snapshot).await?;
+                Ok::<_, QueueError>(())
+            };
+            if let Err(e) = written.await {
+                // Tried again at the next call: until a checkpoint lands,
+                // start-up replays the journals it would have replaced.
+                let mut index = self.lock();
+                index.since_checkpoint = index.since_checkpoint.max(CHECKPOINT_RECORDS);
+                return Err(e);
+            }
             // Layout 2's unfinished records and the events tree's old
             // fan-out state are in the snapshot now.
             if self.tree.get(VERSION_KEY)?.and_then(|v| v.first().copied()) != Some(LAYOUT) {
@@ -1758,6 +1774,35 @@ mod tests {
             ["b", "d", "a"],
             "in due order: a was retried to 5"
         );
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_that_cannot_start_a_journal_fails_loses_nothing_and_is_tried_again() {
+        let (d, store, q) = queue();
+        q.publish(&[job("a")], 0).unwrap();
+        q.sync().await.unwrap();
+        let dir = d.path().join("journal");
+        let newest = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                name.strip_prefix("journal-")?
+                    .strip_suffix(".log")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap();
+        // Where the next journal would go, something that is not a file.
+        let blocker = dir.join(format!("journal-{:010}.log", newest + 1));
+        std::fs::create_dir(&blocker).unwrap();
+        assert!(q.checkpoint().await.is_err());
+        q.publish(&[job("b")], 1).unwrap();
+        q.sync().await.expect("the task log still writes");
+        std::fs::remove_dir(&blocker).unwrap();
+        assert!(q.checkpoint().await.unwrap(), "tried again");
+        let (q, _store) = reopen(q, store, &d).await;
+        assert_eq!(ids(&lease(&q, Topic::Jobs, 10, 1000, 10).await), ["a", "b"]);
     }
 
     #[tokio::test]
