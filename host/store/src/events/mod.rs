@@ -346,9 +346,10 @@ impl EventStore {
         .map_err(|e| StoreError::Flush(format!("the flush task failed: {e}")))?
     }
 
-    /// Syncs everything, then releases this handle. When it is the last
-    /// handle the database is closed on return, so the directory can be
-    /// opened again.
+    /// Syncs everything, then releases this handle. The last handle also
+    /// closes the journal; sled lets go of the directory's lock when its
+    /// flusher thread next wakes (another process can open it as soon as
+    /// this one exits).
     pub async fn close(self) -> Result<(), StoreError> {
         self.sync_all().await?;
         let EventStore { journal, .. } = self;
@@ -356,6 +357,22 @@ impl EventStore {
             journal.close();
         }
         Ok(())
+    }
+
+    /// Opens the store in `dir`, waiting while sled still holds it: after
+    /// the last handle is dropped, sled's flusher thread lets go of the
+    /// database (and its file lock) only at its next wake-up.
+    #[cfg(test)]
+    pub(crate) async fn reopen(dir: &Path) -> Result<Self, StoreError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match Self::open(dir) {
+                Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                opened => return opened,
+            }
+        }
     }
 
     /// How well writes were grouped, since open.
@@ -834,7 +851,7 @@ mod tests {
             store.close().await.unwrap();
             out[0].id().to_owned()
         };
-        let store = EventStore::open(dir.path()).unwrap();
+        let store = EventStore::reopen(dir.path()).await.unwrap();
         assert!(store.event(&id).unwrap().is_some());
     }
 
@@ -896,7 +913,7 @@ mod tests {
             store.close().await.unwrap();
             out[0].id().to_owned()
         };
-        let store = EventStore::open(dir.path()).unwrap();
+        let store = EventStore::reopen(dir.path()).await.unwrap();
         let again = store
             .ingest(vec![event("a", Some("k"), now_ms())], 60_000)
             .await
@@ -920,7 +937,7 @@ mod tests {
         // As a store from before the index file was (or one whose index
         // was removed).
         std::fs::remove_file(dir.path().join(dedupe::FILE)).unwrap();
-        let store = EventStore::open(dir.path()).unwrap();
+        let store = EventStore::reopen(dir.path()).await.unwrap();
         let again = store
             .ingest(vec![event("a", Some("k"), now_ms())], 60_000)
             .await
@@ -963,7 +980,7 @@ mod tests {
             store.close().await.unwrap();
             ids
         };
-        let store = EventStore::open(dir.path()).unwrap();
+        let store = EventStore::reopen(dir.path()).await.unwrap();
         let queue = Queue::open(&store).unwrap();
         let state = queue.fan_out_state();
         assert_eq!(state.replays, [ids[0].clone()], "the replay");

@@ -1183,7 +1183,7 @@ mod tests {
     async fn reopen(q: Queue, store: EventStore, dir: &tempfile::TempDir) -> (Queue, EventStore) {
         drop(q);
         store.close().await.unwrap();
-        let store = EventStore::open(dir.path()).unwrap();
+        let store = EventStore::reopen(dir.path()).await.unwrap();
         (Queue::open(&store).unwrap(), store)
     }
 
@@ -1493,7 +1493,7 @@ mod tests {
             drop(q);
             store.close().await.unwrap();
         }
-        let store = EventStore::open(dir.path()).unwrap();
+        let store = EventStore::reopen(dir.path()).await.unwrap();
         let q = Queue::open(&store).unwrap();
         assert_eq!(q.recover(5).unwrap(), 1);
         let again = lease(&q, Topic::Jobs, 5, 1000, 10).await.remove(0);
@@ -1523,7 +1523,7 @@ mod tests {
             drop(q);
             store.close().await.unwrap();
         }
-        let store = EventStore::open(dir.path()).unwrap();
+        let store = EventStore::reopen(dir.path()).await.unwrap();
         let q = Queue::open(&store).unwrap();
         let depth = q.depth();
         assert_eq!(depth.get(Topic::Jobs, TaskState::Done), 2);
