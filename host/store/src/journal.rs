@@ -445,6 +445,8 @@ impl Journal {
     /// descriptors then fails a checkpoint (retried later), never the
     /// writes that acknowledge webhooks.
     pub(crate) fn rotate(&self) -> Result<u64, JournalError> {
+        // Opened without holding `pending`, so appends never wait on the
+        // file system; the task log's lock keeps rotations one at a time.
         let next = self.lock().file.saturating_add(1);
         let open = open_file(&journal_path(&self.shared.dir, next))?;
         let mut p = self.lock();
@@ -789,6 +791,15 @@ fn write_chunks(
 mod tests {
     use super::*;
 
+    /// Appends a requeue record for each of `ids`.
+    fn append_requeues(journal: &Journal, ids: &[&str]) {
+        let mut f = Frames::default();
+        for id in ids {
+            f.push(&Change::Requeue(id));
+        }
+        journal.append(&f);
+    }
+
     fn task(id: &str) -> Task {
         Task {
             id: id.into(),
@@ -891,10 +902,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (journal, _) = Journal::open(dir.path()).unwrap();
-            let mut f = Frames::default();
-            f.push(&Change::Requeue("evt_1"));
-            f.push(&Change::Requeue("evt_2"));
-            journal.append(&f);
+            append_requeues(&journal, &["evt_1", "evt_2"]);
             journal.sync().await.unwrap();
         }
         let file = journal_path(dir.path(), 1);
@@ -915,13 +923,9 @@ mod tests {
     async fn a_checkpoint_replaces_the_journals_before_it_with_its_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = Journal::open(dir.path()).unwrap();
-        let mut before = Frames::default();
-        before.push(&Change::Requeue("evt_old"));
-        journal.append(&before);
+        append_requeues(&journal, &["evt_old"]);
         let n = journal.rotate().unwrap();
-        let mut after = Frames::default();
-        after.push(&Change::Requeue("evt_new"));
-        journal.append(&after);
+        append_requeues(&journal, &["evt_new"]);
         let snapshot = Snapshot {
             tasks: vec![(Topic::Jobs, task("a"))],
             counts: vec![(Topic::Jobs, 7, 1)],
@@ -945,17 +949,13 @@ mod tests {
     async fn a_rotation_that_cannot_open_its_file_leaves_writes_on_the_current_one() {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = Journal::open(dir.path()).unwrap();
-        let mut first = Frames::default();
-        first.push(&Change::Requeue("evt_1"));
-        journal.append(&first);
+        append_requeues(&journal, &["evt_1"]);
         journal.sync().await.unwrap();
         // Where the next file would go, something that is not a file.
         std::fs::create_dir(journal_path(dir.path(), 2)).unwrap();
         let refused = journal.rotate().unwrap_err();
         assert!(refused.0.contains("journal-0000000002.log"), "{refused}");
-        let mut second = Frames::default();
-        second.push(&Change::Requeue("evt_2"));
-        journal.append(&second);
+        append_requeues(&journal, &["evt_2"]);
         journal
             .sync()
             .await
@@ -972,9 +972,7 @@ mod tests {
         let (journal, _) = Journal::open(dir.path()).unwrap();
         let n = journal.rotate().unwrap();
         assert!(journal_path(dir.path(), n).is_file(), "opened at rotation");
-        let mut f = Frames::default();
-        f.push(&Change::Requeue("evt_1"));
-        journal.append(&f);
+        append_requeues(&journal, &["evt_1"]);
         journal.sync().await.unwrap();
         drop(journal);
         let mut read = Vec::new();

@@ -710,7 +710,6 @@ impl TaskLog for Queue {
                 if index.since_checkpoint < CHECKPOINT_RECORDS {
                     return Ok(false);
                 }
-                index.since_checkpoint = 0;
                 let mut tasks = Vec::new();
                 for topic in Topic::ALL {
                     for task in index.topic(topic).live.values() {
@@ -730,13 +729,11 @@ impl TaskLog for Queue {
                     fanned_out: index.fanned_out.clone(),
                     replays: index.replays.iter().cloned().collect(),
                 };
-                match self.journal.rotate() {
-                    Ok(n) => (n, snapshot),
-                    Err(e) => {
-                        index.since_checkpoint = CHECKPOINT_RECORDS;
-                        return Err(e.into());
-                    }
-                }
+                // A rotation that fails leaves the count as it was: the
+                // next call tries again.
+                let n = self.journal.rotate()?;
+                index.since_checkpoint = 0;
+                (n, snapshot)
             };
             let written = async {
                 // sled holds what the old journals replay (events, finished
